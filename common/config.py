@@ -1,0 +1,73 @@
+"""Settings, read once from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBWIRE_", env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/jobwire"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "jobwire"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    secret_key: str | None = None
+
+    webhook_allow_private: bool = False
+    webhook_backoff_base_s: float = Field(default=5, gt=0)
+    webhook_backoff_factor: float = Field(default=3, ge=1)
+    webhook_backoff_max_s: float = Field(default=21600, gt=0)
+    webhook_backoff_max_attempts: int = Field(default=10, ge=1)
+    sse_heartbeat_s: float = Field(default=15, gt=0)
+    log_format: Literal["console", "json"] | None = None
+    log_level: str = "info"
+
+    # api
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    access_log: bool = True
+    db_pool_max: int = Field(default=10, ge=1)
+    stream_token_ttl_s: int = Field(default=3600, ge=60)
+    shutdown_timeout_s: float = Field(default=10, ge=0)
+
+    # worker
+    worker_concurrency: int = Field(default=10, ge=1)
+    worker_poll_delay_s: float = Field(default=0.2, gt=0)
+    # how long a running job's ARQ lease lives without a heartbeat: a SIGKILLed worker's job runs
+    # again this long after the kill, whatever the job's own timeout
+    worker_lease_s: float = Field(default=15, ge=3)
+    worker_grace_s: int = Field(default=25, ge=0)
+    reconcile_interval_s: float = Field(default=5, gt=0)
+    progress_interval_s: float = Field(default=0.25, ge=0)
+    # extra modules that register job types, besides everything in workers/jobs/
+    job_modules: list[str] = Field(default_factory=list)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_key_prefix(cls, value: str) -> str:
+        if not NAMESPACE_RE.match(value):
+            raise ValueError("must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
+        return value
+
+    @cached_property
+    def resolved_log_format(self) -> Literal["console", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+    def require_secret_key(self) -> str:
+        if not self.secret_key:
+            raise SystemExit(
+                "JOBWIRE_SECRET_KEY is not set: it signs stream tokens and must be the same on every api "
+                "process (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return self.secret_key

@@ -1,0 +1,300 @@
+"""Every SQL statement about jobs and their events.
+
+A change of a job is one statement: it updates the row only if the job is in the state the caller
+expects (so a re-run or a stale worker can never move a finished job), bumps `last_seq`, and inserts
+the matching `job_events` row with that seq. The row lock taken by the UPDATE makes the per-job
+sequence gapless under any concurrency, and the event commits with the change or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from common.models import EventType, Status, iso
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Row = asyncpg.Record
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: UUID
+    tenant: str
+    type: str
+    params: dict[str, Any]
+    priority: str
+    max_attempts: int
+    webhook_url: str | None
+
+
+_EVENT_DATA = {EventType.COMPLETED: "result", EventType.FAILED: "error", EventType.RETRYING: "error"}
+
+
+def _transition(event: EventType, set_sql: str, where_sql: str) -> str:
+    data = _EVENT_DATA.get(event, "NULL::jsonb")
+    return f"""
+WITH j AS (
+    UPDATE jobs SET {set_sql}, last_seq = last_seq + 1, updated_at = now()
+    WHERE id = $1 AND ({where_sql})
+    RETURNING *
+), e AS (
+    INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
+    SELECT id, last_seq, '{event.value}', status, progress, message, {data}, updated_at FROM j
+)
+SELECT * FROM j"""
+
+
+_INSERT_JOB = """
+WITH j AS (
+    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+    RETURNING *
+), e AS (
+    INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
+    SELECT id, 1, 'created', status, progress, message, NULL, created_at FROM j
+)
+SELECT * FROM j"""
+
+# worker side: $2 is always the attempt number the caller is running, so a superseded run
+# (its lease expired and another worker took the job over) changes nothing
+_START = _transition(
+    EventType.STARTED,
+    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
+    "status = 'pending' AND NOT cancel_requested AND attempts = $2",
+)
+_PROGRESS = _transition(
+    EventType.PROGRESS,
+    "progress = GREATEST(progress, $3), message = $4",
+    "status = 'running' AND attempts = $2",
+)
+_COMPLETE = _transition(
+    EventType.COMPLETED,
+    "status = 'completed', progress = 100, result = $3, error = NULL, finished_at = now()",
+    "status = 'running' AND attempts = $2",
+)
+_FAIL = _transition(
+    EventType.FAILED,
+    "status = 'failed', error = $3, finished_at = now()",
+    "status = 'running' AND attempts = $2",
+)
+_SCHEDULE_RETRY = _transition(
+    EventType.RETRYING,
+    "status = 'pending', error = $3",
+    "status = 'running' AND attempts = $2",
+)
+# a graceful worker shutdown hands the job back without spending an attempt on it
+_RELEASE = _transition(
+    EventType.RETRYING,
+    "status = 'pending', error = $3, attempts = attempts - 1",
+    "status = 'running' AND attempts = $2",
+)
+_CANCELLED_BY_WORKER = _transition(
+    EventType.CANCELLED,
+    "status = 'cancelled', finished_at = now()",
+    "status = 'running' AND attempts = $2",
+)
+# api side
+_CANCEL_PENDING = _transition(
+    EventType.CANCELLED,
+    "status = 'cancelled', finished_at = now()",
+    "status = 'pending' AND ($2::text IS NULL OR tenant = $2)",
+)
+_RETRY = _transition(
+    EventType.RETRYING,
+    "status = 'pending', attempts = 0, progress = 0, message = NULL, result = NULL, started_at = NULL,"
+    " finished_at = NULL, cancel_requested = false",
+    "status IN ('failed', 'cancelled') AND ($2::text IS NULL OR tenant = $2)",
+)
+
+
+async def insert_job(conn: Conn, job: NewJob) -> Row:
+    row: Row = await conn.fetchrow(
+        _INSERT_JOB,
+        job.id,
+        job.tenant,
+        job.type,
+        job.params,
+        job.priority,
+        job.max_attempts,
+        job.webhook_url,
+    )
+    return row
+
+
+async def get_job(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    """The job, or None when it does not exist or belongs to another tenant (tenant None: any)."""
+    if tenant is None:
+        return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)  # type: ignore[no-any-return]
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        "SELECT * FROM jobs WHERE id = $1 AND tenant = $2", job_id, tenant
+    )
+
+
+# ---- listing ---------------------------------------------------------------------------------
+
+
+def encode_cursor(row: Row) -> str:
+    raw = orjson.dumps([row["created_at"].isoformat(), str(row["id"])])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """Raises ValueError for anything that is not a cursor this API issued."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = orjson.loads(raw)
+        return datetime.fromisoformat(created_at), UUID(job_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise ValueError("not a cursor returned by this API") from exc
+
+
+async def list_jobs(
+    conn: Conn,
+    *,
+    tenant: str | None,
+    statuses: Sequence[str] | None,
+    type_: str | None,
+    limit: int,
+    after: tuple[datetime, UUID] | None,
+) -> list[Row]:
+    """Newest first, keyset-paginated on (created_at, id): rows inserted while a client pages never
+    shift the pages it has not read yet."""
+    where: list[str] = []
+    args: list[Any] = []
+    if tenant is not None:
+        args.append(tenant)
+        where.append(f"tenant = ${len(args)}")
+    if statuses:
+        args.append(list(statuses))
+        where.append(f"status = ANY(${len(args)}::text[])")
+    if type_ is not None:
+        args.append(type_)
+        where.append(f"type = ${len(args)}")
+    if after is not None:
+        args.extend(after)
+        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    sql = "SELECT * FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}"
+    return list(await conn.fetch(sql, *args))
+
+
+# ---- transitions, api side -------------------------------------------------------------------
+
+
+async def cancel_pending(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    return await conn.fetchrow(_CANCEL_PENDING, job_id, tenant)  # type: ignore[no-any-return]
+
+
+async def request_cancel(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    """Flag a running job for cancellation; its worker interrupts it within a second or so."""
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND status = 'running'"
+        " AND ($2::text IS NULL OR tenant = $2) RETURNING *",
+        job_id,
+        tenant,
+    )
+
+
+async def retry(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    return await conn.fetchrow(_RETRY, job_id, tenant)  # type: ignore[no-any-return]
+
+
+# ---- transitions, worker side ----------------------------------------------------------------
+
+
+async def start(conn: Conn, job_id: UUID, attempts_before: int) -> Row | None:
+    return await conn.fetchrow(_START, job_id, attempts_before)  # type: ignore[no-any-return]
+
+
+async def progress(conn: Conn, job_id: UUID, attempt: int, pct: float, message: str | None) -> Row | None:
+    return await conn.fetchrow(_PROGRESS, job_id, attempt, pct, message)  # type: ignore[no-any-return]
+
+
+async def complete(conn: Conn, job_id: UUID, attempt: int, result: Any) -> Row | None:
+    return await conn.fetchrow(_COMPLETE, job_id, attempt, result)  # type: ignore[no-any-return]
+
+
+async def fail(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
+    return await conn.fetchrow(_FAIL, job_id, attempt, error)  # type: ignore[no-any-return]
+
+
+async def schedule_retry(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
+    return await conn.fetchrow(_SCHEDULE_RETRY, job_id, attempt, error)  # type: ignore[no-any-return]
+
+
+async def release(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
+    return await conn.fetchrow(_RELEASE, job_id, attempt, error)  # type: ignore[no-any-return]
+
+
+async def cancelled_by_worker(conn: Conn, job_id: UUID, attempt: int) -> Row | None:
+    return await conn.fetchrow(_CANCELLED_BY_WORKER, job_id, attempt)  # type: ignore[no-any-return]
+
+
+async def cancel_requested_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND cancel_requested AND status = 'running'",
+        list(job_ids),
+    )
+    return [r["id"] for r in rows]
+
+
+# ---- reconciliation --------------------------------------------------------------------------
+
+
+async def unfinished_page(conn: Conn, *, after: UUID | None, older_than_s: float, limit: int) -> list[Row]:
+    """Unfinished jobs not touched for `older_than_s`, in id order from `after` (a rotating scan)."""
+    return list(
+        await conn.fetch(
+            "SELECT id, priority, created_at FROM jobs"
+            " WHERE status IN ('pending', 'running') AND ($1::uuid IS NULL OR id > $1)"
+            " AND updated_at < now() - make_interval(secs => $2) ORDER BY id LIMIT $3",
+            after,
+            older_than_s,
+            limit,
+        )
+    )
+
+
+# ---- events ----------------------------------------------------------------------------------
+
+
+def event_of(row: Row, event: EventType) -> dict[str, Any]:
+    """The payload of the event a transition just wrote, from the job row it returned (the event row
+    holds the same values: same statement, same snapshot)."""
+    payload: dict[str, Any] = {
+        "job_id": str(row["id"]),
+        "seq": row["last_seq"],
+        "type": event.value,
+        "status": row["status"],
+        "progress": float(row["progress"]),
+        "message": row["message"],
+        "at": iso(row["updated_at"]),
+    }
+    if event == EventType.COMPLETED:
+        payload["result"] = row["result"]
+    elif event in (EventType.FAILED, EventType.RETRYING):
+        payload["error"] = row["error"]
+    return payload
+
+
+async def events_after(conn: Conn, job_id: UUID, after_seq: int) -> list[Row]:
+    return list(
+        await conn.fetch(
+            "SELECT * FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq", job_id, after_seq
+        )
+    )
+
+
+def is_terminal(row: Row) -> bool:
+    return Status(row["status"]).terminal

@@ -1,0 +1,97 @@
+"""Putting jobs on the ARQ queue, and publishing committed events.
+
+jobwire writes ARQ's own job format (arq.jobs.serialize_job) but not through
+`ArqRedis.enqueue_job`, which costs a WATCH round trip per job and cannot be pipelined: here any
+number of jobs go out in one MULTI/EXEC. `SET NX` + `ZADD NX` make the enqueue idempotent, so the
+reconciler can repeat it for a job that is already queued or running without effect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from arq.jobs import serialize_job
+from redis.asyncio import Redis
+
+from common.keys import ARQ_FUNCTION, Keys
+from common.models import Priority
+
+# ARQ pops jobs in score order (the run-at time in ms). A high-priority job is scored this far in
+# the past, so it starts before every normal job queued less than ten years before it, and high jobs
+# keep FIFO order among themselves.
+HIGH_PRIORITY_LEAD_MS = 10 * 365 * 24 * 3600 * 1000
+
+# ARQ refuses to start a job whose job key has expired; PostgreSQL is the truth and the reconciler
+# would re-enqueue it anyway, but a generous TTL keeps long backlogs and long retry delays simple.
+JOB_KEY_TTL_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    id: UUID
+    priority: str
+    created_at: datetime
+
+
+def score(job: QueuedJob) -> int:
+    created_ms = int(job.created_at.timestamp() * 1000)
+    return created_ms - HIGH_PRIORITY_LEAD_MS if job.priority == Priority.HIGH else created_ms
+
+
+async def enqueue(
+    redis: Redis,
+    keys: Keys,
+    jobs: Sequence[QueuedJob],
+    events: Iterable[dict[str, Any]] = (),
+) -> None:
+    """Enqueue `jobs` and publish `events`, in one round trip."""
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=True) as pipe:
+        for job in jobs:
+            arq_id = keys.arq_job_id(job.id)
+            payload = serialize_job(ARQ_FUNCTION, (str(job.id),), {}, None, now_ms)
+            pipe.set(keys.arq_job_key(job.id), payload, nx=True, px=JOB_KEY_TTL_MS)
+            pipe.zadd(keys.queue, {arq_id: score(job)}, nx=True)
+        for event in events:
+            pipe.publish(keys.events_channel, orjson.dumps(event))
+        await pipe.execute()
+
+
+async def dequeue(redis: Redis, keys: Keys, job_id: UUID) -> None:
+    """Take a job that will never run (cancelled while pending) off the queue. Best effort: a worker
+    that picks it up anyway finds it cancelled in PostgreSQL and does nothing."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(keys.queue, keys.arq_job_id(job_id))
+        pipe.delete(keys.arq_job_key(job_id))
+        await pipe.execute()
+
+
+async def publish(redis: Redis, keys: Keys, events: Iterable[dict[str, Any]]) -> None:
+    """Publish committed events. A lost publish is repaired by replay from job_events, never by luck."""
+    events = list(events)
+    if not events:
+        return
+    if len(events) == 1:
+        await redis.publish(keys.events_channel, orjson.dumps(events[0]))
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            pipe.publish(keys.events_channel, orjson.dumps(event))
+        await pipe.execute()
+
+
+async def missing_from_queue(redis: Redis, keys: Keys, job_ids: Sequence[UUID]) -> list[UUID]:
+    """Which of these jobs have no ARQ job key (never enqueued, or Redis lost it)."""
+    if not job_ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.exists(keys.arq_job_key(job_id))
+        found = await pipe.execute()
+    return [job_id for job_id, exists in zip(job_ids, found, strict=True) if not exists]

@@ -1,0 +1,78 @@
+"""create_app(): the aiohttp application with its pools and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from common.config import Settings
+from common.db import create_pool
+from common.keys import Keys
+from common.logs import get_logger
+from common.redis_client import create_redis
+from common.tokens import StreamTokens
+from service import health, jobs
+from service.auth import KEY_CACHE, KeyCache, auth_middleware
+from service.events import EventHub
+from service.problems import Handler, problem_middleware
+from service.state import DB, HUB, KEYS, REDIS, REGISTRY, SETTINGS, TOKENS
+from workers.registry import Registry, load_job_types
+
+log = get_logger("jobwire.api")
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 2),
+        )
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DB] = await create_pool(settings.database_url, max_size=settings.db_pool_max)
+    app[REDIS] = create_redis(settings.redis_url)
+    hub = EventHub(settings.redis_url, app[KEYS])
+    app[HUB] = hub
+    hub_task = asyncio.get_running_loop().create_task(hub.run())
+    log.info("api ready", namespace=settings.namespace)
+    yield
+    hub_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await hub_task
+    await app[REDIS].aclose()
+    await app[DB].close()
+
+
+def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    middlewares = [problem_middleware, auth_middleware]
+    if settings.access_log:
+        middlewares.insert(0, access_log_middleware)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app[SETTINGS] = settings
+    app[KEYS] = Keys(settings.namespace)
+    app[REGISTRY] = registry or load_job_types(settings.job_modules)
+    app[TOKENS] = StreamTokens(settings.require_secret_key(), settings.stream_token_ttl_s)
+    app[KEY_CACHE] = KeyCache()
+    app.cleanup_ctx.append(_resources)
+    app.add_routes(health.routes)
+    app.add_routes(jobs.routes)
+    return app

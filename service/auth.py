@@ -1,0 +1,77 @@
+"""Bearer API keys on every /v1 route. A key belongs to one tenant; admin keys see every tenant."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from common import apikeys
+from common.apikeys import Principal
+from service.problems import Handler, Problem
+from service.state import DB, PRINCIPAL
+
+# Lookups are cached briefly so that a busy client costs one indexed query per key per half minute,
+# not one per request. A revoked key therefore keeps working for up to this long.
+CACHE_TTL_S = 30.0
+NEGATIVE_TTL_S = 2.0
+CACHE_MAX = 10_000
+
+
+class KeyCache:
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[Principal | None, float]] = {}
+
+    def get(self, digest: bytes) -> tuple[bool, Principal | None]:
+        entry = self._entries.get(digest)
+        if entry is None or entry[1] < time.monotonic():
+            return False, None
+        return True, entry[0]
+
+    def put(self, digest: bytes, principal: Principal | None) -> None:
+        if len(self._entries) >= CACHE_MAX:
+            self._entries.clear()
+        ttl = CACHE_TTL_S if principal is not None else NEGATIVE_TTL_S
+        self._entries[digest] = (principal, time.monotonic() + ttl)
+
+
+KEY_CACHE = web.AppKey("key_cache", KeyCache)
+
+
+def _unauthorized(detail: str, *, invalid: bool) -> Problem:
+    challenge = 'Bearer realm="jobwire"' + (', error="invalid_token"' if invalid else "")
+    return Problem(401, detail, slug="unauthorized", headers={"WWW-Authenticate": challenge})
+
+
+async def authenticate(request: web.Request, key: str) -> Principal:
+    cache = request.app[KEY_CACHE]
+    digest = apikeys.hash_key(key)
+    hit, principal = cache.get(digest)
+    if not hit:
+        async with request.app[DB].acquire() as conn:
+            principal = await apikeys.lookup(conn, key)
+        cache.put(digest, principal)
+    if principal is None:
+        raise _unauthorized("the API key is not valid", invalid=True)
+    return principal
+
+
+def bearer_key(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise _unauthorized("use `Authorization: Bearer <api key>`", invalid=True)
+    return credentials.strip()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    key = bearer_key(request)
+    if key is None:
+        raise _unauthorized("this endpoint needs an API key: `Authorization: Bearer <api key>`", invalid=False)
+    request[PRINCIPAL] = await authenticate(request, key)
+    return await handler(request)

@@ -1,0 +1,210 @@
+"""The `jobwire` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from common import apikeys, db
+from common.config import Settings
+from common.logs import configure, get_logger
+
+log = get_logger("jobwire.cli")
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = Settings()
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if clean:
+        settings = settings.model_copy(update=clean)
+    configure(settings.resolved_log_format, settings.log_level)
+    return settings
+
+
+def _use_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _until_signalled() -> signal.Signals:
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+    return await received
+
+
+# ---- subcommands -----------------------------------------------------------------------------
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from service.app import create_app
+
+    settings = _settings(host=args.host, port=args.port)
+    _use_uvloop()
+    app = create_app(settings)
+    # run_app stops accepting on SIGTERM/SIGINT, gives in-flight requests shutdown_timeout to
+    # finish, runs the cleanup (closing pools) and exits
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        print=lambda _: log.info("listening", host=settings.host, port=settings.port),
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.worker import WorkerService
+
+    settings = _settings()
+    _use_uvloop()
+
+    async def main() -> None:
+        service = WorkerService(settings, concurrency=args.concurrency, burst=args.burst)
+        await service.start()
+        waiter = asyncio.ensure_future(_until_signalled())
+        finished = asyncio.ensure_future(service.wait())
+        await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            log.info("signal received, stopping", signal=waiter.result().name, grace_s=settings.worker_grace_s)
+        await service.stop()
+        waiter.cancel()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    created = asyncio.run(db.migrate(settings.database_url))
+    name = db.database_name(settings.database_url)
+    print(f"database {name}: {'created and ' if created else ''}schema applied")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        apikeys.validate_tenant(args.tenant)
+    except ValueError as exc:
+        print(f"jobwire keys create: {exc}", file=sys.stderr)
+        return 2
+
+    async def create() -> str:
+        pool = await db.create_pool(settings.database_url, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await apikeys.create_key(conn, args.tenant, admin=args.admin)
+        finally:
+            await pool.close()
+
+    key = asyncio.run(create())
+    kind = "admin key (sees every tenant)" if args.admin else "key"
+    print(f"created an API {kind} for tenant {args.tenant!r}; it is shown only once:")
+    print(key)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from service.app import create_app
+    from workers.worker import WorkerService
+
+    generated = None
+    if not os.environ.get("JOBWIRE_SECRET_KEY") and not Settings().secret_key:
+        generated = secrets.token_urlsafe(32)
+        os.environ["JOBWIRE_SECRET_KEY"] = generated
+    settings = _settings(host=args.host, port=args.port)
+    if generated:
+        print(f"JOBWIRE_SECRET_KEY was not set; generated one for this run:\n  JOBWIRE_SECRET_KEY={generated}")
+    created = asyncio.run(db.migrate(settings.database_url))
+    log.info("database migrated", created=created)
+    _use_uvloop()
+
+    async def main() -> None:
+        runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=settings.shutdown_timeout_s)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        worker = WorkerService(settings, concurrency=args.concurrency)
+        await worker.start()
+        print(
+            f"jobwire dev is running: api on http://{settings.host}:{settings.port}, one worker, "
+            f"namespace {settings.namespace!r}. Ctrl-C stops it.",
+            flush=True,
+        )
+        sig = await _until_signalled()
+        log.info("signal received, stopping", signal=sig.name)
+        await runner.cleanup()
+        await worker.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"jobwire {name}: not part of this release yet", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobwire", description="jobwire: jobs over HTTP, run by ARQ workers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("api", help="run the HTTP api")
+    p.add_argument("--host", help="listen address (default JOBWIRE_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default JOBWIRE_PORT or 8000)")
+    p.set_defaults(run=cmd_api)
+
+    p = sub.add_parser("worker", help="run an ARQ worker")
+    p.add_argument("--concurrency", type=int, help="jobs run at once (default JOBWIRE_WORKER_CONCURRENCY or 10)")
+    p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    p.set_defaults(run=cmd_worker)
+
+    p = sub.add_parser("migrate", help="create the database if missing and apply schema.sql")
+    p.set_defaults(run=cmd_migrate)
+
+    p = sub.add_parser("keys", help="manage API keys")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    k = keys_sub.add_parser("create", help="create an API key; prints it on the last line")
+    k.add_argument("--tenant", required=True, help="the tenant the key belongs to")
+    k.add_argument("--admin", action="store_true", help="the key sees every tenant")
+    k.set_defaults(run=cmd_keys_create)
+
+    p = sub.add_parser("dev", help="migrate, then run api + worker in one process (local use)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--concurrency", type=int)
+    p.set_defaults(run=cmd_dev)
+
+    # reserved for the webhook dispatcher and the command-line client
+    for name, text in (("dispatcher", "run the webhook dispatcher"), ("submit", "submit a job"),
+                       ("watch", "follow a job")):
+        p = sub.add_parser(name, help=f"{text} (not in this release yet)")
+        p.set_defaults(run=_not_yet(name))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Request parsing and response helpers shared by the route modules."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from service.problems import Problem
+
+JSON = "application/json"
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The parsed JSON body, or the right problem: 415 (not JSON), 413 (too large), 400 (malformed)."""
+    ctype = request.content_type
+    if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
+        raise Problem(
+            415,
+            f"send the body as {JSON} (got {request.headers.get('Content-Type') or 'no Content-Type'})",
+            slug="unsupported-media-type",
+        )
+    length = request.content_length
+    if length is not None and length > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=length)
+    body = await request.read()  # aiohttp raises 413 past client_max_size when no length was sent
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}", slug="malformed-json") from None
+
+
+def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise Problem(
+            422,
+            f"query parameter {name!r} must be an integer from {lo} to {hi}",
+            slug="validation",
+            errors=[{"loc": ["query", name], "msg": f"must be an integer from {lo} to {hi}", "type": "range"}],
+        )
+    return value
+
+
+_WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+
+
+def prefer_wait(request: web.Request, limit: int) -> int | None:
+    """The `wait` preference of a `Prefer` header (RFC 7240), capped at `limit` seconds."""
+    header = request.headers.get("Prefer")
+    if not header:
+        return None
+    match = _WAIT_RE.search(header)
+    if match is None:
+        return None
+    return min(int(match.group(1)), limit)
+
+
+def if_none_match(request: web.Request) -> list[str]:
+    """The entity tags of If-None-Match, compared weakly (RFC 9110 §13.1.2): W/ prefixes dropped."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return []
+    return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]

@@ -1,0 +1,28 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from common.apikeys import Principal
+from common.config import Settings
+from common.keys import Keys
+from common.tokens import StreamTokens
+from workers.registry import Registry
+
+if TYPE_CHECKING:
+    from service.events import EventHub
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", asyncpg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+KEYS = web.AppKey("keys", Keys)
+REGISTRY = web.AppKey("registry", Registry)
+TOKENS = web.AppKey("tokens", StreamTokens)
+HUB = web.AppKey["EventHub"]("hub")
+
+PRINCIPAL = web.RequestKey("principal", Principal)
