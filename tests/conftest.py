@@ -1,0 +1,237 @@
+"""Fixtures: every test gets its own PostgreSQL database (cloned from a template holding
+schema.sql) and its own Redis namespace, and talks to real servers over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+from aiohttp import web
+
+from common import apikeys, db
+from common.config import Settings
+from common.keys import Keys
+from common.redis_client import create_redis
+from service.app import create_app
+from workers.registry import Registry, load_job_types
+from workers.worker import WorkerService
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("JOBWIRE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("JOBWIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEMPLATE = "jobwire_test_template"
+TEST_JOB_MODULES = ["tests.jobtypes"]
+T = TypeVar("T")
+
+
+def db_url(name: str) -> str:
+    return db._with_database(PG_URL, name)
+
+
+@pytest.fixture(scope="session")
+def template_db() -> str:
+    async def build() -> None:
+        admin = await asyncpg.connect(PG_URL)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+            await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await admin.close()
+        await db.apply_schema(db_url(TEMPLATE))
+
+    asyncio.run(build())
+    return TEMPLATE
+
+
+@pytest.fixture
+async def database(template_db: str) -> AsyncIterator[str]:
+    name = f"jobwire_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    finally:
+        await admin.close()
+    yield db_url(name)
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+async def delete_namespace(redis_url: str, namespace: str) -> None:
+    redis = create_redis(redis_url)
+    try:
+        for pattern in Keys(namespace).patterns():
+            keys = [k async for k in redis.scan_iter(match=pattern, count=500)]
+            if keys:
+                await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    yield ns
+    await delete_namespace(REDIS_URL, ns)
+
+
+def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": REDIS_URL,
+        "namespace": namespace,
+        "secret_key": "test-secret",
+        "access_log": False,
+        "worker_poll_delay_s": 0.05,
+        "worker_grace_s": 2,
+        "progress_interval_s": 0.05,
+        "reconcile_interval_s": 1.0,
+        "job_modules": TEST_JOB_MODULES,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database: str, namespace: str) -> Settings:
+    return make_settings(database, namespace)
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return load_job_types(TEST_JOB_MODULES)
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(settings.database_url, max_size=4)
+    yield p
+    await p.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Api:
+    """A real jobwire api on a free port."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(create_app(self.settings, self.registry), access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+@pytest.fixture
+async def api(settings: Settings, registry: Registry) -> AsyncIterator[Api]:
+    server = Api(settings, registry)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def new_key(database_url: str, tenant: str, *, admin: bool = False) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await apikeys.create_key(conn, tenant, admin=admin)
+    finally:
+        await conn.close()
+
+
+ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(api: Api, settings: Settings) -> AsyncIterator[ClientFactory]:
+    clients: list[httpx.AsyncClient] = []
+
+    async def make(tenant: str = "acme", *, admin: bool = False) -> httpx.AsyncClient:
+        key = await new_key(settings.database_url, tenant, admin=admin)
+        client = httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> httpx.AsyncClient:
+    return await make_client("acme")
+
+
+@pytest.fixture
+async def anon(api: Api) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[WorkerService]:
+    service = WorkerService(settings)
+    await service.start()
+    yield service
+    await service.stop(grace_s=0)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = 10, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        await asyncio.sleep(interval)
+
+
+async def wait_status(
+    client: httpx.AsyncClient, job_id: str, statuses: str | set[str], timeout: float = 10
+) -> dict[str, Any]:
+    wanted = {statuses} if isinstance(statuses, str) else statuses
+
+    async def check() -> dict[str, Any] | None:
+        r = await client.get(f"/v1/jobs/{job_id}")
+        body: dict[str, Any] = r.json()
+        return body if body["status"] in wanted else None
+
+    return await eventually(check, timeout=timeout, what=f"job {job_id} to be {wanted}")
+
+
+async def submit(client: httpx.AsyncClient, type_: str, params: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    r = await client.post("/v1/jobs", json={"type": type_, "params": params or {}, **extra})
+    assert r.status_code == 202, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def events_of(pool: asyncpg.Pool, job_id: str) -> list[asyncpg.Record]:
+    return list(await pool.fetch("SELECT * FROM job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id)))

@@ -1,0 +1,70 @@
+"""Job types used only by the tests (loaded with JOBWIRE_JOB_MODULES=tests.jobtypes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel
+
+from workers.context import JobContext
+from workers.registry import Backoff, job_type
+
+# what the in-process workers' job functions observed, by job id
+OBSERVED: dict[str, list[str]] = {}
+
+
+class Empty(BaseModel):
+    pass
+
+
+class Block(BaseModel):
+    seconds: float = 30
+
+
+@job_type("test.block", timeout=120, max_attempts=1)
+async def block(ctx: JobContext, params: Block) -> str:
+    """Reports progress, then sleeps; records whether it saw a cancellation."""
+    seen = OBSERVED.setdefault(str(ctx.job_id), [])
+    seen.append(f"start {ctx.attempt}")
+    ctx.progress(10, "blocking")
+    try:
+        await asyncio.sleep(params.seconds)
+    except asyncio.CancelledError:
+        seen.append("cancelled")
+        raise
+    seen.append("done")
+    return "unblocked"
+
+
+class Spin(BaseModel):
+    calls: int = 10_000
+
+
+@job_type("test.spin", timeout=60, max_attempts=1)
+async def spin(ctx: JobContext, params: Spin) -> int:
+    """Calls progress() in a tight loop, yielding now and then."""
+    for i in range(1, params.calls + 1):
+        ctx.progress(100 * i / params.calls, f"call {i}")
+        if i % 500 == 0:
+            await asyncio.sleep(0)
+    return params.calls
+
+
+@job_type("test.slow", timeout=0.3, max_attempts=2, backoff=Backoff(base_s=0.05, factor=1, max_s=0.05))
+async def slow(ctx: JobContext, params: Empty) -> None:
+    """Always exceeds its timeout."""
+    await asyncio.sleep(10)
+
+
+@job_type("test.flaky", timeout=10, max_attempts=3, backoff=Backoff(base_s=0.05, factor=2, max_s=1))
+async def flaky(ctx: JobContext, params: Empty) -> dict[str, int]:
+    """Fails on its first two attempts, succeeds on the third."""
+    if ctx.attempt < 3:
+        raise ConnectionError(f"attempt {ctx.attempt} failed")
+    return {"attempt": ctx.attempt}
+
+
+@job_type("test.bad_result", timeout=10, max_attempts=3)
+async def bad_result(ctx: JobContext, params: Empty) -> object:
+    """Returns something that is not JSON."""
+    return object()
