@@ -102,16 +102,19 @@ class WorkerService:
         deadline = time.monotonic() + grace
         while any(not t.done() for t in worker.tasks.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        unfinished = sum(not t.done() for t in worker.tasks.values())
-        log.info("worker stopping", handing_back=unfinished)
-        for task in self._tasks:
+        unfinished = [t for t in worker.tasks.values() if not t.done()]
+        log.info("worker stopping", handing_back=len(unfinished))
+        # cancelled jobs are released by the runtime (back to pending, to run elsewhere)
+        for task in unfinished:
             task.cancel()
-        await worker.close()  # cancels what is still running; the runtime releases those jobs
-        if self._main is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for task in [*self._tasks, self._main]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await self.redis.delete(worker.health_check_key)
+        await self.redis.aclose()
         await self.pool.close()
         log.info("worker stopped")
