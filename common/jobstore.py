@@ -20,8 +20,9 @@ import orjson
 
 from common.models import EventType, Status, iso
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Row = asyncpg.Record
+# anything that runs a statement: a pool (autocommit) or a connection (inside a transaction)
+Conn = asyncpg.Pool[Row] | asyncpg.Connection[Row] | asyncpg.pool.PoolConnectionProxy[Row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ _RETRY = _transition(
 
 
 async def insert_job(conn: Conn, job: NewJob) -> Row:
-    row: Row = await conn.fetchrow(
+    row = await conn.fetchrow(
         _INSERT_JOB,
         job.id,
         job.tenant,
@@ -126,16 +127,15 @@ async def insert_job(conn: Conn, job: NewJob) -> Row:
         job.max_attempts,
         job.webhook_url,
     )
+    assert row is not None  # an INSERT ... RETURNING returns its row
     return row
 
 
 async def get_job(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
     """The job, or None when it does not exist or belongs to another tenant (tenant None: any)."""
     if tenant is None:
-        return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)  # type: ignore[no-any-return]
-    return await conn.fetchrow(  # type: ignore[no-any-return]
-        "SELECT * FROM jobs WHERE id = $1 AND tenant = $2", job_id, tenant
-    )
+        return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+    return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1 AND tenant = $2", job_id, tenant)
 
 
 # ---- listing ---------------------------------------------------------------------------------
@@ -193,12 +193,12 @@ async def list_jobs(
 
 
 async def cancel_pending(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
-    return await conn.fetchrow(_CANCEL_PENDING, job_id, tenant)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_CANCEL_PENDING, job_id, tenant)
 
 
 async def request_cancel(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
     """Flag a running job for cancellation; its worker interrupts it within a second or so."""
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await conn.fetchrow(
         "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND status = 'running'"
         " AND ($2::text IS NULL OR tenant = $2) RETURNING *",
         job_id,
@@ -207,38 +207,38 @@ async def request_cancel(conn: Conn, job_id: UUID, tenant: str | None) -> Row | 
 
 
 async def retry(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
-    return await conn.fetchrow(_RETRY, job_id, tenant)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_RETRY, job_id, tenant)
 
 
 # ---- transitions, worker side ----------------------------------------------------------------
 
 
 async def start(conn: Conn, job_id: UUID, attempts_before: int) -> Row | None:
-    return await conn.fetchrow(_START, job_id, attempts_before)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_START, job_id, attempts_before)
 
 
 async def progress(conn: Conn, job_id: UUID, attempt: int, pct: float, message: str | None) -> Row | None:
-    return await conn.fetchrow(_PROGRESS, job_id, attempt, pct, message)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_PROGRESS, job_id, attempt, pct, message)
 
 
 async def complete(conn: Conn, job_id: UUID, attempt: int, result: Any) -> Row | None:
-    return await conn.fetchrow(_COMPLETE, job_id, attempt, result)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_COMPLETE, job_id, attempt, result)
 
 
 async def fail(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
-    return await conn.fetchrow(_FAIL, job_id, attempt, error)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_FAIL, job_id, attempt, error)
 
 
 async def schedule_retry(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
-    return await conn.fetchrow(_SCHEDULE_RETRY, job_id, attempt, error)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_SCHEDULE_RETRY, job_id, attempt, error)
 
 
 async def release(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
-    return await conn.fetchrow(_RELEASE, job_id, attempt, error)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_RELEASE, job_id, attempt, error)
 
 
 async def cancelled_by_worker(conn: Conn, job_id: UUID, attempt: int) -> Row | None:
-    return await conn.fetchrow(_CANCELLED_BY_WORKER, job_id, attempt)  # type: ignore[no-any-return]
+    return await conn.fetchrow(_CANCELLED_BY_WORKER, job_id, attempt)
 
 
 async def cancel_requested_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:

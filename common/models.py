@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from asyncpg import Record
+
 
 class Status(StrEnum):
     PENDING = "pending"
@@ -46,7 +48,7 @@ def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def job_view(row: Mapping[str, Any], *, events_token: str | None) -> dict[str, Any]:
+def job_view(row: Record | Mapping[str, Any], *, events_token: str | None) -> dict[str, Any]:
     """The job representation of API.md, from a `jobs` row."""
     job_id = str(row["id"])
     status_url = f"/v1/jobs/{job_id}"
@@ -71,7 +73,7 @@ def job_view(row: Mapping[str, Any], *, events_token: str | None) -> dict[str, A
     }
 
 
-def event_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def event_view(row: Record | Mapping[str, Any]) -> dict[str, Any]:
     """An event payload from a `job_events` row (columns job_id, seq, type, status, progress, message,
     data, at)."""
     event: dict[str, Any] = {

@@ -72,6 +72,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     key = bearer_key(request)
     if key is None:
-        raise _unauthorized("this endpoint needs an API key: `Authorization: Bearer <api key>`", invalid=False)
+        raise _unauthorized(
+            "this endpoint needs an API key: `Authorization: Bearer <api key>`", invalid=False
+        )
     request[PRINCIPAL] = await authenticate(request, key)
     return await handler(request)

@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -39,8 +39,13 @@ def _use_uvloop() -> None:
 async def _until_signalled() -> signal.Signals:
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(sig)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+        loop.add_signal_handler(sig, on_signal, sig)
     return await received
 
 
@@ -79,7 +84,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         finished = asyncio.ensure_future(service.wait())
         await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
         if waiter.done():
-            log.info("signal received, stopping", signal=waiter.result().name, grace_s=settings.worker_grace_s)
+            log.info(
+                "signal received, stopping", signal=waiter.result().name, grace_s=settings.worker_grace_s
+            )
         await service.stop()
         waiter.cancel()
 
@@ -128,13 +135,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
         os.environ["JOBWIRE_SECRET_KEY"] = generated
     settings = _settings(host=args.host, port=args.port)
     if generated:
-        print(f"JOBWIRE_SECRET_KEY was not set; generated one for this run:\n  JOBWIRE_SECRET_KEY={generated}")
+        print(
+            f"JOBWIRE_SECRET_KEY was not set; generated one for this run:\n  JOBWIRE_SECRET_KEY={generated}"
+        )
     created = asyncio.run(db.migrate(settings.database_url))
     log.info("database migrated", created=created)
     _use_uvloop()
 
     async def main() -> None:
-        runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=settings.shutdown_timeout_s)
+        runner = web.AppRunner(
+            create_app(settings), access_log=None, shutdown_timeout=settings.shutdown_timeout_s
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
@@ -163,7 +174,9 @@ def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jobwire", description="jobwire: jobs over HTTP, run by ARQ workers.")
+    parser = argparse.ArgumentParser(
+        prog="jobwire", description="jobwire: jobs over HTTP, run by ARQ workers."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("api", help="run the HTTP api")
@@ -172,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_api)
 
     p = sub.add_parser("worker", help="run an ARQ worker")
-    p.add_argument("--concurrency", type=int, help="jobs run at once (default JOBWIRE_WORKER_CONCURRENCY or 10)")
+    p.add_argument(
+        "--concurrency", type=int, help="jobs run at once (default JOBWIRE_WORKER_CONCURRENCY or 10)"
+    )
     p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     p.set_defaults(run=cmd_worker)
 
@@ -193,8 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_dev)
 
     # reserved for the webhook dispatcher and the command-line client
-    for name, text in (("dispatcher", "run the webhook dispatcher"), ("submit", "submit a job"),
-                       ("watch", "follow a job")):
+    for name, text in (
+        ("dispatcher", "run the webhook dispatcher"),
+        ("submit", "submit a job"),
+        ("watch", "follow a job"),
+    ):
         p = sub.add_parser(name, help=f"{text} (not in this release yet)")
         p.set_defaults(run=_not_yet(name))
     return parser

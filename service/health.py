@@ -33,7 +33,7 @@ async def _check_redis(request: web.Request) -> str | None:
     try:
         async with asyncio.timeout(2):
             await request.app[REDIS].ping()
-    except (*REDIS_UNAVAILABLE, TimeoutError) as exc:
+    except (*REDIS_UNAVAILABLE, TimeoutError) as exc:  # type: ignore[misc]
         return f"redis: {exc!r}"
     return None
 

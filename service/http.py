@@ -49,7 +49,9 @@ def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int
             422,
             f"query parameter {name!r} must be an integer from {lo} to {hi}",
             slug="validation",
-            errors=[{"loc": ["query", name], "msg": f"must be an integer from {lo} to {hi}", "type": "range"}],
+            errors=[
+                {"loc": ["query", name], "msg": f"must be an integer from {lo} to {hi}", "type": "range"}
+            ],
         )
     return value
 

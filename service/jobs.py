@@ -41,7 +41,9 @@ class SubmitJob(BaseModel):
 
     type: str = Field(min_length=1, max_length=200, description="a registered job type, e.g. demo.sleep")
     params: dict[str, Any] = Field(default_factory=dict, description="validated by the job type's model")
-    priority: Priority = Field(default=Priority.NORMAL, description="`high` starts before queued `normal` jobs")
+    priority: Priority = Field(
+        default=Priority.NORMAL, description="`high` starts before queued `normal` jobs"
+    )
     webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
 
     @field_validator("webhook_url")
@@ -114,8 +116,12 @@ async def _wait_until(
 
 def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, dict[str, Any], int]:
     if not isinstance(body, dict):
-        raise Problem(422, "the body must be a JSON object", slug="validation",
-                      errors=[{"loc": ["body"], "msg": "must be an object", "type": "object_type"}])
+        raise Problem(
+            422,
+            "the body must be a JSON object",
+            slug="validation",
+            errors=[{"loc": ["body"], "msg": "must be an object", "type": "object_type"}],
+        )
     try:
         sub = SubmitJob.model_validate(body)
     except ValidationError as exc:
@@ -128,7 +134,9 @@ def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, di
             f"unknown job type {sub.type!r}; known types: {known}",
             slug="validation",
             title="Validation failed",
-            errors=[{"loc": ["body", "type"], "msg": f"unknown job type {sub.type!r}", "type": "unknown_type"}],
+            errors=[
+                {"loc": ["body", "type"], "msg": f"unknown job type {sub.type!r}", "type": "unknown_type"}
+            ],
         )
     try:
         params = jt.params_model.model_validate(sub.params)
@@ -177,7 +185,11 @@ async def submit(request: web.Request) -> web.Response:
         row, replayed_status = await _insert_idempotent(pool, job, idem_key, request_hash, wait_s is None)
         if replayed_status is not None:
             return job_response(
-                request, row, replayed_status, Location=f"/v1/jobs/{row['id']}", **{"Idempotent-Replayed": "true"}
+                request,
+                row,
+                replayed_status,
+                Location=f"/v1/jobs/{row['id']}",
+                **{"Idempotent-Replayed": "true"},
             )
 
     # The job is durable: from here on the answer is 202 whatever Redis does, because a job that
@@ -192,7 +204,9 @@ async def submit(request: web.Request) -> web.Response:
         )
     except REDIS_UNAVAILABLE as exc:
         enqueued = False
-        log.warning("enqueue failed; the reconciler will enqueue the job", job_id=str(row["id"]), error=str(exc))
+        log.warning(
+            "enqueue failed; the reconciler will enqueue the job", job_id=str(row["id"]), error=str(exc)
+        )
 
     status, headers = 202, {"Location": f"/v1/jobs/{row['id']}"}
     if wait_s and enqueued:
@@ -244,6 +258,7 @@ async def _insert_idempotent(
             job.tenant,
             key,
         )
+        assert first is not None  # the conflict proves the row exists, and keys are never deleted early
         original = await jobstore.get_job(conn, first["job_id"], job.tenant)
     if bytes(first["request_hash"]) != request_hash:
         raise Problem(
@@ -313,8 +328,12 @@ async def list_jobs(request: web.Request) -> web.Response:
     tenant_filter = request.query.get("tenant")
     if tenant_filter:
         if not principal.is_admin and tenant_filter != principal.tenant:
-            raise Problem(422, "only an admin key can list another tenant's jobs", slug="validation",
-                          errors=[{"loc": ["query", "tenant"], "msg": "needs an admin key", "type": "scope"}])
+            raise Problem(
+                422,
+                "only an admin key can list another tenant's jobs",
+                slug="validation",
+                errors=[{"loc": ["query", "tenant"], "msg": "needs an admin key", "type": "scope"}],
+            )
         scope = tenant_filter
     after = None
     cursor = request.query.get("cursor")

@@ -73,9 +73,7 @@ class Problem(Exception):
 def validation_problem(
     exc: ValidationError, *, prefix: Iterable[str | int] = ("body",), detail: str | None = None
 ) -> Problem:
-    errors = [
-        {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors()
-    ]
+    errors = [{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
     return Problem(
         422,
         detail or "the request is well-formed but some fields are invalid; see `errors`",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
@@ -12,10 +10,8 @@ from common.apikeys import Principal
 from common.config import Settings
 from common.keys import Keys
 from common.tokens import StreamTokens
+from service.events import EventHub
 from workers.registry import Registry
-
-if TYPE_CHECKING:
-    from service.events import EventHub
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
@@ -23,6 +19,6 @@ REDIS = web.AppKey("redis", ArqRedis)
 KEYS = web.AppKey("keys", Keys)
 REGISTRY = web.AppKey("registry", Registry)
 TOKENS = web.AppKey("tokens", StreamTokens)
-HUB = web.AppKey["EventHub"]("hub")
+HUB = web.AppKey("hub", EventHub)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -7,7 +7,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -226,7 +226,9 @@ async def wait_status(
     return await eventually(check, timeout=timeout, what=f"job {job_id} to be {wanted}")
 
 
-async def submit(client: httpx.AsyncClient, type_: str, params: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+async def submit(
+    client: httpx.AsyncClient, type_: str, params: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     r = await client.post("/v1/jobs", json={"type": type_, "params": params or {}, **extra})
     assert r.status_code == 202, r.text
     body: dict[str, Any] = r.json()
@@ -234,4 +236,6 @@ async def submit(client: httpx.AsyncClient, type_: str, params: dict[str, Any] |
 
 
 async def events_of(pool: asyncpg.Pool, job_id: str) -> list[asyncpg.Record]:
-    return list(await pool.fetch("SELECT * FROM job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id)))
+    return list(
+        await pool.fetch("SELECT * FROM job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id))
+    )

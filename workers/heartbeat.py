@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from uuid import UUID
 
 import asyncpg
 from redis.asyncio import Redis
@@ -19,7 +20,7 @@ from common import db, jobstore
 from common.keys import Keys
 from common.logs import get_logger
 from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from workers.runtime import Runtime
+from workers.runtime import RunHandle, Runtime
 
 log = get_logger("jobwire.heartbeat")
 
@@ -65,7 +66,7 @@ class Heartbeat:
                 log.info("cancelling running job", job_id=str(job_id))
                 handle.cancel()
 
-    async def renew_leases(self, handles: dict[object, object]) -> None:
+    async def renew_leases(self, handles: dict[UUID, RunHandle]) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in handles:

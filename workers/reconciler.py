@@ -54,7 +54,9 @@ class Reconciler:
         older = self.interval_s if older_than_s is None else older_than_s
         requeued = 0
         for _ in range(PAGES_PER_PASS):
-            rows = await jobstore.unfinished_page(self.pool, after=self._cursor, older_than_s=older, limit=PAGE)
+            rows = await jobstore.unfinished_page(
+                self.pool, after=self._cursor, older_than_s=older, limit=PAGE
+            )
             self._cursor = rows[-1]["id"] if len(rows) == PAGE else None
             missing = set(await missing_from_queue(self.redis, self.keys, [r["id"] for r in rows]))
             if missing:

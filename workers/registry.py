@@ -25,7 +25,7 @@ import pkgutil
 import random
 import re
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from workers.context import JobContext
 
-JobFunction = Callable[["JobContext", Any], Awaitable[Any]]
+JobFunction = Callable[["JobContext", Any], Coroutine[Any, Any, Any]]
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 

@@ -85,7 +85,7 @@ class Runtime:
             await publish(self.redis, self.keys, [jobstore.event_of(row, event)])
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the job itself must not suffer
-            log.warning("event publish failed", error=str(exc), event=event.value)
+            log.warning("event publish failed", error=str(exc), event_type=event.value)
 
     async def _write(self, what: Callable[[], Awaitable[T]]) -> T:
         """Run a write, retrying while PostgreSQL is unreachable (a finished job's outcome is worth a
@@ -108,7 +108,7 @@ class Runtime:
         job_id = UUID(job_id_text)
         row = await self._write(lambda: jobstore.get_job(self.pool, job_id, None))
         if row is None:
-            log.warning("job not found, dropping it from the queue", job_id=job_id_text)
+            log.warning("job not found, dropping it from the queue", job=job_id_text)
             return
         structlog.contextvars.bind_contextvars(job_id=job_id_text, tenant=row["tenant"], type=row["type"])
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 from arq.worker import Worker, func
@@ -27,7 +26,7 @@ log = get_logger("jobwire.worker")
 ARQ_MAX_TRIES = 2**31 - 1
 
 
-class _Worker(Worker):  # type: ignore[misc]
+class _Worker(Worker):
     async def _poll_iteration(self) -> None:
         # ARQ lets a Redis error end the worker; a job service should ride out a Redis restart.
         try:
@@ -99,20 +98,19 @@ class WorkerService:
         grace = self.settings.worker_grace_s if grace_s is None else grace_s
         worker, self.worker = self.worker, None
         worker.allow_pick_jobs = False
-        deadline = time.monotonic() + grace
-        while any(not t.done() for t in worker.tasks.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        running = [t for t in worker.tasks.values() if not t.done()]
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
         unfinished = [t for t in worker.tasks.values() if not t.done()]
         log.info("worker stopping", handing_back=len(unfinished))
         # cancelled jobs are released by the runtime (back to pending, to run elsewhere)
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        for task in [*self._tasks, self._main]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        for task in [*self._tasks, *([self._main] if self._main else [])]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await self.redis.delete(worker.health_check_key)
         await self.redis.aclose()

@@ -14,7 +14,7 @@ from common.config import Settings
 from common.keys import Keys
 from common.queue import QueuedJob, enqueue
 from common.redis_client import create_redis
-from tests.conftest import ClientFactory, eventually, events_of, submit, wait_status
+from tests.conftest import ClientFactory, events_of, eventually, submit, wait_status
 from tests.jobtypes import OBSERVED
 from workers.worker import WorkerService
 
@@ -50,7 +50,13 @@ async def test_retryable_errors_are_retried_then_fail(
     events = await events_of(pool, job["id"])
     assert_gapless(events)
     assert [e["type"] for e in events] == [
-        "created", "started", "retrying", "started", "retrying", "started", "failed",
+        "created",
+        "started",
+        "retrying",
+        "started",
+        "retrying",
+        "started",
+        "failed",
     ]
     retrying = [e for e in events if e["type"] == "retrying"]
     assert all(e["status"] == "pending" and e["data"]["type"] == "DemoFailure" for e in retrying)
@@ -67,26 +73,34 @@ async def test_permanent_errors_fail_at_once(client: httpx.AsyncClient, worker: 
     assert failed["error"] == {"type": "PermanentError", "message": "bad input"}
 
 
-async def test_a_flaky_job_succeeds_on_a_later_attempt(client: httpx.AsyncClient, worker: WorkerService) -> None:
+async def test_a_flaky_job_succeeds_on_a_later_attempt(
+    client: httpx.AsyncClient, worker: WorkerService
+) -> None:
     job = await submit(client, "test.flaky")
     done = await wait_status(client, job["id"], "completed")
     assert done["attempts"] == 3 and done["result"] == {"attempt": 3} and done["error"] is None
 
 
-async def test_timeouts_are_errors(client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool) -> None:
+async def test_timeouts_are_errors(
+    client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
+) -> None:
     job = await submit(client, "test.slow")
     failed = await wait_status(client, job["id"], "failed")
     assert failed["attempts"] == 2
     assert failed["error"]["type"] == "JobTimeout" and "0.3s" in failed["error"]["message"]
 
 
-async def test_a_result_that_is_not_json_fails_the_job(client: httpx.AsyncClient, worker: WorkerService) -> None:
+async def test_a_result_that_is_not_json_fails_the_job(
+    client: httpx.AsyncClient, worker: WorkerService
+) -> None:
     job = await submit(client, "test.bad_result")
     failed = await wait_status(client, job["id"], "failed")
     assert failed["error"]["type"] == "ResultNotSerializable" and failed["attempts"] == 1
 
 
-async def test_cancel_a_pending_job(client: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings) -> None:
+async def test_cancel_a_pending_job(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
     job = await submit(client, "demo.sleep", {"seconds": 1})
     r = await client.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code == 200
@@ -184,10 +198,12 @@ async def test_a_rerun_of_a_finished_job_changes_nothing(
     redis = create_redis(settings.redis_url)
     try:
         # as if Redis handed the job out a second time
-        await enqueue(redis, Keys(settings.namespace), [QueuedJob(uuid.UUID(job["id"]), "normal", datetime.now(UTC))])
+        await enqueue(
+            redis, Keys(settings.namespace), [QueuedJob(uuid.UUID(job["id"]), "normal", datetime.now(UTC))]
+        )
 
         async def drained() -> bool:
-            return await redis.zcard(Keys(settings.namespace).queue) == 0
+            return bool(await redis.zcard(Keys(settings.namespace).queue) == 0)
 
         await eventually(drained, what="the re-enqueued job to be consumed")
     finally:

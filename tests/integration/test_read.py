@@ -125,8 +125,12 @@ async def test_tenants_see_only_their_own_jobs(make_client: ClientFactory) -> No
 
 
 async def test_missing_or_bad_keys_are_401(anon: httpx.AsyncClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer jw_nope"}, {"Authorization": "Basic dXNlcjpwdw=="},
-                    {"Authorization": "Bearer"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer jw_nope"},
+        {"Authorization": "Basic dXNlcjpwdw=="},
+        {"Authorization": "Bearer"},
+    ):
         r = await anon.get("/v1/jobs", headers=headers)
         assert r.status_code == 401, headers
         assert r.headers["WWW-Authenticate"].startswith("Bearer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -57,8 +58,16 @@ async def test_bad_bodies_get_problem_documents(client: httpx.AsyncClient) -> No
         ({"json": {"type": "demo.sleep", "priority": "urgent"}}, 422, ["body", "priority"]),
         ({"json": {"type": "demo.sleep", "webhook_url": "ftp://x"}}, 422, ["body", "webhook_url"]),
         ({"json": {"type": "demo.sleep", "extra": True}}, 422, ["body", "extra"]),
-        ({"json": {"type": "report.generate", "params": {"start_date": "2026-02-01", "end_date": "2026-01-01"}}},
-         422, ["body", "params"]),
+        (
+            {
+                "json": {
+                    "type": "report.generate",
+                    "params": {"start_date": "2026-02-01", "end_date": "2026-01-01"},
+                }
+            },
+            422,
+            ["body", "params"],
+        ),
     ]
     for kwargs, status, loc in cases:
         r = await client.post("/v1/jobs", **kwargs)  # type: ignore[arg-type]
@@ -78,7 +87,7 @@ async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     assert r.status_code == 413
     assert r.headers["Content-Type"].startswith(PROBLEM)
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b"x" * 100_000
 
@@ -101,7 +110,9 @@ async def test_idempotency_key_replays_the_original(client: httpx.AsyncClient, p
     assert again.json()["id"] == first.json()["id"]
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 1
 
-    other = await client.post("/v1/jobs", json={**body, "priority": "high"}, headers={"Idempotency-Key": "order-42"})
+    other = await client.post(
+        "/v1/jobs", json={**body, "priority": "high"}, headers={"Idempotency-Key": "order-42"}
+    )
     assert other.status_code == 422
     assert other.json()["type"] == "urn:jobwire:problem:idempotency-key-reuse"
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 1
@@ -133,7 +144,9 @@ async def test_idempotency_keys_are_per_tenant(make_client: ClientFactory, pool:
     assert ra.json()["id"] != rb.json()["id"]
 
 
-async def test_idempotency_key_still_in_flight_is_409(client: httpx.AsyncClient, worker: WorkerService) -> None:
+async def test_idempotency_key_still_in_flight_is_409(
+    client: httpx.AsyncClient, worker: WorkerService
+) -> None:
     body = {"type": "demo.sleep", "params": {"seconds": 1.5}}
     headers = {"Idempotency-Key": "slow", "Prefer": "wait=10"}
     first = asyncio.ensure_future(client.post("/v1/jobs", json=body, headers=headers))

@@ -32,7 +32,9 @@ class FailParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(default="demo failure", max_length=1000)
-    retryable: bool = Field(default=False, description="fail with a retryable error instead of a permanent one")
+    retryable: bool = Field(
+        default=False, description="fail with a retryable error instead of a permanent one"
+    )
 
 
 class DemoFailure(Exception):

@@ -104,7 +104,8 @@ async def generate(ctx: JobContext, params: ReportParams) -> dict[str, Any]:
         for r in by_type_rows
     ]
     totals = {
-        key: sum(t[key] for t in by_type) for key in ("jobs", "completed", "failed", "cancelled", "unfinished")
+        key: sum(t[key] for t in by_type)
+        for key in ("jobs", "completed", "failed", "cancelled", "unfinished")
     }
     ctx.progress(95, "assembling the report")
     return {
@@ -115,7 +116,12 @@ async def generate(ctx: JobContext, params: ReportParams) -> dict[str, Any]:
         "totals": {**totals, "success_rate": _rate(totals["completed"], totals["failed"])},
         "by_type": by_type,
         "by_day": [
-            {"date": r["day"].isoformat(), "jobs": r["jobs"], "completed": r["completed"], "failed": r["failed"]}
+            {
+                "date": r["day"].isoformat(),
+                "jobs": r["jobs"],
+                "completed": r["completed"],
+                "failed": r["failed"],
+            }
             for r in by_day_rows
         ],
         "top_errors": [{"type": r["type"], "jobs": r["jobs"]} for r in error_rows],
