@@ -12,7 +12,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -22,7 +22,7 @@ from common.models import EventType, Status, iso
 
 Row = asyncpg.Record
 # anything that runs a statement: a pool (autocommit) or a connection (inside a transaction)
-Conn = asyncpg.Pool[Row] | asyncpg.Connection[Row] | asyncpg.pool.PoolConnectionProxy[Row]
+Conn: TypeAlias = "asyncpg.Pool[Row] | asyncpg.Connection[Row] | asyncpg.pool.PoolConnectionProxy[Row]"
 
 
 @dataclass(frozen=True, slots=True)

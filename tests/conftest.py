@@ -51,8 +51,7 @@ def template_db() -> str:
     return TEMPLATE
 
 
-@pytest.fixture
-async def database(template_db: str) -> AsyncIterator[str]:
+async def _clone_template(template_db: str) -> AsyncIterator[str]:
     name = f"jobwire_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_URL)
     try:
@@ -65,6 +64,19 @@ async def database(template_db: str) -> AsyncIterator[str]:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database(template_db: str) -> AsyncIterator[str]:
+    async for url in _clone_template(template_db):
+        yield url
+
+
+@pytest.fixture
+async def other_database(template_db: str) -> AsyncIterator[str]:
+    """A second database, for a second deployment (another namespace) in the same test."""
+    async for url in _clone_template(template_db):
+        yield url
 
 
 async def delete_namespace(redis_url: str, namespace: str) -> None:

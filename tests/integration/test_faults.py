@@ -264,10 +264,11 @@ async def test_postgres_unreachable_is_503_with_retry_after(
 
 
 async def test_two_namespaces_on_one_redis_never_see_each_others_jobs(
-    client: httpx.AsyncClient, settings: Settings, database: str
+    client: httpx.AsyncClient, settings: Settings, other_database: str
 ) -> None:
+    # staging and production: one Redis server, a database and a namespace each
     other_ns = settings.namespace + "-other"
-    other = make_settings(database, other_ns)
+    other = make_settings(other_database, other_ns)
     try:
         job = await submit(client, "demo.sleep", {"seconds": 0})
         async with running_worker(other):
