@@ -1,0 +1,127 @@
+"""The `jobwire` command as a user runs it: migrate, keys create, and `dev` serving a job from
+submission to completion."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import PG_URL, REDIS_URL, ROOT, db_url, delete_namespace, eventually, free_port
+
+JOBWIRE = [sys.executable, "-m", "service.cli"]
+
+
+@pytest.fixture
+async def fresh_db() -> AsyncIterator[str]:
+    """A database name that does not exist yet: `migrate` must create it."""
+    name = f"jobwire_cli_{uuid.uuid4().hex[:10]}"
+    yield db_url(name)
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+def env_for(database_url: str, namespace: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWIRE_")}
+    env.update(
+        JOBWIRE_DATABASE_URL=database_url,
+        JOBWIRE_REDIS_URL=REDIS_URL,
+        JOBWIRE_NAMESPACE=namespace,
+        JOBWIRE_LOG_FORMAT="json",
+        **extra,
+    )
+    return env
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*JOBWIRE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+async def test_migrate_creates_the_database_and_is_safe_twice(fresh_db: str) -> None:
+    env = env_for(fresh_db, "cli")
+    first = await asyncio.to_thread(run, ["migrate"], env)
+    assert first.returncode == 0, first.stderr
+    assert "created" in first.stdout
+    second = await asyncio.to_thread(run, ["migrate"], env)
+    assert second.returncode == 0, second.stderr
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        tables = {
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+    finally:
+        await conn.close()
+    assert {"jobs", "job_events", "api_keys", "idempotency_keys"} <= tables
+
+
+async def test_keys_create_prints_the_key_alone_on_the_last_line(fresh_db: str) -> None:
+    env = env_for(fresh_db, "cli")
+    assert (await asyncio.to_thread(run, ["migrate"], env)).returncode == 0
+    out = await asyncio.to_thread(run, ["keys", "create", "--tenant", "acme", "--admin"], env)
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.strip().splitlines()[-1]
+    assert key.startswith("jw_") and " " not in key
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        row = await conn.fetchrow("SELECT tenant, is_admin, key_hash FROM api_keys")
+    finally:
+        await conn.close()
+    assert row is not None and row["tenant"] == "acme" and row["is_admin"]
+    assert key.encode() not in bytes(row["key_hash"])  # stored hashed
+    bad = await asyncio.to_thread(run, ["keys", "create", "--tenant", "no spaces"], env)
+    assert bad.returncode == 2 and "invalid tenant" in bad.stderr
+
+
+@pytest.mark.slow
+async def test_dev_runs_a_job_from_submission_to_completion(fresh_db: str, tmp_path: Path) -> None:
+    namespace = f"cli{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = env_for(fresh_db, namespace, JOBWIRE_PORT=str(port))
+    log = (tmp_path / "dev.log").open("wb")
+    proc = subprocess.Popen([*JOBWIRE, "dev"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as anon:
+
+            async def ready() -> bool:
+                try:
+                    return (await anon.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, timeout=30, what="jobwire dev to be ready")
+            out = await asyncio.to_thread(run, ["keys", "create", "--tenant", "demo"], env)
+            key = out.stdout.strip().splitlines()[-1]
+            headers = {"Authorization": f"Bearer {key}"}
+            r = await anon.post(
+                "/v1/jobs", json={"type": "demo.sleep", "params": {"seconds": 1, "steps": 4}}, headers=headers
+            )
+            assert r.status_code == 202
+            job_id = r.json()["id"]
+            done = await anon.post(
+                "/v1/jobs",
+                json={"type": "demo.sleep", "params": {"seconds": 0}},
+                headers={**headers, "Prefer": "wait=20"},
+            )
+            assert done.status_code == 200 and done.json()["status"] == "completed"
+            r = await anon.get(f"/v1/jobs/{job_id}", headers={**headers})
+            assert r.json()["status"] in ("running", "completed")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        assert "JOBWIRE_SECRET_KEY was not set" in (tmp_path / "dev.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await delete_namespace(REDIS_URL, namespace)
