@@ -20,6 +20,8 @@ class Principal:
     tenant: str
     is_admin: bool
     key_id: int
+    # set for a job-scoped stream token: it opens that job's event stream and nothing else
+    job_scope: str | None = None
 
     def scope(self) -> str | None:
         """The tenant to filter by, or None for an admin (sees every tenant)."""

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=21600, gt=0)
     webhook_backoff_max_attempts: int = Field(default=10, ge=1)
     sse_heartbeat_s: float = Field(default=15, gt=0)
+    # events queued for one SSE/WebSocket client before it counts as too slow and is closed
+    stream_queue_max: int = Field(default=2048, ge=16)
     log_format: Literal["console", "json"] | None = None
     log_level: str = "info"
 

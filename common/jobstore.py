@@ -288,6 +288,11 @@ def event_of(row: Row, event: EventType) -> dict[str, Any]:
     return payload
 
 
+def message_of(row: Row, event: EventType) -> dict[str, Any]:
+    """What goes on the pub/sub channel: the public event and, for routing, the job's tenant."""
+    return {"tenant": row["tenant"], "event": event_of(row, event)}
+
+
 async def events_after(conn: Conn, job_id: UUID, after_seq: int) -> list[Row]:
     return list(
         await conn.fetch(
@@ -298,3 +303,28 @@ async def events_after(conn: Conn, job_id: UUID, after_seq: int) -> list[Row]:
 
 def is_terminal(row: Row) -> bool:
     return Status(row["status"]).terminal
+
+
+async def events_after_many(conn: Conn, cursors: dict[UUID, int]) -> list[Row]:
+    """Events of several jobs, each after its own seq, in commit-time order."""
+    if not cursors:
+        return []
+    return list(
+        await conn.fetch(
+            "SELECT e.* FROM job_events e JOIN unnest($1::uuid[], $2::int[]) AS c(job_id, after)"
+            " ON e.job_id = c.job_id AND e.seq > c.after"
+            " ORDER BY e.at, e.job_id, e.seq",
+            list(cursors),
+            list(cursors.values()),
+        )
+    )
+
+
+async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> list[Row]:
+    return list(
+        await conn.fetch(
+            "SELECT * FROM jobs WHERE id = ANY($1::uuid[]) AND ($2::text IS NULL OR tenant = $2)",
+            list(job_ids),
+            tenant,
+        )
+    )

@@ -48,9 +48,9 @@ async def enqueue(
     redis: Redis,
     keys: Keys,
     jobs: Sequence[QueuedJob],
-    events: Iterable[dict[str, Any]] = (),
+    messages: Iterable[dict[str, Any]] = (),
 ) -> None:
-    """Enqueue `jobs` and publish `events`, in one round trip."""
+    """Enqueue `jobs` and publish event `messages` (jobstore.message_of), in one round trip."""
     now_ms = int(time.time() * 1000)
     async with redis.pipeline(transaction=True) as pipe:
         for job in jobs:
@@ -58,8 +58,8 @@ async def enqueue(
             payload = serialize_job(ARQ_FUNCTION, (str(job.id),), {}, None, now_ms)
             pipe.set(keys.arq_job_key(job.id), payload, nx=True, px=JOB_KEY_TTL_MS)
             pipe.zadd(keys.queue, {arq_id: score(job)}, nx=True)
-        for event in events:
-            pipe.publish(keys.events_channel, orjson.dumps(event))
+        for message in messages:
+            pipe.publish(keys.events_channel, orjson.dumps(message))
         await pipe.execute()
 
 
@@ -72,18 +72,16 @@ async def dequeue(redis: Redis, keys: Keys, job_id: UUID) -> None:
         await pipe.execute()
 
 
-async def publish(redis: Redis, keys: Keys, events: Iterable[dict[str, Any]]) -> None:
+async def publish(redis: Redis, keys: Keys, messages: Iterable[dict[str, Any]]) -> None:
     """Publish committed events. A lost publish is repaired by replay from job_events, never by luck."""
-    events = list(events)
-    if not events:
-        return
-    if len(events) == 1:
-        await redis.publish(keys.events_channel, orjson.dumps(events[0]))
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.publish(keys.events_channel, orjson.dumps(event))
-        await pipe.execute()
+    messages = list(messages)
+    if len(messages) == 1:
+        await redis.publish(keys.events_channel, orjson.dumps(messages[0]))
+    elif messages:
+        async with redis.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.publish(keys.events_channel, orjson.dumps(message))
+            await pipe.execute()
 
 
 async def missing_from_queue(redis: Redis, keys: Keys, job_ids: Sequence[UUID]) -> list[UUID]:

@@ -15,14 +15,37 @@ from common.keys import Keys
 from common.logs import get_logger
 from common.redis_client import create_redis
 from common.tokens import StreamTokens
-from service import health, jobs
+from service import health, jobs, metrics, streams, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
 from service.events import EventHub
 from service.problems import Handler, problem_middleware
-from service.state import DB, HUB, KEYS, REDIS, REGISTRY, SETTINGS, TOKENS
+from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SETTINGS, STATS, TOKENS
+from service.stats import QueueStats
 from workers.registry import Registry, load_job_types
 
 log = get_logger("jobwire.api")
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = _route(request)
+        metrics.REQUESTS.labels(request.method, route, str(status)).inc()
+        metrics.REQUEST_SECONDS.labels(request.method, route).observe(time.perf_counter() - t0)
 
 
 @web.middleware
@@ -37,12 +60,14 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = exc.status
         raise
     finally:
+        principal = request.get(PRINCIPAL)
         log.info(
             "request",
             method=request.method,
             path=request.path,
             status=status,
             duration_ms=round((time.perf_counter() - t0) * 1000, 2),
+            tenant=principal.tenant if principal else None,
         )
 
 
@@ -50,6 +75,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[DB] = await create_pool(settings.database_url, max_size=settings.db_pool_max)
     app[REDIS] = create_redis(settings.redis_url)
+    app[STATS] = QueueStats(app[DB])
     hub = EventHub(settings.redis_url, app[KEYS])
     app[HUB] = hub
     hub_task = asyncio.get_running_loop().create_task(hub.run())
@@ -63,7 +89,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
-    middlewares = [problem_middleware, auth_middleware]
+    middlewares = [metrics_middleware, problem_middleware, auth_middleware]
     if settings.access_log:
         middlewares.insert(0, access_log_middleware)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
@@ -75,4 +101,6 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app.cleanup_ctx.append(_resources)
     app.add_routes(health.routes)
     app.add_routes(jobs.routes)
+    app.add_routes(streams.routes)
+    app.add_routes(ws.routes)
     return app

@@ -9,7 +9,7 @@ from aiohttp import web
 from common import apikeys
 from common.apikeys import Principal
 from service.problems import Handler, Problem
-from service.state import DB, PRINCIPAL
+from service.state import DB, PRINCIPAL, TOKENS
 
 # Lookups are cached briefly so that a busy client costs one indexed query per key per half minute,
 # not one per request. A revoked key therefore keeps working for up to this long.
@@ -66,14 +66,34 @@ def bearer_key(request: web.Request) -> str | None:
     return credentials.strip()
 
 
+def is_stream_path(path: str) -> bool:
+    """Routes a browser opens with EventSource or WebSocket, which cannot send headers."""
+    return path in ("/v1/events", "/v1/ws") or (path.startswith("/v1/jobs/") and path.endswith("/events"))
+
+
+async def _query_token(request: web.Request, token: str) -> Principal:
+    if token.startswith(apikeys.KEY_PREFIX):
+        return await authenticate(request, token)
+    granted = request.app[TOKENS].verify(token)
+    if granted is None:
+        raise _unauthorized(
+            "the stream token is invalid or expired; read the job again for a fresh one", invalid=True
+        )
+    job_id, tenant = granted
+    return Principal(tenant=tenant, is_admin=False, key_id=0, job_scope=job_id)
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/v1/"):
         return await handler(request)
     key = bearer_key(request)
-    if key is None:
+    if key is not None:
+        request[PRINCIPAL] = await authenticate(request, key)
+    elif is_stream_path(request.path) and request.query.get("token"):
+        request[PRINCIPAL] = await _query_token(request, request.query["token"])
+    else:
         raise _unauthorized(
             "this endpoint needs an API key: `Authorization: Bearer <api key>`", invalid=False
         )
-    request[PRINCIPAL] = await authenticate(request, key)
     return await handler(request)

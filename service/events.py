@@ -1,10 +1,15 @@
-"""The fan-out hub: one Redis pub/sub connection per api process, demultiplexed by job id to the
-in-process listeners (long-polls now; SSE and WebSocket clients build on the same hub).
+"""The fan-out hub: one Redis pub/sub connection per api process, demultiplexed to in-process
+subscribers by job, by tenant, or to everything (an admin's dashboard).
 
-A listener registers *before* it reads the job from PostgreSQL, so an event committed in between is
-never missed. Pub/sub is not durable: when the connection drops, every listener is woken to re-read
-PostgreSQL, and listeners re-read on a timer anyway, so a lost message costs latency, never
-correctness.
+Each subscriber (an SSE stream, a WebSocket, a long-poll) owns a bounded queue. When a client falls
+behind, its queued progress events are coalesced per job (the newest replaces the older one still
+waiting); terminal events are never dropped; a client that stays over the hard bound is marked
+overflowed and its stream closes it (it reconnects and replays from PostgreSQL).
+
+A subscriber registers *before* it reads the backlog from PostgreSQL, so an event committed in
+between is never missed (the stream drops what it already sent by seq). Pub/sub is not durable: when
+the connection drops and comes back, every subscriber gets a resync marker and re-reads what it
+missed from job_events.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -20,85 +26,193 @@ from redis.asyncio import Redis
 
 from common.keys import Keys
 from common.logs import get_logger
-from common.models import TERMINAL
 from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from common.redis_client import create_redis
+from service import metrics
 
 log = get_logger("jobwire.hub")
 
+SOFT_LIMIT = 64  # queued events above which progress coalesces per job
+HARD_LIMIT = 2048  # queued events above which the client is too slow and gets closed
 
-class Listener:
-    """Woken on every event of one job. `terminal` is set once a terminal event arrived."""
 
-    def __init__(self) -> None:
-        self.changed = asyncio.Event()
-        self.terminal = False
-        self.last: dict[str, Any] | None = None
+class Item:
+    """One queued event (or, with `event` None, a resync marker)."""
 
-    def notify(self, event: dict[str, Any] | None) -> None:
-        if event is not None:
-            self.last = event
-            if event.get("status") in TERMINAL:
-                self.terminal = True
-        self.changed.set()
+    __slots__ = ("event", "tenant")
 
-    async def wait(self, timeout: float) -> bool:
-        """Until the next change (True) or the timeout (False)."""
-        try:
-            await asyncio.wait_for(self.changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        self.changed.clear()
-        return True
+    def __init__(self, tenant: str | None, event: dict[str, Any] | None) -> None:
+        self.tenant = tenant
+        self.event = event
+
+
+RESYNC = Item(None, None)
+
+
+class Subscriber:
+    def __init__(self, *, soft_limit: int = SOFT_LIMIT, hard_limit: int = HARD_LIMIT) -> None:
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.overflowed = False
+        self._items: deque[Item] = deque()
+        # the newest queued item of each job: a progress item there may be replaced in place
+        self._last_of_job: dict[str, Item] = {}
+        self._ready = asyncio.Event()
+        # what the hub routes to this subscriber (kept here so that detaching is exact)
+        self.jobs: set[str] = set()
+        self.tenants: set[str] = set()
+        self.firehose = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, tenant: str | None, event: dict[str, Any]) -> None:
+        if self.overflowed:
+            return
+        job_id = event["job_id"]
+        if event["type"] == "progress" and len(self._items) >= self.soft_limit:
+            last = self._last_of_job.get(job_id)
+            if last is not None and last.event is not None and last.event["type"] == "progress":
+                last.event, last.tenant = event, tenant
+                return
+        if len(self._items) >= self.hard_limit:
+            self.overflowed = True
+            self._items.clear()
+            self._last_of_job.clear()
+            self._ready.set()
+            return
+        item = Item(tenant, event)
+        self._items.append(item)
+        self._last_of_job[job_id] = item
+        self._ready.set()
+
+    def resync(self) -> None:
+        if not self._items or self._items[-1] is not RESYNC:
+            self._items.append(RESYNC)
+        self._ready.set()
+
+    async def get(self, timeout: float | None) -> Item | None:
+        """The next item, or None after `timeout` seconds (or at once when overflowed)."""
+        while not self._items:
+            if self.overflowed:
+                return None
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        item = self._items.popleft()
+        if item.event is not None and self._last_of_job.get(item.event["job_id"]) is item:
+            del self._last_of_job[item.event["job_id"]]
+        return item
+
+    def drain(self) -> list[Item]:
+        items = list(self._items)
+        self._items.clear()
+        self._last_of_job.clear()
+        return items
 
 
 class EventHub:
     def __init__(self, redis_url: str, keys: Keys) -> None:
         self.redis_url = redis_url
         self.keys = keys
-        self._listeners: dict[str, set[Listener]] = {}
+        self._by_job: dict[str, set[Subscriber]] = {}
+        self._by_tenant: dict[str, set[Subscriber]] = {}
+        self._firehose: set[Subscriber] = set()
         self.connected = asyncio.Event()
 
+    # ---- routing -------------------------------------------------------------------------------
+
+    def add_jobs(self, sub: Subscriber, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self._by_job.setdefault(job_id, set()).add(sub)
+            sub.jobs.add(job_id)
+
+    def remove_jobs(self, sub: Subscriber, job_ids: Iterable[str]) -> None:
+        for job_id in list(job_ids):
+            subs = self._by_job.get(job_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_job[job_id]
+            sub.jobs.discard(job_id)
+
+    def add_tenant(self, sub: Subscriber, tenant: str | None) -> None:
+        """Every event of `tenant`; None: every event of every tenant."""
+        if tenant is None:
+            self._firehose.add(sub)
+            sub.firehose = True
+        else:
+            self._by_tenant.setdefault(tenant, set()).add(sub)
+            sub.tenants.add(tenant)
+
+    def remove_tenants(self, sub: Subscriber) -> None:
+        self._firehose.discard(sub)
+        sub.firehose = False
+        for tenant in list(sub.tenants):
+            subs = self._by_tenant.get(tenant)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_tenant[tenant]
+        sub.tenants.clear()
+
+    def detach(self, sub: Subscriber) -> None:
+        self.remove_jobs(sub, sub.jobs)
+        self.remove_tenants(sub)
+
     @contextlib.contextmanager
-    def listen(self, job_id: str) -> Iterator[Listener]:
-        listener = Listener()
-        self._listeners.setdefault(job_id, set()).add(listener)
+    def subscription(
+        self, sub: Subscriber | None = None, *, jobs: Iterable[str] = ()
+    ) -> Iterator[Subscriber]:
+        sub = sub or Subscriber()
+        self.add_jobs(sub, jobs)
         try:
-            yield listener
+            yield sub
         finally:
-            listeners = self._listeners.get(job_id)
-            if listeners is not None:
-                listeners.discard(listener)
-                if not listeners:
-                    del self._listeners[job_id]
+            self.detach(sub)
+
+    def subscriber_count(self) -> int:
+        subs: set[Subscriber] = set(self._firehose)
+        for group in (*self._by_job.values(), *self._by_tenant.values()):
+            subs |= group
+        return len(subs)
+
+    # ---- delivery ------------------------------------------------------------------------------
 
     def dispatch(self, raw: bytes) -> None:
         try:
-            event = orjson.loads(raw)
+            message = orjson.loads(raw)
+            tenant, event = message["tenant"], message["event"]
             job_id = event["job_id"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignoring a malformed event message")
             return
-        for listener in self._listeners.get(job_id, ()):
-            listener.notify(event)
+        metrics.HUB_EVENTS.inc()
+        targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
+        for sub in targets:
+            sub.push(tenant, event)
 
-    def _wake_all(self) -> None:
-        for listeners in self._listeners.values():
-            for listener in listeners:
-                listener.notify(None)
+    def _resync_all(self) -> None:
+        subs: set[Subscriber] = set(self._firehose)
+        for group in (*self._by_job.values(), *self._by_tenant.values()):
+            subs |= group
+        for sub in subs:
+            sub.resync()
 
     async def run(self) -> None:
         """Subscribe, dispatch, and reconnect with backoff for as long as the process runs."""
-        delay = 0.2
+        delay = 0.1
         while True:
             redis: Redis = create_redis(self.redis_url, socket_timeout=None)
             try:
                 async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.keys.events_channel)
                     self.connected.set()
-                    delay = 0.2
+                    delay = 0.1
                     # anything published while we were away is only in PostgreSQL: re-read it
-                    self._wake_all()
+                    self._resync_all()
                     while True:
                         message = await pubsub.get_message(timeout=None)
                         if message is not None and message["type"] == "message":
@@ -107,9 +221,9 @@ class EventHub:
                 if self.connected.is_set():
                     log.warning("event subscription lost, reconnecting", error=str(exc))
                 self.connected.clear()
-                self._wake_all()
+                self._resync_all()
             finally:
                 with contextlib.suppress(Exception):
                     await redis.aclose()
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)

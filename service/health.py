@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common import db
 from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from service import metrics
 from service.http import json_response
 from service.problems import Problem
-from service.state import DB, REDIS
+from service.state import DB, REDIS, STATS
 
 routes = web.RouteTableDef()
 
@@ -36,6 +39,13 @@ async def _check_redis(request: web.Request) -> str | None:
     except (*REDIS_UNAVAILABLE, TimeoutError) as exc:  # type: ignore[misc]
         return f"redis: {exc!r}"
     return None
+
+
+@routes.get("/metrics")
+async def prometheus(request: web.Request) -> web.Response:
+    with contextlib.suppress(*db.UNAVAILABLE):
+        await request.app[STATS].get(None)  # refreshes the queue gauges
+    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/readyz")

@@ -19,6 +19,7 @@ from common.logs import get_logger
 from common.models import TERMINAL, EventType, Priority, Status, job_view
 from common.queue import QueuedJob, dequeue, enqueue, publish
 from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from service import metrics
 from service.http import if_none_match, json_response, prefer_wait, query_int, read_json
 from service.problems import Problem, validation_problem
 from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, TOKENS
@@ -100,13 +101,14 @@ async def _wait_until(
     """Hold until `done(row)` or the timeout; returns the last row read."""
     pool = request.app[DB]
     deadline = time.monotonic() + timeout
-    with request.app[HUB].listen(str(job_id)) as listener:
+    with request.app[HUB].subscription(jobs=[str(job_id)]) as sub:
         row = await jobstore.get_job(pool, job_id, tenant)
         while row is not None and not done(row):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            await listener.wait(min(remaining, RECHECK_S))
+            if await sub.get(min(remaining, RECHECK_S)) is not None:
+                sub.drain()  # one re-read covers every change so far
             row = await jobstore.get_job(pool, job_id, tenant)
     return row
 
@@ -200,7 +202,7 @@ async def submit(request: web.Request) -> web.Response:
             request.app[REDIS],
             request.app[KEYS],
             [QueuedJob(row["id"], row["priority"], row["created_at"])],
-            [jobstore.event_of(row, EventType.CREATED)],
+            [jobstore.message_of(row, EventType.CREATED)],
         )
     except REDIS_UNAVAILABLE as exc:
         enqueued = False
@@ -208,6 +210,7 @@ async def submit(request: web.Request) -> web.Response:
             "enqueue failed; the reconciler will enqueue the job", job_id=str(row["id"]), error=str(exc)
         )
 
+    metrics.JOBS_SUBMITTED.labels(row["type"], row["priority"]).inc()
     status, headers = 202, {"Location": f"/v1/jobs/{row['id']}"}
     if wait_s and enqueued:
         final = await _wait_until(request, row["id"], None, wait_s, done=lambda r: r["status"] in TERMINAL)
@@ -385,7 +388,7 @@ async def cancel(request: web.Request) -> web.Response:
                 continue
             try:
                 await dequeue(redis, keys, job_id)
-                await publish(redis, keys, [jobstore.event_of(cancelled, EventType.CANCELLED)])
+                await publish(redis, keys, [jobstore.message_of(cancelled, EventType.CANCELLED)])
             except REDIS_UNAVAILABLE as exc:
                 log.warning("cancelled job not removed from the queue", job_id=str(job_id), error=str(exc))
             return job_response(request, cancelled, 200)
@@ -417,7 +420,7 @@ async def retry(request: web.Request) -> web.Response:
             request.app[KEYS],
             # queued as of now, behind jobs that were already waiting
             [QueuedJob(row["id"], row["priority"], row["updated_at"])],
-            [jobstore.event_of(row, EventType.RETRYING)],
+            [jobstore.message_of(row, EventType.RETRYING)],
         )
     except REDIS_UNAVAILABLE as exc:
         log.warning("enqueue failed; the reconciler will enqueue the job", job_id=str(job_id), error=str(exc))

@@ -11,6 +11,7 @@ from common.config import Settings
 from common.keys import Keys
 from common.tokens import StreamTokens
 from service.events import EventHub
+from service.stats import QueueStats
 from workers.registry import Registry
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,5 +21,6 @@ KEYS = web.AppKey("keys", Keys)
 REGISTRY = web.AppKey("registry", Registry)
 TOKENS = web.AppKey("tokens", StreamTokens)
 HUB = web.AppKey("hub", EventHub)
+STATS = web.AppKey("stats", QueueStats)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -82,7 +82,7 @@ class Runtime:
         if row is None:
             return
         try:
-            await publish(self.redis, self.keys, [jobstore.event_of(row, event)])
+            await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the job itself must not suffer
             log.warning("event publish failed", error=str(exc), event_type=event.value)

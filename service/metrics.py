@@ -1,0 +1,39 @@
+"""Prometheus metrics of the api process, served at GET /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "jobwire_http_requests_total", "HTTP requests answered", ["method", "route", "status"], registry=REGISTRY
+)
+REQUEST_SECONDS = Histogram(
+    "jobwire_http_request_duration_seconds",
+    "Time to answer an HTTP request (to the first byte of streams)",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+JOBS_SUBMITTED = Counter(
+    "jobwire_jobs_submitted_total", "Jobs accepted", ["type", "priority"], registry=REGISTRY
+)
+SSE_CONNECTIONS = Gauge("jobwire_sse_connections", "Open SSE streams", registry=REGISTRY)
+WS_CONNECTIONS = Gauge("jobwire_websocket_connections", "Open WebSocket connections", registry=REGISTRY)
+HUB_EVENTS = Counter(
+    "jobwire_events_received_total",
+    "Job events received from Redis pub/sub by this api process",
+    registry=REGISTRY,
+)
+EVENTS_DELIVERED = Counter(
+    "jobwire_events_delivered_total", "Job events written to clients", ["transport"], registry=REGISTRY
+)
+SLOW_CLIENTS = Counter(
+    "jobwire_slow_clients_closed_total",
+    "Streams closed because the client fell too far behind",
+    ["transport"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge("jobwire_queue_depth", "Pending jobs, by priority", ["priority"], registry=REGISTRY)
+JOBS_RUNNING = Gauge("jobwire_jobs_running", "Running jobs", registry=REGISTRY)

@@ -1,0 +1,56 @@
+"""Queue statistics for the dashboard feed and /metrics: depth per priority, running, and jobs
+finished per minute. Computed from PostgreSQL, cached briefly per scope so that many dashboards
+cost one query."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+
+from service import metrics
+
+CACHE_S = 2.0
+
+_SQL = """
+SELECT
+  count(*) FILTER (WHERE status = 'pending' AND priority = 'normal')   AS normal,
+  count(*) FILTER (WHERE status = 'pending' AND priority = 'high')     AS high,
+  count(*) FILTER (WHERE status = 'running')                           AS running
+FROM jobs WHERE status IN ('pending', 'running') AND ($1::text IS NULL OR tenant = $1)
+"""
+_FINISHED_SQL = """
+SELECT
+  count(*) FILTER (WHERE status = 'completed') AS completed,
+  count(*) FILTER (WHERE status = 'failed')    AS failed
+FROM jobs WHERE finished_at > now() - interval '1 minute' AND ($1::text IS NULL OR tenant = $1)
+"""
+
+
+class QueueStats:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._cache: dict[str | None, tuple[float, dict[str, Any]]] = {}
+
+    async def get(self, tenant: str | None) -> dict[str, Any]:
+        """Stats of one tenant, or of every tenant (None)."""
+        cached = self._cache.get(tenant)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
+            return cached[1]
+        depth = await self.pool.fetchrow(_SQL, tenant)
+        finished = await self.pool.fetchrow(_FINISHED_SQL, tenant)
+        assert depth is not None and finished is not None
+        stats = {
+            "normal": depth["normal"],
+            "high": depth["high"],
+            "running": depth["running"],
+            "completed_per_minute": finished["completed"],
+            "failed_per_minute": finished["failed"],
+        }
+        self._cache[tenant] = (time.monotonic(), stats)
+        if tenant is None:
+            metrics.QUEUE_DEPTH.labels("normal").set(stats["normal"])
+            metrics.QUEUE_DEPTH.labels("high").set(stats["high"])
+            metrics.JOBS_RUNNING.set(stats["running"])
+        return stats
