@@ -31,6 +31,8 @@ class ProgressReporter:
         self._written: tuple[float, str | None] = (0.0, None)
         self._high_water = 0.0
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -48,15 +50,18 @@ class ProgressReporter:
         self._high_water = max(self._high_water, float(pct))
         self._pending = (self._high_water, message[:1000] if message else message)
         self._wake.set()
-        if self._task is None:
+        if self._task is None and not self._closing:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             await self._flush()
-            await asyncio.sleep(self._interval_s)
+            # rest between writes; close() cuts the rest short, never a write (a write cancelled
+            # after its commit would lose the event's publish)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self._interval_s)
 
     async def _flush(self) -> None:
         pending = self._pending
@@ -73,10 +78,11 @@ class ProgressReporter:
             self._pending = None
 
     async def close(self, *, flush: bool) -> None:
+        self._closing = True
+        self._closed.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         if flush:
             await self._flush()
