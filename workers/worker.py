@@ -27,11 +27,19 @@ ARQ_MAX_TRIES = 2**31 - 1
 
 
 class _Worker(Worker):
+    stopping = False
+
     async def _poll_iteration(self) -> None:
+        # ARQ's loop has no stop flag of its own, and a cancellation that lands inside a Redis call
+        # can be absorbed by the client: check ours on every turn.
+        if self.stopping:
+            raise asyncio.CancelledError
         # ARQ lets a Redis error end the worker; a job service should ride out a Redis restart.
         try:
             await super()._poll_iteration()
         except REDIS_UNAVAILABLE as exc:
+            if self.stopping:
+                raise asyncio.CancelledError from exc
             log.warning("redis unavailable, retrying", error=str(exc))
             await asyncio.sleep(1)
 
@@ -107,12 +115,15 @@ class WorkerService:
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        for task in [*self._tasks, *([self._main] if self._main else [])]:
+        worker.stopping = True
+        background = [*self._tasks, *([self._main] if self._main else [])]
+        for task in background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _, stuck = await asyncio.wait(background, timeout=5)
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await self.redis.delete(worker.health_check_key)
-        await self.redis.aclose()
+        await self.redis.aclose()  # also ends a poll that absorbed its cancellation
+        if stuck:
+            await asyncio.wait(stuck, timeout=5)
         await self.pool.close()
         log.info("worker stopped")

@@ -299,5 +299,3 @@ async def test_metrics_count_requests_and_streams(anon: httpx.AsyncClient, clien
     assert 'jobwire_http_requests_total{method="GET",route="/v1/jobs",status="200"}' in text
     assert "jobwire_sse_connections" in text and "jobwire_websocket_connections" in text
     assert 'jobwire_queue_depth{priority="normal"}' in text
-
-

@@ -1,0 +1,1 @@
+"""Benchmarks of jobwire against simpler baselines."""
