@@ -328,3 +328,32 @@ async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> l
             tenant,
         )
     )
+
+
+_INSERT_JOBS = """
+WITH j AS (
+    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq)
+    SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])
+         AS t(id, tenant, type, params, priority, max_attempts, webhook_url)
+    RETURNING *
+), e AS (
+    INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
+    SELECT id, 1, 'created', status, progress, message, NULL, created_at FROM j
+)
+SELECT * FROM j"""
+
+
+async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
+    """Insert many jobs (and their `created` events) in one statement: one commit for all."""
+    rows = await conn.fetch(
+        _INSERT_JOBS,
+        [j.id for j in jobs],
+        [j.tenant for j in jobs],
+        [j.type for j in jobs],
+        [j.params for j in jobs],
+        [j.priority for j in jobs],
+        [j.max_attempts for j in jobs],
+        [j.webhook_url for j in jobs],
+    )
+    return {r["id"]: r for r in rows}

@@ -19,8 +19,9 @@ from service import health, jobs, metrics, streams, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
 from service.events import EventHub
 from service.problems import Handler, problem_middleware
-from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SETTINGS, STATS, TOKENS
+from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SETTINGS, STATS, SUBMITTER, TOKENS
 from service.stats import QueueStats
+from service.submitter import Submitter
 from workers.registry import Registry, load_job_types
 
 log = get_logger("jobwire.api")
@@ -76,14 +77,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[DB] = await create_pool(settings.database_url, max_size=settings.db_pool_max)
     app[REDIS] = create_redis(settings.redis_url)
     app[STATS] = QueueStats(app[DB])
-    hub = EventHub(settings.redis_url, app[KEYS])
-    app[HUB] = hub
-    hub_task = asyncio.get_running_loop().create_task(hub.run())
+    app[SUBMITTER] = Submitter(app[DB], app[REDIS], app[KEYS])
+    app[HUB] = EventHub(settings.redis_url, app[KEYS])
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(app[HUB].run()), loop.create_task(app[SUBMITTER].run())]
     log.info("api ready", namespace=settings.namespace)
     yield
-    hub_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await hub_task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await app[REDIS].aclose()
     await app[DB].close()
 

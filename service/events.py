@@ -182,17 +182,19 @@ class EventHub:
     # ---- delivery ------------------------------------------------------------------------------
 
     def dispatch(self, raw: bytes) -> None:
+        """Route one pub/sub payload: a message `{"tenant", "event"}`, or a list of them."""
         try:
-            message = orjson.loads(raw)
-            tenant, event = message["tenant"], message["event"]
-            job_id = event["job_id"]
+            decoded = orjson.loads(raw)
+            messages = decoded if isinstance(decoded, list) else [decoded]
+            routed = [(m["tenant"], m["event"], m["event"]["job_id"]) for m in messages]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignoring a malformed event message")
             return
-        metrics.HUB_EVENTS.inc()
-        targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
-        for sub in targets:
-            sub.push(tenant, event)
+        for tenant, event, job_id in routed:
+            metrics.HUB_EVENTS.inc()
+            targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
+            for sub in targets:
+                sub.push(tenant, event)
 
     def _resync_all(self) -> None:
         subs: set[Subscriber] = set(self._firehose)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +23,7 @@ from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.http import if_none_match, json_response, prefer_wait, query_int, read_json
 from service.problems import Problem, validation_problem
-from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, TOKENS
+from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SUBMITTER, TOKENS
 
 log = get_logger("jobwire.api")
 routes = web.RouteTableDef()
@@ -113,6 +114,23 @@ async def _wait_until(
     return row
 
 
+async def _enqueue_one(
+    request: web.Request, row: jobstore.Row, event: EventType, queued_at: datetime
+) -> bool:
+    """Enqueue a committed job and publish its event; False (logged) when Redis is unreachable."""
+    try:
+        await enqueue(
+            request.app[REDIS],
+            request.app[KEYS],
+            [QueuedJob(row["id"], row["priority"], queued_at)],
+            [jobstore.message_of(row, event)],
+        )
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("enqueue failed; the reconciler will enqueue it", job_id=str(row["id"]), error=str(exc))
+        return False
+    return True
+
+
 # ---- submit ----------------------------------------------------------------------------------
 
 
@@ -181,7 +199,8 @@ async def submit(request: web.Request) -> web.Response:
     )
     pool = request.app[DB]
     if idem_key is None:
-        row = await jobstore.insert_job(pool, job)
+        # group commit: durable (committed) before we answer, sharing the commit with its neighbours
+        row, enqueued = await request.app[SUBMITTER].submit(job)
     else:
         request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
         row, replayed_status = await _insert_idempotent(pool, job, idem_key, request_hash, wait_s is None)
@@ -194,22 +213,10 @@ async def submit(request: web.Request) -> web.Response:
                 **{"Idempotent-Replayed": "true"},
             )
 
-    # The job is durable: from here on the answer is 202 whatever Redis does, because a job that
-    # did not reach the queue is put there by the reconciler.
-    enqueued = True
-    try:
-        await enqueue(
-            request.app[REDIS],
-            request.app[KEYS],
-            [QueuedJob(row["id"], row["priority"], row["created_at"])],
-            [jobstore.message_of(row, EventType.CREATED)],
-        )
-    except REDIS_UNAVAILABLE as exc:
-        enqueued = False
-        log.warning(
-            "enqueue failed; the reconciler will enqueue the job", job_id=str(row["id"]), error=str(exc)
-        )
+        enqueued = await _enqueue_one(request, row, EventType.CREATED, row["created_at"])
 
+    # The job is durable: from here on the answer is 202 whatever Redis did, because a job that
+    # did not reach the queue is put there by the reconciler.
     metrics.JOBS_SUBMITTED.labels(row["type"], row["priority"]).inc()
     status, headers = 202, {"Location": f"/v1/jobs/{row['id']}"}
     if wait_s and enqueued:
@@ -414,14 +421,6 @@ async def retry(request: web.Request) -> web.Response:
             f"the job is {current['status']}; only failed or cancelled jobs can be retried",
             slug="invalid-state",
         )
-    try:
-        await enqueue(
-            request.app[REDIS],
-            request.app[KEYS],
-            # queued as of now, behind jobs that were already waiting
-            [QueuedJob(row["id"], row["priority"], row["updated_at"])],
-            [jobstore.message_of(row, EventType.RETRYING)],
-        )
-    except REDIS_UNAVAILABLE as exc:
-        log.warning("enqueue failed; the reconciler will enqueue the job", job_id=str(job_id), error=str(exc))
+    # queued as of now, behind jobs that were already waiting
+    await _enqueue_one(request, row, EventType.RETRYING, row["updated_at"])
     return job_response(request, row, 202, Location=f"/v1/jobs/{job_id}")

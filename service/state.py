@@ -12,6 +12,7 @@ from common.keys import Keys
 from common.tokens import StreamTokens
 from service.events import EventHub
 from service.stats import QueueStats
+from service.submitter import Submitter
 from workers.registry import Registry
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -22,5 +23,6 @@ REGISTRY = web.AppKey("registry", Registry)
 TOKENS = web.AppKey("tokens", StreamTokens)
 HUB = web.AppKey("hub", EventHub)
 STATS = web.AppKey("stats", QueueStats)
+SUBMITTER = web.AppKey("submitter", Submitter)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
