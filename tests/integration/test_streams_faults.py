@@ -1,0 +1,155 @@
+"""Live events across processes and faults: several api and worker processes, a Redis restart
+under open streams, and clients that vanish."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from common.config import Settings
+from service.state import HUB
+from tests.conftest import (
+    ROOT,
+    Api,
+    eventually,
+    free_port,
+    make_settings,
+    new_key,
+    submit,
+    wait_status,
+)
+from tests.integration.test_faults import RedisServer, WorkerProcess, redis_server, running_worker, worker_env
+from tests.integration.test_streams import assert_complete_sequence, read_sse
+from workers.registry import Registry
+
+__all__ = ["redis_server"]  # the fixture, re-exported for pytest
+
+
+class ApiProcess:
+    def __init__(self, settings: Settings, log_dir: Path, name: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "api", "--port", str(self.port)],
+            cwd=ROOT,
+            env=worker_env(settings),
+            stdout=(log_dir / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    async def ready(self) -> None:
+        async with httpx.AsyncClient(base_url=self.url) as c:
+
+            async def up() -> bool:
+                try:
+                    return (await c.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(up, timeout=20, what=f"api on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.mark.slow
+async def test_a_client_on_one_api_sees_a_job_run_by_any_worker(settings: Settings, tmp_path: Path) -> None:
+    apis = [ApiProcess(settings, tmp_path, f"api{i}") for i in (1, 2)]
+    workers = [WorkerProcess(settings, tmp_path, f"worker{i}") for i in (1, 2)]
+    try:
+        for api in apis:
+            await api.ready()
+        key = await new_key(settings.database_url, "acme")
+        headers = {"Authorization": f"Bearer {key}"}
+        async with (
+            httpx.AsyncClient(base_url=apis[0].url, headers=headers, timeout=30) as one,
+            httpx.AsyncClient(base_url=apis[1].url, headers=headers, timeout=30) as two,
+        ):
+            jobs = [await submit(two, "demo.sleep", {"seconds": 0.8, "steps": 4}) for _ in range(4)]
+            results = await asyncio.gather(*(read_sse(one, f"/v1/jobs/{j['id']}/events") for j in jobs))
+            for _, events in results:
+                assert_complete_sequence(events)
+                assert events[-1]["type"] == "completed"
+    finally:
+        for api in apis:
+            api.stop()
+        for worker in workers:
+            worker.stop()
+
+
+async def test_streams_survive_a_redis_restart(
+    database: str, namespace: str, registry: Registry, redis_server: RedisServer
+) -> None:
+    settings = make_settings(database, namespace, redis_url=redis_server.url)
+    api = Api(settings, registry)
+    await api.start()
+    try:
+        key = await new_key(database, "acme")
+        async with (
+            httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client,
+            running_worker(settings),
+        ):
+            job = await submit(client, "demo.sleep", {"seconds": 4, "steps": 16})
+            await wait_status(client, job["id"], "running")
+
+            async def follow() -> list[dict[str, Any]]:
+                # like EventSource: reconnect with Last-Event-ID whenever the server closes the stream
+                events: list[dict[str, Any]] = []
+                while not events or events[-1]["type"] not in ("completed", "failed", "cancelled"):
+                    headers = {"Last-Event-ID": events[-1]["id"]} if events else {}
+                    try:
+                        status, more = await read_sse(client, f"/v1/jobs/{job['id']}/events", headers=headers)
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.2)
+                        continue
+                    if status == 204:
+                        break
+                    events += more
+                return events
+
+            followers = [asyncio.ensure_future(follow()) for _ in range(5)]
+            await asyncio.sleep(1)
+            redis_server.stop()
+            await asyncio.sleep(1)
+            redis_server.start()
+            results = await asyncio.wait_for(asyncio.gather(*followers), 30)
+        for events in results:
+            assert_complete_sequence(events)
+            assert events[-1]["type"] == "completed"
+    finally:
+        await api.stop()
+
+
+async def test_a_vanished_client_is_forgotten_within_a_couple_of_seconds(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    job = await submit(client, "demo.sleep", {"seconds": 60})  # no worker: the stream stays open
+    hub = api.runner.app[HUB] if api.runner else None
+    assert hub is not None
+    sock = socket.create_connection(("127.0.0.1", api.port))
+    request = (
+        f"GET /v1/jobs/{job['id']}/events HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {client.headers['Authorization']}\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    await asyncio.sleep(0.3)
+    assert hub.subscriber_count() == 1
+    sock.close()  # no more reads, no write will fail for a while: the server must notice by itself
+
+    async def forgotten() -> bool:
+        return hub.subscriber_count() == 0
+
+    await eventually(forgotten, timeout=3, what="the hub to drop the vanished client")
