@@ -45,7 +45,10 @@ def iso(ts: datetime | None) -> str | None:
     """RFC 3339 in UTC with microseconds and a Z, the one timestamp format of the API."""
     if ts is None:
         return None
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    # isoformat is implemented in C; strftime was a visible share of the submission profile
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def job_view(row: Record | Mapping[str, Any], *, events_token: str | None) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from common import jobstore
 from common.apikeys import Principal
+from common.ids import new_id
 from common.logs import get_logger
 from common.models import TERMINAL, EventType, Priority, Status, job_view
 from common.queue import QueuedJob, dequeue, enqueue, publish
@@ -189,7 +189,7 @@ async def submit(request: web.Request) -> web.Response:
     sub, params, max_attempts = _validate_submission(request, body)
     wait_s = prefer_wait(request, MAX_WAIT_S)
     job = jobstore.NewJob(
-        id=uuid.uuid4(),
+        id=new_id(),
         tenant=principal.tenant,
         type=sub.type,
         params=params,

@@ -97,9 +97,9 @@ async def test_streams_survive_a_redis_restart(
     api = Api(settings, registry)
     await api.start()
     try:
-        key = await new_key(database, "acme")
+        auth = {"Authorization": f"Bearer {await new_key(database, 'acme')}"}
         async with (
-            httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client,
+            httpx.AsyncClient(base_url=api.url, headers=auth, timeout=60) as client,
             running_worker(settings),
         ):
             job = await submit(client, "demo.sleep", {"seconds": 4, "steps": 16})

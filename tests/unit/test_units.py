@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import BaseModel
 
 from common.config import Settings
+from common.ids import new_id
 from common.jobstore import decode_cursor, encode_cursor
 from common.keys import Keys
+from common.models import iso
 from common.queue import HIGH_PRIORITY_LEAD_MS, QueuedJob, score
 from common.tokens import StreamTokens
 from workers.context import JobContext, ProgressReporter
@@ -125,3 +128,22 @@ async def test_progress_reporter_coalesces_and_never_goes_backwards() -> None:
     for bad in (-1, 101, float("nan"), True, "50"):
         with pytest.raises(ValueError):
             reporter.report(bad)  # type: ignore[arg-type]
+
+
+def test_job_ids_are_uuid7_ordered_by_time() -> None:
+    ids = []
+    for _ in range(3):
+        ids.append(new_id())
+        time.sleep(0.002)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert ids == sorted(ids)
+    assert len({new_id() for _ in range(10_000)}) == 10_000
+
+
+def test_timestamps_are_utc_with_microseconds_and_z() -> None:
+    assert iso(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000000Z"
+    assert (
+        iso(datetime(2026, 1, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))))
+        == "2026-01-01T00:03:04.000005Z"
+    )
+    assert iso(None) is None
