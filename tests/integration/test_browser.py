@@ -24,7 +24,8 @@ async (url) => new Promise((resolve) => {
   const source = new EventSource(url);
   source.onopen = () => { opens += 1; };
   for (const type of ["created", "started", "progress", "retrying", "completed", "failed", "cancelled"]) {
-    source.addEventListener(type, (e) => events.push({id: e.lastEventId, type: e.type, data: JSON.parse(e.data)}));
+    source.addEventListener(type, (e) =>
+      events.push({id: e.lastEventId, type: e.type, data: JSON.parse(e.data)}));
   }
   // after the terminal event the server ends the stream; EventSource reconnects with
   // Last-Event-ID, gets 204, and closes for good (readyState 2) instead of looping
