@@ -44,9 +44,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        route = _route(request)
-        metrics.REQUESTS.labels(request.method, route, str(status)).inc()
-        metrics.REQUEST_SECONDS.labels(request.method, route).observe(time.perf_counter() - t0)
+        counter, histogram = metrics.request_series(request.method, _route(request), status)
+        counter.inc()
+        histogram.observe(time.perf_counter() - t0)
 
 
 @web.middleware

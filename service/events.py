@@ -183,6 +183,8 @@ class EventHub:
 
     def dispatch(self, raw: bytes) -> None:
         """Route one pub/sub payload: a message `{"tenant", "event"}`, or a list of them."""
+        if not (self._by_job or self._by_tenant or self._firehose):
+            return  # nobody listens here (an api that only takes submissions): skip the parsing
         try:
             decoded = orjson.loads(raw)
             messages = decoded if isinstance(decoded, list) else [decoded]

@@ -37,3 +37,19 @@ SLOW_CLIENTS = Counter(
 )
 QUEUE_DEPTH = Gauge("jobwire_queue_depth", "Pending jobs, by priority", ["priority"], registry=REGISTRY)
 JOBS_RUNNING = Gauge("jobwire_jobs_running", "Running jobs", registry=REGISTRY)
+
+
+_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def request_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The request counter and duration histogram of one (method, route, status), looked up once:
+    prometheus-client's labels() is a measurable cost on the hottest path."""
+    key = (method, route, status)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            REQUEST_SECONDS.labels(method, route),
+        )
+    return series
