@@ -45,10 +45,13 @@ def iso(ts: datetime | None) -> str | None:
     """RFC 3339 in UTC with microseconds and a Z, the one timestamp format of the API."""
     if ts is None:
         return None
-    if ts.utcoffset():
-        ts = ts.astimezone(UTC)
     # isoformat is implemented in C; strftime was a visible share of the submission profile
-    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    text = ts.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):  # what PostgreSQL hands back
+        return text[:-6] + "Z"
+    if ts.tzinfo is None:  # naive: taken as UTC
+        return text + "Z"
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def job_view(row: Record | Mapping[str, Any], *, events_token: str | None) -> dict[str, Any]:
