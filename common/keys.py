@@ -30,6 +30,14 @@ class Keys:
         """Pub/sub channel carrying every committed job event of this namespace."""
         return f"{self.namespace}:events"
 
+    @property
+    def metrics_outcomes(self) -> str:
+        return f"{self.namespace}:metrics:outcomes"
+
+    @property
+    def metrics_durations(self) -> str:
+        return f"{self.namespace}:metrics:durations"
+
     def arq_job_id(self, job_id: UUID | str) -> str:
         return f"{self.namespace}:{job_id}"
 

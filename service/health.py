@@ -13,7 +13,7 @@ from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.http import json_response
 from service.problems import Problem
-from service.state import DB, REDIS, STATS
+from service.state import DB, KEYS, REDIS, STATS
 
 routes = web.RouteTableDef()
 
@@ -45,6 +45,8 @@ async def _check_redis(request: web.Request) -> str | None:
 async def prometheus(request: web.Request) -> web.Response:
     with contextlib.suppress(*db.UNAVAILABLE):
         await request.app[STATS].get(None)  # refreshes the queue gauges
+    with contextlib.suppress(*REDIS_UNAVAILABLE):
+        await metrics.JOB_OUTCOMES.refresh(request.app[REDIS], request.app[KEYS])
     return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from common.jobmetrics import JobMetricsCollector
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+# jobs finished by type and outcome, and their durations: recorded by the workers in Redis
+JOB_OUTCOMES = JobMetricsCollector()
+REGISTRY.register(JOB_OUTCOMES)
 
 REQUESTS = Counter(
     "jobwire_http_requests_total", "HTTP requests answered", ["method", "route", "status"], registry=REGISTRY

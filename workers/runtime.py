@@ -23,7 +23,7 @@ from arq.worker import Retry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from common import db, jobstore
+from common import db, jobmetrics, jobstore
 from common.config import Settings
 from common.keys import Keys
 from common.logs import get_logger
@@ -83,6 +83,11 @@ class Runtime:
             return
         try:
             await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
+            if event in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
+                duration = None
+                if event == EventType.COMPLETED and row["started_at"] and row["finished_at"]:
+                    duration = (row["finished_at"] - row["started_at"]).total_seconds()
+                await jobmetrics.record(self.redis, self.keys, row["type"], event.value, duration)
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the job itself must not suffer
             log.warning("event publish failed", error=str(exc), event_type=event.value)

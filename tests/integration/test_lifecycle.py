@@ -234,3 +234,16 @@ async def test_report_generate_summarises_the_tenants_history(
     assert report["totals"]["completed"] == 3 and report["totals"]["failed"] == 1
     assert report["by_day"] == [{"date": today, "jobs": 5, "completed": 3, "failed": 1}]
     assert report["top_errors"] == [{"type": "PermanentError", "jobs": 1}]
+
+
+async def test_metrics_count_finished_jobs_across_processes(
+    client: httpx.AsyncClient, anon: httpx.AsyncClient, worker: WorkerService
+) -> None:
+    await wait_status(client, (await submit(client, "demo.sleep", {"seconds": 0.1}))["id"], "completed")
+    await wait_status(client, (await submit(client, "demo.fail", {}))["id"], "failed")
+    text = (await anon.get("/metrics")).text
+    assert 'jobwire_jobs_finished_total{outcome="completed",type="demo.sleep"} 1.0' in text
+    assert 'jobwire_jobs_finished_total{outcome="failed",type="demo.fail"} 1.0' in text
+    assert 'jobwire_job_duration_seconds_bucket{le="+Inf",type="demo.sleep"} 1.0' in text
+    assert 'jobwire_job_duration_seconds_bucket{le="0.01",type="demo.sleep"} 0.0' in text
+    assert 'jobwire_job_duration_seconds_count{type="demo.sleep"} 1.0' in text
