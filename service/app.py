@@ -33,7 +33,8 @@ def _route(request: web.Request) -> str:
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request metrics, and the access log line when JOBWIRE_ACCESS_LOG is on."""
     t0 = time.perf_counter()
     status = 500
     try:
@@ -44,32 +45,20 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
+        elapsed = time.perf_counter() - t0
         counter, histogram = metrics.request_series(request.method, _route(request), status)
         counter.inc()
-        histogram.observe(time.perf_counter() - t0)
-
-
-@web.middleware
-async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    t0 = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        principal = request.get(PRINCIPAL)
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=status,
-            duration_ms=round((time.perf_counter() - t0) * 1000, 2),
-            tenant=principal.tenant if principal else None,
-        )
+        histogram.observe(elapsed)
+        if request.app[SETTINGS].access_log:
+            principal = request.get(PRINCIPAL)
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                tenant=principal.tenant if principal else None,
+            )
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -92,10 +81,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
-    middlewares = [metrics_middleware, problem_middleware, auth_middleware]
-    if settings.access_log:
-        middlewares.insert(0, access_log_middleware)
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[observe_middleware, problem_middleware, auth_middleware],
+    )
     app[SETTINGS] = settings
     app[KEYS] = Keys(settings.namespace)
     app[REGISTRY] = registry or load_job_types(settings.job_modules)

@@ -51,6 +51,27 @@ def template_db() -> str:
     return TEMPLATE
 
 
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+async def http_ready(url: str, path: str = "/readyz", timeout: float = 30) -> None:
+    """Until a server at `url` answers 200 on `path`."""
+    async with httpx.AsyncClient(base_url=url) as c:
+
+        async def up() -> bool:
+            try:
+                return (await c.get(path)).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(up, timeout=timeout, what=f"{url}{path} to answer 200")
+
+
 async def _clone_template(template_db: str) -> AsyncIterator[str]:
     name = f"jobwire_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_URL)
@@ -59,11 +80,7 @@ async def _clone_template(template_db: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     yield db_url(name)
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    await drop_database(name)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PG_URL, REDIS_URL, ROOT, db_url, delete_namespace, eventually, free_port
+from tests.conftest import REDIS_URL, ROOT, db_url, delete_namespace, drop_database, free_port, http_ready
 
 JOBWIRE = [sys.executable, "-m", "service.cli"]
 
@@ -26,11 +26,7 @@ async def fresh_db() -> AsyncIterator[str]:
     """A database name that does not exist yet: `migrate` must create it."""
     name = f"jobwire_cli_{uuid.uuid4().hex[:10]}"
     yield db_url(name)
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    await drop_database(name)
 
 
 def env_for(database_url: str, namespace: str, **extra: str) -> dict[str, str]:
@@ -93,15 +89,8 @@ async def test_dev_runs_a_job_from_submission_to_completion(fresh_db: str, tmp_p
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen([*JOBWIRE, "dev"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
+        await http_ready(f"http://127.0.0.1:{port}")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as anon:
-
-            async def ready() -> bool:
-                try:
-                    return (await anon.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, timeout=30, what="jobwire dev to be ready")
             out = await asyncio.to_thread(run, ["keys", "create", "--tenant", "demo"], env)
             key = out.stdout.strip().splitlines()[-1]
             headers = {"Authorization": f"Bearer {key}"}

@@ -29,6 +29,7 @@ from tests.conftest import (
     events_of,
     eventually,
     free_port,
+    http_ready,
     make_settings,
     new_key,
     submit,
@@ -301,15 +302,7 @@ async def test_api_sigterm_is_graceful(
         stderr=subprocess.STDOUT,
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-
-            async def up() -> bool:
-                try:
-                    return (await c.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, timeout=15, what="the api to listen")
+        await http_ready(f"http://127.0.0.1:{port}", "/healthz", timeout=15)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 15) == 0
     finally:

@@ -21,6 +21,7 @@ from tests.conftest import (
     Api,
     eventually,
     free_port,
+    http_ready,
     make_settings,
     new_key,
     submit,
@@ -46,15 +47,7 @@ class ApiProcess:
         )
 
     async def ready(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url) as c:
-
-            async def up() -> bool:
-                try:
-                    return (await c.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, timeout=20, what=f"api on port {self.port}")
+        await http_ready(self.url, timeout=20)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
