@@ -80,6 +80,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[DB].close()
 
 
+async def _end_streams(app: web.Application) -> None:
+    # runs when the server stops accepting, before it waits for handlers: streams end at once
+    # (clients reconnect to another api with Last-Event-ID) instead of holding the shutdown
+    app[HUB].close_all()
+
+
 def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -91,6 +97,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app[TOKENS] = StreamTokens(settings.require_secret_key(), settings.stream_token_ttl_s)
     app[KEY_CACHE] = KeyCache()
     app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_end_streams)
     app.add_routes(health.routes)
     app.add_routes(jobs.routes)
     app.add_routes(streams.routes)

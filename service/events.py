@@ -54,6 +54,7 @@ class Subscriber:
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
         self.overflowed = False
+        self.closed = False  # the api is shutting down: streams end so clients resume elsewhere
         self._items: deque[Item] = deque()
         # the newest queued item of each job: a progress item there may be replaced in place
         self._last_of_job: dict[str, Item] = {}
@@ -86,15 +87,21 @@ class Subscriber:
         self._last_of_job[job_id] = item
         self._ready.set()
 
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
     def resync(self) -> None:
         if not self._items or self._items[-1] is not RESYNC:
             self._items.append(RESYNC)
         self._ready.set()
 
     async def get(self, timeout: float | None) -> Item | None:
-        """The next item, or None after `timeout` seconds (or at once when overflowed)."""
+        """The next item, or None after `timeout` seconds (at once when overflowed or closed)."""
+        if self.closed:
+            return None
         while not self._items:
-            if self.overflowed:
+            if self.overflowed or self.closed:
                 return None
             self._ready.clear()
             try:
@@ -121,6 +128,7 @@ class EventHub:
         self._by_tenant: dict[str, set[Subscriber]] = {}
         self._firehose: set[Subscriber] = set()
         self.connected = asyncio.Event()
+        self.closing = False
 
     # ---- routing -------------------------------------------------------------------------------
 
@@ -173,11 +181,20 @@ class EventHub:
         finally:
             self.detach(sub)
 
-    def subscriber_count(self) -> int:
+    def close_all(self) -> None:
+        """Shutdown: every stream ends now (clients reconnect to another api with Last-Event-ID)."""
+        self.closing = True
+        for sub in self._all_subscribers():
+            sub.close()
+
+    def _all_subscribers(self) -> set[Subscriber]:
         subs: set[Subscriber] = set(self._firehose)
         for group in (*self._by_job.values(), *self._by_tenant.values()):
             subs |= group
-        return len(subs)
+        return subs
+
+    def subscriber_count(self) -> int:
+        return len(self._all_subscribers())
 
     # ---- delivery ------------------------------------------------------------------------------
 
@@ -199,10 +216,7 @@ class EventHub:
                 sub.push(tenant, event)
 
     def _resync_all(self) -> None:
-        subs: set[Subscriber] = set(self._firehose)
-        for group in (*self._by_job.values(), *self._by_tenant.values()):
-            subs |= group
-        for sub in subs:
+        for sub in self._all_subscribers():
             sub.resync()
 
     async def run(self) -> None:

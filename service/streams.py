@@ -89,6 +89,8 @@ class EventStream:
         """The next hub item; None when the client left or fell too far behind. Writes heartbeat
         comments while idle."""
         while True:
+            if sub.closed:
+                return None
             if sub.overflowed:
                 metrics.SLOW_CLIENTS.labels("sse").inc()
                 return None

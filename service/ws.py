@@ -36,6 +36,8 @@ class Connection:
         self.principal = principal
         self.hub: EventHub = request.app[HUB]
         self.sub = Subscriber(hard_limit=request.app[SETTINGS].stream_queue_max)
+        if self.hub.closing:
+            self.sub.close()
         self.sent: dict[str, int] = {}  # per followed job: seq of the last event sent
         self.lock = asyncio.Lock()  # replay (reader) and live events (writer) take turns per frame
 
@@ -160,6 +162,9 @@ class Connection:
         next_stats = time.monotonic() + STATS_INTERVAL_S
         while True:
             item = await self.sub.get(timeout=max(0.05, next_stats - time.monotonic()))
+            if self.sub.closed:
+                await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                return
             if self.sub.overflowed:
                 metrics.SLOW_CLIENTS.labels("websocket").inc()
                 await self.close_slow()

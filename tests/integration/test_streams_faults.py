@@ -146,3 +146,25 @@ async def test_a_vanished_client_is_forgotten_within_a_couple_of_seconds(
         return hub.subscriber_count() == 0
 
     await eventually(forgotten, timeout=3, what="the hub to drop the vanished client")
+
+
+async def test_sigterm_ends_open_streams_so_clients_resume_elsewhere(
+    settings: Settings, tmp_path: Path
+) -> None:
+    api = ApiProcess(settings, tmp_path, "api")
+    try:
+        await api.ready()
+        key = await new_key(settings.database_url, "acme")
+        async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}) as client:
+            job = await submit(client, "demo.sleep", {"seconds": 60})  # no worker: it stays pending
+            follower = asyncio.ensure_future(read_sse(client, f"/v1/jobs/{job['id']}/events"))
+            await asyncio.sleep(0.5)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            api.proc.send_signal(signal.SIGTERM)
+            status, events = await asyncio.wait_for(follower, 5)
+            assert loop.time() - t0 < 3  # not held until the shutdown timeout
+            assert status == 200 and [e["type"] for e in events] == ["created"]
+            assert await asyncio.to_thread(api.proc.wait, 10) == 0
+    finally:
+        api.stop()
