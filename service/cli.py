@@ -165,6 +165,27 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from service import client
+
+    return client.run(
+        lambda: client.submit(
+            args.type,
+            client.parse_params(args.param, args.params_json),
+            priority=args.priority,
+            wait=args.wait,
+            as_json=args.json,
+            idempotency_key=args.idempotency_key,
+        )
+    )
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from service import client
+
+    return client.run(lambda: client.watch(args.id, as_json=args.json))
+
+
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"jobwire {name}: not part of this release yet", file=sys.stderr)
@@ -207,14 +228,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int)
     p.set_defaults(run=cmd_dev)
 
-    # reserved for the webhook dispatcher and the command-line client
-    for name, text in (
-        ("dispatcher", "run the webhook dispatcher"),
-        ("submit", "submit a job"),
-        ("watch", "follow a job"),
-    ):
-        p = sub.add_parser(name, help=f"{text} (not in this release yet)")
-        p.set_defaults(run=_not_yet(name))
+    p = sub.add_parser(
+        "submit",
+        help="submit a job (JOBWIRE_URL, JOBWIRE_API_KEY)",
+        description="Submit a job; with --wait, follow it with a live progress bar until it ends.",
+    )
+    p.add_argument("type", help="job type, e.g. demo.sleep")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="a param; V is JSON or text")
+    p.add_argument("--params-json", metavar="JSON", help="params as one JSON object")
+    p.add_argument("--priority", choices=["normal", "high"], default="normal")
+    p.add_argument("--idempotency-key", metavar="KEY")
+    p.add_argument("--wait", action="store_true", help="follow the job to its end; exit 1 if it fails")
+    p.add_argument("--json", action="store_true", help="print the job as JSON (for scripts)")
+    p.set_defaults(run=cmd_submit)
+
+    p = sub.add_parser("watch", help="follow a job to its end (JOBWIRE_URL, JOBWIRE_API_KEY)")
+    p.add_argument("id", help="the job id")
+    p.add_argument("--json", action="store_true", help="print the final job as JSON")
+    p.set_defaults(run=cmd_watch)
+
+    # reserved for the webhook dispatcher
+    p = sub.add_parser("dispatcher", help="run the webhook dispatcher (not in this release yet)")
+    p.set_defaults(run=_not_yet("dispatcher"))
     return parser
 
 

@@ -4,6 +4,7 @@ submission to completion."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,19 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, ROOT, db_url, delete_namespace, drop_database, free_port, http_ready
+from common.config import Settings
+from tests.conftest import (
+    REDIS_URL,
+    ROOT,
+    Api,
+    db_url,
+    delete_namespace,
+    drop_database,
+    free_port,
+    http_ready,
+    new_key,
+)
+from workers.worker import WorkerService
 
 JOBWIRE = [sys.executable, "-m", "service.cli"]
 
@@ -114,3 +127,59 @@ async def test_dev_runs_a_job_from_submission_to_completion(fresh_db: str, tmp_p
         if proc.poll() is None:
             proc.kill()
         await delete_namespace(REDIS_URL, namespace)
+
+
+# ---- the command-line client ---------------------------------------------------------------------
+
+
+def client_env(api: Api, key: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWIRE_")}
+    env.update(JOBWIRE_URL=api.url, JOBWIRE_API_KEY=key)
+    return env
+
+
+async def test_submit_wait_follows_the_job_and_prints_the_result(
+    api: Api, settings: Settings, worker: WorkerService
+) -> None:
+    env = client_env(api, await new_key(settings.database_url, "acme"))
+    out = await asyncio.to_thread(
+        run, ["submit", "demo.sleep", "--param", "seconds=0.4", "--param", "steps=4", "--wait"], env
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"slept": 0.4, "steps": 4}
+    assert "progress" in out.stderr and "100.0%" in out.stderr and "completed" in out.stderr
+
+    out = await asyncio.to_thread(
+        run, ["submit", "demo.sleep", "--params-json", '{"seconds": 0}', "--json"], env
+    )
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    watched = await asyncio.to_thread(run, ["watch", job["id"], "--json"], env)
+    assert watched.returncode == 0 and json.loads(watched.stdout)["status"] == "completed"
+
+
+async def test_a_failing_job_exits_non_zero_with_its_error(
+    api: Api, settings: Settings, worker: WorkerService
+) -> None:
+    env = client_env(api, await new_key(settings.database_url, "acme"))
+    out = await asyncio.to_thread(
+        run, ["submit", "demo.fail", "--param", "message=it broke", "--wait", "--json"], env
+    )
+    assert out.returncode == 1
+    failed = json.loads(out.stdout)
+    assert failed["status"] == "failed" and failed["error"] == {
+        "type": "PermanentError",
+        "message": "it broke",
+    }
+
+
+async def test_client_errors_are_clear(api: Api, settings: Settings) -> None:
+    env = client_env(api, await new_key(settings.database_url, "acme"))
+    bad = await asyncio.to_thread(run, ["submit", "demo.sleep", "--param", "seconds=-1"], env)
+    assert bad.returncode == 2 and "params.seconds" in bad.stderr and "Traceback" not in bad.stderr
+    nokey = await asyncio.to_thread(run, ["submit", "demo.sleep"], {**env, "JOBWIRE_API_KEY": ""})
+    assert nokey.returncode == 2 and "JOBWIRE_API_KEY" in nokey.stderr
+    down = await asyncio.to_thread(
+        run, ["watch", "x"], {**env, "JOBWIRE_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    assert down.returncode == 2 and "cannot reach" in down.stderr
