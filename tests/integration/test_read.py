@@ -147,3 +147,31 @@ async def test_health_and_unknown_routes(anon: httpx.AsyncClient) -> None:
     assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/problem+json")
     r = await anon.delete("/healthz")
     assert r.status_code == 405 and r.json()["status"] == 405
+
+
+async def test_openapi_describes_every_v1_route_with_the_handlers_models(
+    anon: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    from service.schemas import Job, JobList
+
+    doc = (await anon.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/jobs/{job_id}/retry",
+        "/v1/jobs/{job_id}/events",
+        "/v1/events",
+        "/v1/ws",
+    }
+    schemas = doc["components"]["schemas"]
+    assert {"SubmitJob", "Job", "Problem", "Event", "SleepParams"} <= set(schemas)
+    assert doc["x-job-types"]["demo.sleep"]["params"]["$ref"] == "#/components/schemas/SleepParams"
+    assert schemas["SubmitJob"]["properties"]["priority"]["default"] == "normal"
+    # what the handlers answer matches the documented models
+    job = await submit(client, "demo.sleep", {"seconds": 1})
+    Job.model_validate(job)
+    JobList.model_validate((await client.get("/v1/jobs")).json())
+    page = await anon.get("/docs")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")

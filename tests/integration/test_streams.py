@@ -14,6 +14,7 @@ from httpx_sse import aconnect_sse
 
 from common.keys import Keys
 from common.redis_client import create_redis
+from service.schemas import Event
 from tests.conftest import Api, ClientFactory, submit, wait_status
 from workers.worker import WorkerService
 
@@ -57,6 +58,8 @@ async def test_sse_streams_the_whole_job_then_ends(client: httpx.AsyncClient, wo
     assert events[-1]["type"] == "completed" and events[-1]["result"] == {"slept": 0.5, "steps": 5}
     assert events[-1]["progress"] == 100.0
     assert all(e["job_id"] == job["id"] and e["at"].endswith("Z") for e in events)
+    for e in events:
+        Event.model_validate({k: v for k, v in e.items() if k != "id"})  # the documented shape
     # a stream opened after the end replays everything and ends
     status, replay = await read_sse(client, f"/v1/jobs/{job['id']}/events")
     assert [e["seq"] for e in replay] == [e["seq"] for e in events]
@@ -127,7 +130,8 @@ async def test_one_stream_follows_many_jobs_and_resumes_all_of_them(
 async def test_sse_sends_retry_and_heartbeats(
     database: str, namespace: str, registry: Any, make_client: ClientFactory
 ) -> None:
-    from tests.conftest import make_settings, new_key
+    from service.schemas import Event
+from tests.conftest import make_settings, new_key
 
     api = Api(make_settings(database, namespace, sse_heartbeat_s=0.2), registry)
     await api.start()
@@ -243,7 +247,8 @@ async def test_websocket_tenant_feed_is_isolated_and_admins_see_all(
 async def test_websocket_closes_a_client_that_cannot_keep_up(
     database: str, namespace: str, registry: Any
 ) -> None:
-    from tests.conftest import make_settings, new_key
+    from service.schemas import Event
+from tests.conftest import make_settings, new_key
 
     settings = make_settings(database, namespace, stream_queue_max=50)
     api = Api(settings, registry)
