@@ -15,7 +15,7 @@ from httpx_sse import aconnect_sse
 from common.keys import Keys
 from common.redis_client import create_redis
 from service.schemas import Event
-from tests.conftest import Api, ClientFactory, submit, wait_status
+from tests.conftest import Api, ClientFactory, make_settings, new_key, submit, wait_status
 from workers.worker import WorkerService
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -130,9 +130,6 @@ async def test_one_stream_follows_many_jobs_and_resumes_all_of_them(
 async def test_sse_sends_retry_and_heartbeats(
     database: str, namespace: str, registry: Any, make_client: ClientFactory
 ) -> None:
-    from service.schemas import Event
-from tests.conftest import make_settings, new_key
-
     api = Api(make_settings(database, namespace, sse_heartbeat_s=0.2), registry)
     await api.start()
     try:
@@ -247,9 +244,6 @@ async def test_websocket_tenant_feed_is_isolated_and_admins_see_all(
 async def test_websocket_closes_a_client_that_cannot_keep_up(
     database: str, namespace: str, registry: Any
 ) -> None:
-    from service.schemas import Event
-from tests.conftest import make_settings, new_key
-
     settings = make_settings(database, namespace, stream_queue_max=50)
     api = Api(settings, registry)
     await api.start()
