@@ -1,4 +1,5 @@
-"""The `jobwire` command."""
+"""The `jobwire` command. Subcommands import what they run inside their function, so that the client
+commands (submit, watch, keys) start without loading the server."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import hashlib
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -53,8 +54,6 @@ class SubmitJob(BaseModel):
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from urllib.parse import urlsplit
-
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL")
