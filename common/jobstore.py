@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from common.models import EventType, Status, iso
+from common.models import EventType, iso
 
 Row = asyncpg.Record
 # anything that runs a statement: a pool (autocommit) or a connection (inside a transaction)
@@ -291,18 +291,6 @@ def event_of(row: Row, event: EventType) -> dict[str, Any]:
 def message_of(row: Row, event: EventType) -> dict[str, Any]:
     """What goes on the pub/sub channel: the public event and, for routing, the job's tenant."""
     return {"tenant": row["tenant"], "event": event_of(row, event)}
-
-
-async def events_after(conn: Conn, job_id: UUID, after_seq: int) -> list[Row]:
-    return list(
-        await conn.fetch(
-            "SELECT * FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq", job_id, after_seq
-        )
-    )
-
-
-def is_terminal(row: Row) -> bool:
-    return Status(row["status"]).terminal
 
 
 async def events_after_many(conn: Conn, cursors: dict[UUID, int]) -> list[Row]:

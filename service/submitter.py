@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from uuid import UUID
 
 import asyncpg
 from redis.asyncio import Redis
@@ -95,9 +94,8 @@ class Submitter:
                 [jobstore.message_of(r, EventType.CREATED) for r in rows],
             )
         except REDIS_UNAVAILABLE as exc:
-            ids: list[UUID] = [r["id"] for r in rows]
             log.warning(
-                "enqueue failed; the reconciler will enqueue these jobs", jobs=len(ids), error=str(exc)
+                "enqueue failed; the reconciler will enqueue these jobs", jobs=len(rows), error=str(exc)
             )
             return False
         return True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -58,7 +58,6 @@ class RunHandle:
     attempt: int
     task: asyncio.Task[Any]
     cancel_requested: bool = False
-    started: float = field(default_factory=time.monotonic)
 
     def cancel(self) -> None:
         self.cancel_requested = True
