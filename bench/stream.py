@@ -1,0 +1,851 @@
+"""Live events: jobwire's progress-to-SSE latency and how many streams one api process holds, against a
+bare Redis pub/sub to SSE relay (bench/relay.py) measured in the same run.
+
+    python -m bench.stream [--quick] [--subscribers N] [--streams K] [--write-readme]
+
+1. Latency from `ctx.progress()` in a worker to the event's arrival at an SSE client (p50, p99), with
+   1 subscriber and with N subscribers on one job. The relay's publisher sends `{"t": send time}` on
+   a channel that its one pub/sub subscriber fans out; jobwire's job sends the time in the progress
+   message, through the UPDATE, the event INSERT, the PUBLISH and the api's hub.
+2. K streams held by one server process: its RSS before and after (KB per stream), its CPU while the
+   streams sit idle, and the time from one event's send time to its arrival at every stream.
+
+The clients run in separate processes (bench/sse_clients.py), never in a server's event loop. Every
+stream is open before the first tick is sent: jobwire's job waits on a Redis list (`go_key`) that is
+pushed only once all clients have their response headers; the relay's publisher starts only then.
+The machine is shared and noisy, so the table reports jobwire next to the relay run minutes apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import queue
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import asyncpg
+from redis import Redis
+
+from bench.submit import (
+    BENCH,
+    DATABASE_URL,
+    README,
+    REDIS_URL,
+    RESULTS,
+    ROOT,
+    free_port,
+    jobwire_command,
+    note,
+    report_stderr,
+    server_env,
+    stop_server,
+    wait_until_answering,
+)
+
+README_START = "<!-- bench:stream:start -->"
+README_END = "<!-- bench:stream:end -->"
+
+NAMESPACE = "bench-stream"
+TENANT = "bench-stream"
+RELAY_CHANNEL = f"{NAMESPACE}:relay"
+STREAM_ENV = {
+    "JOBWIRE_NAMESPACE": NAMESPACE,
+    "JOBWIRE_JOB_MODULES": '["bench.jobtypes"]',
+}
+TARGETS = ("jobwire", "relay")
+WORKER_CONCURRENCY = 4
+# one client process holds at most this many streams; more are spread over more processes
+CLIENTS_PER_PROCESS = 2500
+# connects in flight over all client processes: aiohttp's listen backlog is 128
+CONNECTS_IN_FLIGHT = 96
+# fds a server needs besides its streams (listening socket, pools, logs, the interpreter's own)
+FD_MARGIN = 256
+SETTLE_S = 1.0
+IDLE_CPU_WINDOW_S = 3.0
+READY_TIMEOUT_S = 180.0
+STREAMS_GOAL = 10_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    single_ticks: int
+    single_every_s: float
+    subscribers: int
+    many_ticks: int
+    many_every_s: float
+    streams: int
+    hold_ticks: int
+    hold_every_s: float
+    warmup_ticks: int = 3
+
+
+DEFAULT_PLAN = Plan(
+    single_ticks=30,
+    single_every_s=0.3,
+    subscribers=1000,
+    many_ticks=20,
+    many_every_s=0.5,
+    streams=10_000,
+    hold_ticks=5,
+    hold_every_s=2.5,
+)
+QUICK_PLAN = Plan(
+    single_ticks=10,
+    single_every_s=0.3,
+    subscribers=100,
+    many_ticks=6,
+    many_every_s=0.5,
+    streams=1000,
+    hold_ticks=3,
+    hold_every_s=2.0,
+)
+
+
+@dataclass
+class Clients:
+    """What the client processes of one run saw, merged."""
+
+    connected: int = 0
+    failed: int = 0
+    finished: int = 0
+    timed_out: int = 0
+    errors: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    ticks: dict[int, list[float]] = field(default_factory=dict)
+    replayed: int = 0
+    non_monotonic: int = 0
+    seq_gaps: int = 0
+    decode_errors: int = 0
+    connect_s: float = 0.0  # from starting the client processes to every client's headers
+
+    def merge(self, part: dict[str, Any]) -> None:
+        self.connected += part["connected"]
+        self.failed += part["failed"]
+        self.finished += part["finished"]
+        self.timed_out += part["timed_out"]
+        self.errors += part["errors"][: max(0, 5 - len(self.errors))]
+        for status, n in part["statuses"].items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+        for tick, latencies in part["ticks"].items():
+            self.ticks.setdefault(int(tick), []).extend(latencies)
+        for name in ("replayed", "non_monotonic", "seq_gaps", "decode_errors"):
+            setattr(self, name, getattr(self, name) + part[name])
+
+    def samples(self) -> list[float]:
+        return sorted(lat for latencies in self.ticks.values() for lat in latencies)
+
+
+@dataclass
+class Latency:
+    target: str
+    subscribers: int
+    ticks: int
+    every_s: float
+    connected: int
+    samples: int
+    expected_samples: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    finished: int
+    statuses: dict[str, int]
+    non_monotonic: int
+    seq_gaps: int
+    errors: list[str]
+    latencies_ms: list[float]
+
+
+@dataclass
+class Hold:
+    target: str
+    requested: int
+    connected: int
+    connect_s: float
+    rss_before_kb: int
+    rss_held_kb: int
+    rss_after_events_kb: int
+    kb_per_stream: float
+    idle_cpu_pct: float
+    ticks: int
+    every_s: float
+    # per event: (streams it reached, max latency over them in ms)
+    per_event: list[tuple[int, float]]
+    deliver_all_ms: float
+    finished: int
+    statuses: dict[str, int]
+    non_monotonic: int
+    errors: list[str]
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft fd limit to the hard one; every process started afterwards inherits it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def ephemeral_ports() -> int:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 28_000  # the Linux default range
+    return high - low + 1
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        return float("nan")
+    rank = (len(sorted_values) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    # the command name (field 2) may hold spaces: split after its closing parenthesis
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_pct(pid: int, window_s: float) -> float:
+    before, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(window_s)
+    return 100 * (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+
+
+# ---- setup and cleanup -----------------------------------------------------------------------
+
+
+def stream_env() -> dict[str, str]:
+    # the `jobwire` console script puts its own directory on sys.path, not the working directory:
+    # without PYTHONPATH the api and the worker cannot import bench.jobtypes
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return server_env({**STREAM_ENV, "PYTHONPATH": path})
+
+
+def prepare() -> str:
+    """Create the bench database and its schema; return a fresh API key for the bench tenant."""
+    jobwire = jobwire_command()
+    subprocess.run([jobwire, "migrate"], env=stream_env(), check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    created = subprocess.run(
+        [jobwire, "keys", "create", "--tenant", TENANT],
+        env=stream_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return created.stdout.strip().splitlines()[-1]
+
+
+def clean_redis() -> None:
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        doomed: list[bytes] = []
+        for pattern in (f"{NAMESPACE}:*", f"arq:*:{NAMESPACE}:*"):
+            doomed += list(redis.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(doomed), 1000):
+            redis.unlink(*doomed[start : start + 1000])
+    finally:
+        redis.close()
+
+
+async def _delete_jobs() -> None:
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        # job_events go with their jobs (ON DELETE CASCADE); other tenants' rows are not ours
+        await conn.execute("DELETE FROM jobs WHERE tenant = $1", TENANT)
+    finally:
+        await conn.close()
+
+
+def clean_state() -> None:
+    clean_redis()
+    asyncio.run(_delete_jobs())
+
+
+def go(go_key: str) -> None:
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        redis.rpush(go_key, "go")
+    finally:
+        redis.close()
+
+
+# ---- processes -------------------------------------------------------------------------------
+
+
+class Procs:
+    """Every process this benchmark starts, so that `finally` can stop them all."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[str, Path] = {}
+        self._handles: list[IO[bytes]] = []
+
+    def log(self, name: str) -> IO[bytes]:
+        path = RESULTS / f"stream-{name}.stderr.log"
+        if name not in self.logs:
+            self.logs[name] = path
+            path.write_bytes(b"")
+        handle = path.open("ab")
+        self._handles.append(handle)
+        return handle
+
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            command,
+            env=env or stream_env(),
+            stdout=subprocess.PIPE if name == "clients" else subprocess.DEVNULL,
+            stderr=self.log(name),
+            cwd=ROOT,
+        )
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        stop_server(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.running)):
+            self.stop(proc)
+        for handle in self._handles:
+            handle.close()
+        self._handles.clear()
+
+
+def start_jobwire_api(procs: Procs) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = procs.start("api", [jobwire_command(), "api", "--port", str(port)])
+    wait_until_answering("jobwire api", proc, port, procs.logs["api"])
+    return proc, port
+
+
+def start_relay(procs: Procs) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = [
+        sys.executable,
+        str(BENCH / "relay.py"),
+        "serve",
+        "--port",
+        str(port),
+        "--redis-url",
+        REDIS_URL,
+        "--channel",
+        RELAY_CHANNEL,
+    ]
+    proc = procs.start("relay", command)
+    wait_until_answering("relay", proc, port, procs.logs["relay"])
+    return proc, port
+
+
+def start_publisher(procs: Procs, ticks: int, every_s: float) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        str(BENCH / "relay.py"),
+        "publish",
+        "--count",
+        str(ticks),
+        "--every-s",
+        str(every_s),
+        "--redis-url",
+        REDIS_URL,
+        "--channel",
+        RELAY_CHANNEL,
+    ]
+    return procs.start("publisher", command)
+
+
+def submit_ticks(port: int, key: str, ticks: int, every_s: float) -> tuple[str, str]:
+    """Submit a bench.ticks job that waits for its go key; returns (job id, go key)."""
+    go_key = f"{NAMESPACE}:go:{uuid.uuid4()}"
+    body = {
+        "type": "bench.ticks",
+        "params": {"count": ticks, "every_s": every_s, "go_key": go_key, "redis_url": REDIS_URL},
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/jobs",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        job: dict[str, Any] = json.load(response)
+    return str(job["id"]), go_key
+
+
+class ClientProcs:
+    """Client processes (bench/sse_clients.py) following one URL. A thread per process reads its
+    stdout lines into a queue, so the ready line and the result can be waited for with deadlines."""
+
+    def __init__(self, procs: Procs, url: str, n: int, kind: str, timeout_s: float, auth: str | None) -> None:
+        count = -(-n // CLIENTS_PER_PROCESS)
+        shares = [n // count + (1 if i < n % count else 0) for i in range(count)]
+        env = stream_env()
+        if auth is not None:
+            env["BENCH_SSE_AUTHORIZATION"] = auth
+        self.procs = procs
+        self.started = time.monotonic()
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.lines: list[queue.Queue[bytes | None]] = []
+        for share in shares:
+            command = [
+                sys.executable,
+                str(BENCH / "sse_clients.py"),
+                "--url",
+                url,
+                "--n",
+                str(share),
+                "--kind",
+                kind,
+                "--timeout",
+                str(timeout_s),
+                "--connect-concurrency",
+                str(max(8, CONNECTS_IN_FLIGHT // count)),
+            ]
+            child = procs.start("clients", command, env)
+            lines: queue.Queue[bytes | None] = queue.Queue()
+            threading.Thread(target=self._read, args=(child, lines), daemon=True).start()
+            self.children.append(child)
+            self.lines.append(lines)
+
+    @staticmethod
+    def _read(child: subprocess.Popen[bytes], lines: queue.Queue[bytes | None]) -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def _next(self, index: int, tag: str, deadline: float) -> dict[str, Any]:
+        while True:
+            try:
+                line = self.lines[index].get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise SystemExit(
+                    f"SSE clients: no `{tag}` line in time; see {self.procs.logs['clients']}"
+                ) from None
+            if line is None:
+                raise SystemExit(f"SSE clients exited without `{tag}`; see {self.procs.logs['clients']}")
+            name, _, payload = line.decode().partition(" ")
+            if name == tag:
+                parsed: dict[str, Any] = json.loads(payload)
+                return parsed
+
+    def wait_ready(self) -> tuple[int, int, float]:
+        """(connected, failed, seconds to connect them all)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        ready = [self._next(i, "ready", deadline) for i in range(len(self.children))]
+        return (
+            sum(r["connected"] for r in ready),
+            sum(r["failed"] for r in ready),
+            time.monotonic() - self.started,
+        )
+
+    def collect(self, timeout_s: float) -> Clients:
+        deadline = time.monotonic() + timeout_s
+        merged = Clients()
+        for i in range(len(self.children)):
+            merged.merge(self._next(i, "result", deadline))
+        for child in self.children:
+            child.wait(timeout=max(1.0, deadline - time.monotonic()))
+            self.procs.stop(child)
+        return merged
+
+
+# ---- one run ---------------------------------------------------------------------------------
+
+
+class Targets:
+    """A running jobwire (api + worker) and relay, with what it takes to run ticks through each."""
+
+    def __init__(self, procs: Procs, key: str) -> None:
+        self.procs = procs
+        self.key = key
+        self.api: subprocess.Popen[bytes] | None = None
+        self.api_port = 0
+        self.relay: subprocess.Popen[bytes] | None = None
+        self.relay_port = 0
+        self.publisher: subprocess.Popen[bytes] | None = None
+
+    def restart(self, target: str) -> subprocess.Popen[bytes]:
+        """A fresh server process (a clean heap for the RSS figures)."""
+        if target == "jobwire":
+            if self.api is not None:
+                self.procs.stop(self.api)
+            self.api, self.api_port = start_jobwire_api(self.procs)
+            return self.api
+        if self.relay is not None:
+            self.procs.stop(self.relay)
+        self.relay, self.relay_port = start_relay(self.procs)
+        return self.relay
+
+    def server(self, target: str) -> subprocess.Popen[bytes]:
+        proc = self.api if target == "jobwire" else self.relay
+        assert proc is not None, f"{target} is not running"
+        return proc
+
+    def source(self, target: str, ticks: int, every_s: float) -> tuple[str, str | None, str | None]:
+        """A tick source that is not ticking yet: (stream URL, Authorization, jobwire's go key)."""
+        if target == "jobwire":
+            job_id, go_key = submit_ticks(self.api_port, self.key, ticks, every_s)
+            url = f"http://127.0.0.1:{self.api_port}/v1/jobs/{job_id}/events"
+            return url, f"Bearer {self.key}", go_key
+        return f"http://127.0.0.1:{self.relay_port}/events", None, None
+
+    def open_streams(
+        self, target: str, url: str, auth: str | None, n: int, ticks: int, every_s: float
+    ) -> ClientProcs:
+        # generous: the connects, the ticks, the terminal event, and a slow machine
+        timeout_s = READY_TIMEOUT_S + ticks * every_s + 60
+        return ClientProcs(self.procs, url, n, target, timeout_s, auth)
+
+    def tick(self, target: str, go_key: str | None, ticks: int, every_s: float) -> None:
+        if target == "jobwire":
+            assert go_key is not None
+            go(go_key)
+        else:
+            self.publisher = start_publisher(self.procs, ticks, every_s)
+
+    def collect(self, clients: ClientProcs, ticks: int, every_s: float) -> Clients:
+        result = clients.collect(timeout_s=ticks * every_s + 60)
+        if self.publisher is not None:
+            self.publisher.wait(timeout=10)
+            self.procs.stop(self.publisher)
+            self.publisher = None
+        return result
+
+    def latency(self, target: str, n: int, ticks: int, every_s: float) -> Latency:
+        url, auth, go_key = self.source(target, ticks, every_s)
+        clients = self.open_streams(target, url, auth, n, ticks, every_s)
+        connected, failed, _ = clients.wait_ready()
+        if failed:
+            note(f"  {target}: {failed} of {n} streams failed to open")
+        self.tick(target, go_key, ticks, every_s)
+        seen = self.collect(clients, ticks, every_s)
+        samples = seen.samples()
+        return Latency(
+            target=target,
+            subscribers=n,
+            ticks=ticks,
+            every_s=every_s,
+            connected=connected,
+            samples=len(samples),
+            expected_samples=connected * ticks,
+            p50_ms=percentile(samples, 50),
+            p99_ms=percentile(samples, 99),
+            max_ms=samples[-1] if samples else float("nan"),
+            finished=seen.finished,
+            statuses=seen.statuses,
+            non_monotonic=seen.non_monotonic,
+            seq_gaps=seen.seq_gaps,
+            errors=seen.errors,
+            latencies_ms=samples,
+        )
+
+    def hold(self, target: str, k: int, ticks: int, every_s: float) -> Hold:
+        server = self.restart(target)
+        # jobwire's job is submitted before the first RSS reading: only the streams differ between
+        # the two readings
+        url, auth, go_key = self.source(target, ticks, every_s)
+        rss_before = rss_kb(server.pid)
+        clients = self.open_streams(target, url, auth, k, ticks, every_s)
+        connected, failed, connect_s = clients.wait_ready()
+        if failed:
+            note(f"  {target}: {failed} of {k} streams failed to open")
+        time.sleep(SETTLE_S)
+        rss_held = rss_kb(server.pid)
+        cpu = idle_cpu_pct(server.pid, IDLE_CPU_WINDOW_S)
+        self.tick(target, go_key, ticks, every_s)
+        seen = self.collect(clients, ticks, every_s)
+        rss_after = rss_kb(server.pid)
+        per_event = [(len(lat), max(lat)) for _, lat in sorted(seen.ticks.items()) if lat]
+        return Hold(
+            target=target,
+            requested=k,
+            connected=connected,
+            connect_s=connect_s,
+            rss_before_kb=rss_before,
+            rss_held_kb=rss_held,
+            rss_after_events_kb=rss_after,
+            kb_per_stream=(rss_held - rss_before) / connected if connected else float("nan"),
+            idle_cpu_pct=cpu,
+            ticks=ticks,
+            every_s=every_s,
+            per_event=per_event,
+            deliver_all_ms=statistics.median(m for _, m in per_event) if per_event else float("nan"),
+            finished=seen.finished,
+            statuses=seen.statuses,
+            non_monotonic=seen.non_monotonic,
+            errors=seen.errors,
+        )
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def fmt_ms(value: float) -> str:
+    return f"{value:,.1f} ms" if value >= 100 else f"{value:.2f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def render(
+    header: str, single: dict[str, Latency], many: dict[str, Latency], hold: dict[str, Hold], k: int
+) -> str:
+    jw, rl = single["jobwire"], single["relay"]
+    mj, mr = many["jobwire"], many["relay"]
+    hj, hr = hold["jobwire"], hold["relay"]
+    n = mj.subscribers
+    lines = [
+        header,
+        "",
+        "| figure | jobwire | bare relay | ratio | target | met |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+
+    def row(
+        figure: str, a: str, b: str, ratio: float | None, target: str = "", met: bool | str | None = None
+    ) -> None:
+        ratio_cell = f"{ratio:.2f}x" if ratio is not None else ""
+        met_cell = met if isinstance(met, str) else verdict(met) if met is not None else ""
+        lines.append(f"| {figure} | {a} | {b} | {ratio_cell} | {target} | {met_cell} |")
+
+    row("latency p50, 1 subscriber", fmt_ms(jw.p50_ms), fmt_ms(rl.p50_ms), jw.p50_ms / rl.p50_ms)
+    row(
+        "latency p99, 1 subscriber",
+        fmt_ms(jw.p99_ms),
+        fmt_ms(rl.p99_ms),
+        jw.p99_ms / rl.p99_ms,
+        "jobwire ≤ 10 ms",
+        jw.p99_ms <= 10,
+    )
+    for pct, a, b in (("p50", mj.p50_ms, mr.p50_ms), ("p99", mj.p99_ms, mr.p99_ms)):
+        row(f"latency {pct}, {n:,} subscribers", fmt_ms(a), fmt_ms(b), a / b, "≤ 1.5x relay", a <= 1.5 * b)
+    row(
+        f"streams held by one process (of {k:,} opened)",
+        f"{hj.connected:,}",
+        f"{hr.connected:,}",
+        None,
+        "10,000",
+        # a smaller K (--quick, --streams, or this machine's limits) cannot meet it: say so, not "no"
+        hj.connected >= STREAMS_GOAL if k >= STREAMS_GOAL else f"not tried (K = {k:,})",
+    )
+    row(
+        "KB per stream (server RSS)",
+        f"{hj.kb_per_stream:.1f}",
+        f"{hr.kb_per_stream:.1f}",
+        hj.kb_per_stream / hr.kb_per_stream if hr.kb_per_stream > 0 else None,
+        "≤ 40 KB",
+        hj.kb_per_stream <= 40,
+    )
+    row(
+        f"one event to all streams (max over streams, median of {hj.ticks})",
+        fmt_ms(hj.deliver_all_ms),
+        fmt_ms(hr.deliver_all_ms),
+        hj.deliver_all_ms / hr.deliver_all_ms,
+        "≤ 500 ms",
+        hj.deliver_all_ms <= 500,
+    )
+    row(
+        "server CPU with the streams idle",
+        f"{hj.idle_cpu_pct:.0f}%",
+        f"{hr.idle_cpu_pct:.0f}%",
+        None,
+    )
+    row(
+        "time to open all streams",
+        f"{hj.connect_s:.1f} s",
+        f"{hr.connect_s:.1f} s",
+        hj.connect_s / hr.connect_s,
+    )
+    lines.append("")
+    lines.append(
+        f"Ticks: {jw.ticks} every {jw.every_s:g} s with 1 subscriber, {mj.ticks} every {mj.every_s:g} s with "
+        f"{n:,}; {hj.ticks} every {hj.every_s:g} s with {k:,} streams. Latency: send time (in the message) "
+        "to arrival at the client process, same clock. Clients run in their own processes "
+        f"(≤ {CLIENTS_PER_PROCESS:,} streams each); servers run one process each, jobwire's worker another."
+    )
+    return "\n".join(lines)
+
+
+def anomalies(latency: list[Latency], hold: list[Hold]) -> list[str]:
+    """What the clients saw that a correct stream never shows: lost events, out-of-order seq, a
+    stream that ended early or not at all, a job that did not complete."""
+    found: list[str] = []
+    for run in latency:
+        where = f"{run.target}, {run.subscribers} subscriber(s)"
+        if run.samples < run.expected_samples:
+            found.append(
+                f"{where}: {run.expected_samples - run.samples} of {run.expected_samples} live events missing"
+            )
+        if run.finished < run.connected:
+            found.append(f"{where}: {run.connected - run.finished} streams did not reach their end")
+        if run.non_monotonic:
+            found.append(f"{where}: {run.non_monotonic} events with a seq not above the previous one")
+        if run.target == "jobwire" and set(run.statuses) - {"completed"}:
+            found.append(f"{where}: terminal statuses {run.statuses}")
+        found += [f"{where}: {error}" for error in run.errors]
+    for h in hold:
+        where = f"{h.target}, {h.requested} streams"
+        if h.connected < h.requested:
+            found.append(f"{where}: only {h.connected} opened")
+        short = [reached for reached, _ in h.per_event if reached < h.connected]
+        if short or len(h.per_event) < h.ticks:
+            found.append(f"{where}: events reached {[r for r, _ in h.per_event]} of {h.connected} streams")
+        if h.finished < h.connected:
+            found.append(f"{where}: {h.connected - h.finished} streams did not reach their end")
+        if h.non_monotonic:
+            found.append(f"{where}: {h.non_monotonic} events with a seq not above the previous one")
+        found += [f"{where}: {error}" for error in h.errors]
+    return found
+
+
+def write_readme(table: str) -> None:
+    text = README.read_text() if README.exists() else ""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        note(f"warning: {README} has no {README_START} ... {README_END} markers; README left as it is")
+        return
+    README.write_text(f"{text[: start + len(README_START)]}\n{table}\n{text[end:]}")
+    note(f"updated the table in {README}")
+
+
+def feasible_streams(requested: int, fd_limit: int) -> tuple[int, str | None]:
+    """The most streams this machine lets one server hold: its fd limit and the ephemeral ports that
+    the clients' connections (all from 127.0.0.1 to one port) draw from."""
+    ports = ephemeral_ports() - 1000  # leave some for whatever else runs here
+    cap = min(fd_limit - FD_MARGIN, ports)
+    if requested <= cap:
+        return requested, None
+    return cap, (
+        f"{requested:,} streams are not possible here (fd hard limit {fd_limit:,}, "
+        f"{ephemeral_ports():,} ephemeral ports): measured {cap:,}"
+    )
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument("--subscribers", type=int, help="subscribers on one job for the latency figures")
+    parser.add_argument("--streams", type=int, help="streams held by one server process")
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help=f"put the table between the {README_START} markers in README.md",
+    )
+    args = parser.parse_args(argv)
+
+    plan = QUICK_PLAN if args.quick else DEFAULT_PLAN
+    subscribers = args.subscribers or plan.subscribers
+    fd_limit = raise_fd_limit()
+    k, k_note = feasible_streams(args.streams or plan.streams, fd_limit)
+    if k_note:
+        note(f"warning: {k_note}")
+    if subscribers > fd_limit - FD_MARGIN:
+        raise SystemExit(f"--subscribers {subscribers} exceeds the fd limit ({fd_limit})")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    note("preparing database jobwire_bench and an API key")
+    key = prepare()
+    clean_state()
+
+    procs = Procs()
+    targets = Targets(procs, key)
+    single: dict[str, Latency] = {}
+    many: dict[str, Latency] = {}
+    held: dict[str, Hold] = {}
+    t0 = time.monotonic()
+    try:
+        procs.start("worker", [jobwire_command(), "worker", "--concurrency", str(WORKER_CONCURRENCY)])
+        for target in TARGETS:
+            targets.restart(target)
+            # the first event through a fresh process pays for imports, pools and caches: not counted
+            note(f"warm-up: {target}")
+            targets.latency(target, 1, plan.warmup_ticks, plan.single_every_s)
+        for target in TARGETS:
+            note(f"latency, 1 subscriber: {target} ({plan.single_ticks} ticks every {plan.single_every_s} s)")
+            single[target] = targets.latency(target, 1, plan.single_ticks, plan.single_every_s)
+        for target in TARGETS:
+            ticks = f"{plan.many_ticks} ticks every {plan.many_every_s} s"
+            note(f"latency, {subscribers} subscribers: {target} ({ticks})")
+            many[target] = targets.latency(target, subscribers, plan.many_ticks, plan.many_every_s)
+        for target in TARGETS:
+            note(f"{k} streams held: {target} (fresh server process)")
+            held[target] = targets.hold(target, k, plan.hold_ticks, plan.hold_every_s)
+    finally:
+        procs.stop_all()
+        clean_state()
+    note(f"done in {time.monotonic() - t0:.0f} s")
+
+    nproc = len(os.sched_getaffinity(0))
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    header = (
+        f"Live events, {date}: nproc {nproc}, jobwire api + worker (progress interval default) vs bare relay"
+    )
+    table = render(header, single, many, held, k)
+    if k_note:
+        table += f"\n\nNote: {k_note}."
+    print(table)
+
+    found = anomalies([*single.values(), *many.values()], list(held.values()))
+    for line in found:
+        note(f"warning: {line}")
+    report_stderr(procs.logs)
+    payload: dict[str, Any] = {
+        "date": date,
+        "nproc": nproc,
+        "plan": asdict(plan),
+        "subscribers": subscribers,
+        "streams": k,
+        "streams_note": k_note,
+        "table": table,
+        "anomalies": found,
+        "latency_1": {t: asdict(r) for t, r in single.items()},
+        "latency_n": {t: asdict(r) for t, r in many.items()},
+        "hold": {t: asdict(r) for t, r in held.items()},
+    }
+    (RESULTS / "stream.json").write_text(json.dumps(payload, indent=1) + "\n")
+    if args.write_readme:
+        write_readme(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
