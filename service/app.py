@@ -69,7 +69,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SUBMITTER] = Submitter(app[DB], app[REDIS], app[KEYS])
     app[HUB] = EventHub(settings.redis_url, app[KEYS])
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(app[HUB].run()), loop.create_task(app[SUBMITTER].run())]
+    tasks = [
+        loop.create_task(app[HUB].run()),
+        loop.create_task(app[HUB].sweep_departed()),
+        loop.create_task(app[SUBMITTER].run()),
+    ]
     log.info("api ready", namespace=settings.namespace)
     yield
     for task in tasks:

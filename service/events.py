@@ -37,13 +37,15 @@ HARD_LIMIT = 2048  # queued events above which the client is too slow and gets c
 
 
 class Item:
-    """One queued event (or, with `event` None, a resync marker)."""
+    """One queued event (or, with `event` None, a resync marker). `raw` is the event's JSON, encoded
+    once by the hub and shared by every subscriber it goes to."""
 
-    __slots__ = ("event", "tenant")
+    __slots__ = ("event", "raw", "tenant")
 
-    def __init__(self, tenant: str | None, event: dict[str, Any] | None) -> None:
+    def __init__(self, tenant: str | None, event: dict[str, Any] | None, raw: bytes | None = None) -> None:
         self.tenant = tenant
         self.event = event
+        self.raw = raw
 
 
 RESYNC = Item(None, None)
@@ -54,7 +56,10 @@ class Subscriber:
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
         self.overflowed = False
-        self.closed = False  # the api is shutting down: streams end so clients resume elsewhere
+        self.closed = False  # the stream must end: the api is shutting down, or the client left
+        # the client's connection, for subscribers whose stream cannot notice a departure by itself
+        # (SSE): the hub checks them all in one sweep instead of each stream polling
+        self.transport: asyncio.BaseTransport | None = None
         self._items: deque[Item] = deque()
         # the newest queued item of each job: a progress item there may be replaced in place
         self._last_of_job: dict[str, Item] = {}
@@ -67,14 +72,14 @@ class Subscriber:
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, tenant: str | None, event: dict[str, Any]) -> None:
+    def push(self, tenant: str | None, event: dict[str, Any], raw: bytes | None = None) -> None:
         if self.overflowed:
             return
         job_id = event["job_id"]
         if event["type"] == "progress" and len(self._items) >= self.soft_limit:
             last = self._last_of_job.get(job_id)
             if last is not None and last.event is not None and last.event["type"] == "progress":
-                last.event, last.tenant = event, tenant
+                last.event, last.tenant, last.raw = event, tenant, raw
                 return
         if len(self._items) >= self.hard_limit:
             self.overflowed = True
@@ -82,7 +87,7 @@ class Subscriber:
             self._last_of_job.clear()
             self._ready.set()
             return
-        item = Item(tenant, event)
+        item = Item(tenant, event, raw)
         self._items.append(item)
         self._last_of_job[job_id] = item
         self._ready.set()
@@ -105,7 +110,9 @@ class Subscriber:
                 return None
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                # asyncio.timeout, not wait_for: no extra task per wait, which counts with 10,000 streams
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         item = self._items.popleft()
@@ -212,8 +219,20 @@ class EventHub:
         for tenant, event, job_id in routed:
             metrics.HUB_EVENTS.inc()
             targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
-            for sub in targets:
-                sub.push(tenant, event)
+            if targets:
+                raw = orjson.dumps(event)  # once, however many clients it goes to
+                for sub in targets:
+                    sub.push(tenant, event, raw)
+
+    async def sweep_departed(self, interval_s: float = 1.0) -> None:
+        """Close the subscribers whose client has gone, once a second for all of them: a stream
+        blocked waiting for events would otherwise hold a dead client until its next write."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for sub in self._all_subscribers():
+                transport = sub.transport
+                if transport is not None and transport.is_closing():
+                    sub.close()
 
     def _resync_all(self) -> None:
         for sub in self._all_subscribers():

@@ -23,10 +23,9 @@ from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS
 
 routes = web.RouteTableDef()
+SSE_DELIVERED = metrics.EVENTS_DELIVERED.labels("sse")
 
 MAX_JOBS = 100
-# how often a waiting stream checks that its client is still connected
-LIVENESS_CHECK_S = 1.0
 
 
 def _problem_422(loc: list[str], detail: str) -> Problem:
@@ -39,12 +38,9 @@ def _last_event_id(request: web.Request) -> str | None:
     return request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
 
 
-def frame(event: dict[str, Any], event_id: str) -> bytes:
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
-        event_id.encode(),
-        event["type"].encode(),
-        orjson.dumps(event),
-    )
+def frame(event: dict[str, Any], event_id: str, raw: bytes | None = None) -> bytes:
+    data = raw if raw is not None else orjson.dumps(event)
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event["type"].encode(), data)
 
 
 def _terminal(event: dict[str, Any]) -> bool:
@@ -76,18 +72,20 @@ class EventStream:
     def close(self) -> None:
         metrics.SSE_CONNECTIONS.dec()
 
-    async def send(self, event: dict[str, Any], event_id: str) -> None:
-        await self.response.write(frame(event, event_id))
+    async def send(self, event: dict[str, Any], event_id: str, raw: bytes | None = None) -> None:
+        await self.response.write(frame(event, event_id, raw))
         self._last_write = time.monotonic()
-        metrics.EVENTS_DELIVERED.labels("sse").inc()
+        SSE_DELIVERED.inc()
 
     def client_gone(self) -> bool:
         transport = self.request.transport
         return transport is None or transport.is_closing()
 
     async def next_item(self, sub: Subscriber) -> Item | None:
-        """The next hub item; None when the client left or fell too far behind. Writes heartbeat
-        comments while idle."""
+        """The next hub item; None when the client left (the hub's sweep closes the subscriber),
+        the api is shutting down, or the client fell too far behind. Writes heartbeat comments
+        while idle."""
+        sub.transport = self.request.transport
         while True:
             if sub.closed:
                 return None
@@ -95,7 +93,7 @@ class EventStream:
                 metrics.SLOW_CLIENTS.labels("sse").inc()
                 return None
             until_heartbeat = self.heartbeat_s - (time.monotonic() - self._last_write)
-            item = await sub.get(timeout=max(0.0, min(LIVENESS_CHECK_S, until_heartbeat)))
+            item = await sub.get(timeout=max(0.0, until_heartbeat))
             if item is not None:
                 return item
             if self.client_gone():
@@ -143,7 +141,7 @@ async def _pump(
         for row in await jobstore.events_after_many(pool, wanted):
             await deliver(event_view(row), from_backlog=True)
 
-    async def deliver(event: dict[str, Any], *, from_backlog: bool = False) -> None:
+    async def deliver(event: dict[str, Any], *, from_backlog: bool = False, raw: bytes | None = None) -> None:
         job = event["job_id"]
         seq = event["seq"]
         if job not in cursor.seqs or job in finished or seq <= cursor.seqs[job]:
@@ -154,7 +152,7 @@ async def _pump(
             if seq <= cursor.seqs[job]:
                 return
         cursor.seqs[job] = seq
-        await stream.send(event, event_id(job))
+        await stream.send(event, event_id(job), raw)
         if _terminal(event):
             finished.add(job)
 
@@ -166,7 +164,7 @@ async def _pump(
         if item is RESYNC:
             await backfill()
         elif item.event is not None:
-            await deliver(item.event)
+            await deliver(item.event, raw=item.raw)
 
 
 def _scope(principal: Principal, job_ids: Iterable[str]) -> str | None:

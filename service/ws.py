@@ -22,6 +22,7 @@ from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS
 
 log = get_logger("jobwire.ws")
 routes = web.RouteTableDef()
+WS_DELIVERED = metrics.EVENTS_DELIVERED.labels("websocket")
 
 MAX_JOBS_PER_CONNECTION = 1000
 STATS_INTERVAL_S = 5.0
@@ -42,7 +43,7 @@ class Connection:
         self.lock = asyncio.Lock()  # replay (reader) and live events (writer) take turns per frame
 
     async def send(self, message: dict[str, Any]) -> None:
-        await asyncio.wait_for(self.ws.send_bytes(orjson.dumps(message)), SEND_TIMEOUT_S)
+        await self.send_frame(orjson.dumps(message))
 
     async def error(self, detail: str) -> None:
         await self.send({"op": "error", "detail": detail})
@@ -128,7 +129,7 @@ class Connection:
     # ---- server to client ---------------------------------------------------------------------
 
     async def deliver_job_event(
-        self, event: dict[str, Any], tenant: str | None, *, replay: bool = False
+        self, event: dict[str, Any], tenant: str | None, *, replay: bool = False, raw: bytes | None = None
     ) -> None:
         """Send one event; for followed jobs, in seq order with no duplicate. Call with the lock."""
         job = event["job_id"]
@@ -143,16 +144,22 @@ class Connection:
                     if missed["seq"] >= event["seq"]:
                         break
                     if missed["type"] != "progress":
-                        await self.send(self.envelope(missed, tenant))
+                        await self.send_frame(self.envelope(missed, tenant))
             self.sent[job] = event["seq"]
-        await self.send(self.envelope(event, tenant))
-        metrics.EVENTS_DELIVERED.labels("websocket").inc()
+        await self.send_frame(self.envelope(event, tenant, raw))
+        WS_DELIVERED.inc()
 
-    def envelope(self, event: dict[str, Any], tenant: str | None) -> dict[str, Any]:
-        message: dict[str, Any] = {"op": "event", "event": event}
+    def envelope(self, event: dict[str, Any], tenant: str | None, raw: bytes | None = None) -> bytes:
+        """`{"op": "event", "event": …}` (plus `tenant` for admins), around the event's JSON as the hub
+        encoded it once for every client."""
+        data = raw if raw is not None else orjson.dumps(event)
         if self.principal.is_admin and tenant is not None:
-            message["tenant"] = tenant
-        return message
+            return b'{"op":"event","tenant":%s,"event":%s}' % (orjson.dumps(tenant), data)
+        return b'{"op":"event","event":%s}' % data
+
+    async def send_frame(self, frame: bytes) -> None:
+        # a text frame (browsers hand binary frames over as Blobs), from bytes without a decode
+        await asyncio.wait_for(self.ws.send_frame(frame, WSMsgType.TEXT), SEND_TIMEOUT_S)
 
     async def send_stats(self) -> None:
         scope = None if self.principal.is_admin else self.principal.tenant
@@ -173,7 +180,7 @@ class Connection:
                 await self.resync()
             elif item is not None and item.event is not None:
                 async with self.lock:
-                    await self.deliver_job_event(item.event, item.tenant)
+                    await self.deliver_job_event(item.event, item.tenant, raw=item.raw)
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + STATS_INTERVAL_S
                 if self.sub.tenants or self.sub.firehose:

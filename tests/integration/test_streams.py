@@ -171,7 +171,9 @@ def ws_url(api_url: str) -> str:
 
 
 async def recv(ws: Any, timeout: float = 10) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    frame = await asyncio.wait_for(ws.recv(), timeout)
+    assert isinstance(frame, str), "the contract promises JSON text frames"
+    message: dict[str, Any] = json.loads(frame)
     return message
 
 
