@@ -71,7 +71,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     tasks = [
         loop.create_task(app[HUB].run()),
-        loop.create_task(app[HUB].sweep_departed()),
+        loop.create_task(app[HUB].sweep()),
         loop.create_task(app[SUBMITTER].run()),
     ]
     log.info("api ready", namespace=settings.namespace)

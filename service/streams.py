@@ -18,7 +18,7 @@ from common import jobstore
 from common.apikeys import Principal
 from common.models import TERMINAL, event_view
 from service import metrics
-from service.events import RESYNC, Item, Subscriber
+from service.events import HEARTBEAT, RESYNC, Item, Subscriber
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS
 
@@ -61,7 +61,6 @@ class EventStream:
             },
         )
         self.heartbeat_s = request.app[SETTINGS].sse_heartbeat_s
-        self._last_write = time.monotonic()
 
     async def open(self) -> None:
         await self.response.prepare(self.request)
@@ -74,33 +73,23 @@ class EventStream:
 
     async def send(self, event: dict[str, Any], event_id: str, raw: bytes | None = None) -> None:
         await self.response.write(frame(event, event_id, raw))
-        self._last_write = time.monotonic()
         SSE_DELIVERED.inc()
-
-    def client_gone(self) -> bool:
-        transport = self.request.transport
-        return transport is None or transport.is_closing()
 
     async def next_item(self, sub: Subscriber) -> Item | None:
         """The next hub item; None when the client left (the hub's sweep closes the subscriber),
-        the api is shutting down, or the client fell too far behind. Writes heartbeat comments
-        while idle."""
+        the api is shutting down, or the client fell too far behind. Writes a keepalive comment
+        when the sweep says the stream has been idle for a heartbeat interval."""
         sub.transport = self.request.transport
+        sub.heartbeat_s = self.heartbeat_s
         while True:
-            if sub.closed:
-                return None
+            sub.last_write = time.monotonic()
+            item = await sub.get(timeout=None)
             if sub.overflowed:
                 metrics.SLOW_CLIENTS.labels("sse").inc()
                 return None
-            until_heartbeat = self.heartbeat_s - (time.monotonic() - self._last_write)
-            item = await sub.get(timeout=max(0.0, until_heartbeat))
-            if item is not None:
-                return item
-            if self.client_gone():
-                return None
-            if time.monotonic() - self._last_write >= self.heartbeat_s:
-                await self.response.write(b": keepalive\n\n")
-                self._last_write = time.monotonic()
+            if item is not HEARTBEAT:
+                return item  # None: closed
+            await self.response.write(b": keepalive\n\n")
 
 
 class Cursor:
