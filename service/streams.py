@@ -14,14 +14,16 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
-from common import jobstore
+from common import db, jobstore
 from common.apikeys import Principal
+from common.logs import get_logger
 from common.models import TERMINAL, event_view
 from service import metrics
 from service.events import HEARTBEAT, RESYNC, Item, Subscriber
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS
 
+log = get_logger("jobwire.sse")
 routes = web.RouteTableDef()
 SSE_DELIVERED = metrics.EVENTS_DELIVERED.labels("sse")
 
@@ -208,6 +210,12 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
             await _pump(stream, sub, cursor, finished, event_id)
         except (ConnectionResetError, asyncio.CancelledError):
             pass  # the client left; it resumes with Last-Event-ID
+        except Exception as exc:
+            # the headers are out, so no problem document: end the stream, the client resumes
+            if isinstance(exc, db.UNAVAILABLE):
+                log.warning("stream ended: database unavailable", error=repr(exc))
+            else:
+                log.exception("stream ended by an error")
         finally:
             stream.close()
         return stream.response

@@ -67,25 +67,28 @@ class Submitter:
     async def _write(
         self, batch: list[tuple[jobstore.NewJob, asyncio.Future[tuple[jobstore.Row, bool]]]]
     ) -> None:
+        live = [(job, fut) for job, fut in batch if not fut.cancelled()]
         try:
-            live = [(job, fut) for job, fut in batch if not fut.cancelled()]
-            if not live:
-                return
-            try:
+            if live:
                 rows = await jobstore.insert_jobs(self.pool, [job for job, _ in live])
-            except Exception as exc:
-                for _, fut in live:
+                enqueued = await self._enqueue(list(rows.values()))
+                for job, fut in live:
                     if not fut.done():
-                        fut.set_exception(exc)
-                return
-            enqueued = await self._enqueue(list(rows.values()))
-            for job, fut in live:
+                        fut.set_result((rows[job.id], enqueued))
+        except BaseException as exc:
+            # every waiting request gets an answer: the insert's error (503 when PostgreSQL is
+            # unreachable), never a hang
+            for _, fut in live:
                 if not fut.done():
-                    fut.set_result((rows[job.id], enqueued))
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._slots.release()
 
     async def _enqueue(self, rows: list[jobstore.Row]) -> bool:
+        """Committed jobs are owed: whatever goes wrong here, they are answered 202 and the
+        reconciler enqueues what did not make it."""
         try:
             await enqueue(
                 self.redis,
@@ -97,5 +100,8 @@ class Submitter:
             log.warning(
                 "enqueue failed; the reconciler will enqueue these jobs", jobs=len(rows), error=str(exc)
             )
+            return False
+        except Exception:
+            log.exception("enqueue failed; the reconciler will enqueue these jobs", jobs=len(rows))
             return False
         return True

@@ -12,7 +12,7 @@ from uuid import UUID
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from common import jobstore
+from common import db, jobstore
 from common.apikeys import Principal
 from common.logs import get_logger
 from common.models import event_view
@@ -216,7 +216,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await conn.handle(msg.data)
+                try:
+                    await conn.handle(msg.data)
+                except (ConnectionResetError, TimeoutError):
+                    raise  # the client is gone or not reading: handled below
+                except db.UNAVAILABLE:
+                    await conn.error("temporarily unavailable (database); try again shortly")
+                except Exception:
+                    log.exception("websocket request failed")
+                    await conn.error("internal error; it has been logged")
             if writer.done():
                 break
     except (ConnectionResetError, TimeoutError):

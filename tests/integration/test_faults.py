@@ -308,3 +308,18 @@ async def test_api_sigterm_is_graceful(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_a_redis_error_after_the_commit_still_answers_202(
+    client: httpx.AsyncClient, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    redis = create_redis(settings.redis_url)
+    try:
+        # the queue key holds the wrong type: the enqueue script fails with WRONGTYPE
+        await redis.set(Keys(settings.namespace).queue, "not a sorted set")
+        r = await asyncio.wait_for(client.post("/v1/jobs", json={"type": "demo.sleep"}), 10)
+        assert r.status_code == 202
+        assert await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'pending'") == 1
+    finally:
+        await redis.delete(Keys(settings.namespace).queue)
+        await redis.aclose()
