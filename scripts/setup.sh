@@ -25,11 +25,3 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 bash scripts/services.sh
-
-# the browser tests drive Debian's Chromium (Playwright's own browser download is not used)
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "setup: installing chromium from Debian's packages (browser tests)" >&2
-  SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
