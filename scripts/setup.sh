@@ -8,9 +8,18 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   if ! "$PYTHON" -m venv .venv 2>/dev/null; then
     rm -rf .venv
-    # Debian splits venv's pip bootstrap into python3-venv; virtualenv from PyPI needs nothing
-    "$PYTHON" -m pip install -q --user virtualenv
-    "$PYTHON" -m virtualenv -q .venv
+    # Debian splits venv's pip bootstrap into the python3-venv package
+    if command -v apt-get >/dev/null 2>&1; then
+      SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+      minor=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python$minor-venv" >/dev/null \
+        || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      "$PYTHON" -m venv .venv
+    else
+      "$PYTHON" -m pip install -q --user virtualenv
+      "$PYTHON" -m virtualenv -q .venv
+    fi
   fi
 fi
 
