@@ -300,3 +300,27 @@ async def test_metrics_count_requests_and_streams(anon: httpx.AsyncClient, clien
     assert 'jobwire_http_requests_total{method="GET",route="/v1/jobs",status="200"}' in text
     assert "jobwire_sse_connections" in text and "jobwire_websocket_connections" in text
     assert 'jobwire_queue_depth{priority="normal"}' in text
+
+
+async def test_websocket_unsubscribe_stops_the_events(
+    api: Api, client: httpx.AsyncClient, worker: WorkerService
+) -> None:
+    auth = {"Authorization": client.headers["Authorization"]}
+    async with websockets.connect(ws_url(api.url), additional_headers=auth) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "all": True}))
+        assert (await recv(ws))["op"] == "subscribed"
+        await ws.send(json.dumps({"op": "unsubscribe", "all": True}))
+        await recv_until(ws, lambda m: m["op"] == "unsubscribed")
+        job = await submit(client, "demo.sleep", {"seconds": 0})
+        await wait_status(client, job["id"], "completed")
+        with pytest.raises(TimeoutError):
+            while True:
+                message = await recv(ws, timeout=1)
+                assert message["op"] != "event", message
+        # following the finished job by id replays it from `since`, then nothing more arrives
+        await ws.send(json.dumps({"op": "subscribe", "jobs": [job["id"]], "since": {job["id"]: 0}}))
+        messages = await recv_until(ws, lambda m: m.get("event", {}).get("type") == "completed")
+        events = [m["event"] for m in messages if m["op"] == "event"]
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        await ws.send(json.dumps({"op": "unsubscribe", "jobs": [job["id"]]}))
+        assert (await recv(ws)) == {"op": "unsubscribed", "jobs": [job["id"]]}
