@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common import jobstore
+from common import jobstore, ssrf
 from common.apikeys import Principal
 from common.ids import new_id
 from common.logs import get_logger
@@ -24,7 +24,7 @@ from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.http import if_none_match, json_response, prefer_wait, query_int, read_json
 from service.problems import Problem, validation_problem
-from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SUBMITTER, TOKENS
+from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SETTINGS, SUBMITTER, TOKENS
 
 log = get_logger("jobwire.api")
 routes = web.RouteTableDef()
@@ -167,6 +167,19 @@ def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, di
     return sub, params.model_dump(mode="json"), jt.max_attempts
 
 
+async def _check_webhook_url(request: web.Request, url: str) -> None:
+    try:
+        await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
+    except ssrf.BlockedDestination as exc:
+        raise Problem(
+            422,
+            str(exc),
+            slug="validation",
+            title="Validation failed",
+            errors=[{"loc": ["body", "webhook_url"], "msg": str(exc), "type": "blocked_destination"}],
+        ) from None
+
+
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -186,6 +199,8 @@ async def submit(request: web.Request) -> web.Response:
     idem_key = _idempotency_key(request)
     body = await read_json(request)
     sub, params, max_attempts = _validate_submission(request, body)
+    if sub.webhook_url is not None:
+        await _check_webhook_url(request, sub.webhook_url)
     wait_s = prefer_wait(request, MAX_WAIT_S)
     job = jobstore.NewJob(
         id=new_id(),

@@ -178,3 +178,19 @@ async def test_prefer_wait_returns_the_finished_job(client: httpx.AsyncClient, w
     assert r.status_code == 202 and "Preference-Applied" not in r.headers
     assert 0.9 < loop.time() - t0 < 3
     assert r.json()["status"] in ("pending", "running")
+
+
+async def test_webhook_urls_must_be_public_unless_allowed(client: httpx.AsyncClient) -> None:
+    for url in (
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.0.0.5/x",
+        "http://[::ffff:127.0.0.1]/",
+    ):
+        r = await client.post("/v1/jobs", json={"type": "demo.sleep", "webhook_url": url})
+        assert r.status_code == 422, url
+        assert r.json()["errors"][0]["loc"] == ["body", "webhook_url"]
+    ok = await client.post(
+        "/v1/jobs", json={"type": "demo.sleep", "webhook_url": "https://93.184.216.34/hook"}
+    )
+    assert ok.status_code == 202 and ok.json()["webhook_url"] == "https://93.184.216.34/hook"

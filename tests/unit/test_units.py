@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import time
 import uuid
@@ -17,6 +18,7 @@ from common.jobstore import decode_cursor, encode_cursor
 from common.keys import Keys
 from common.models import iso
 from common.queue import HIGH_PRIORITY_LEAD_MS, QueuedJob, score
+from common.ssrf import BlockedDestination, check_url, is_public
 from common.tokens import StreamTokens
 from workers.context import JobContext, ProgressReporter
 from workers.registry import Backoff, Registry, job_type
@@ -147,3 +149,43 @@ def test_timestamps_are_utc_with_microseconds_and_z() -> None:
         == "2026-01-01T00:03:04.000005Z"
     )
     assert iso(None) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("169.254.169.254", False),  # cloud metadata
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),  # v4-mapped loopback
+        ("::ffff:93.184.216.34", True),
+        ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64 around 10.0.0.1
+        ("fd00:ec2::254", False),
+    ],
+)
+def test_webhook_destinations_must_be_public(address: str, public: bool) -> None:
+    assert is_public(ipaddress.ip_address(address)) is public
+
+
+async def test_webhook_urls_are_checked_where_they_are_accepted() -> None:
+    await check_url("http://93.184.216.34/hook", allow_private=False)
+    await check_url("http://127.0.0.1:9000/hook", allow_private=True)
+    for url in (
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "https://[::1]/x",
+        "http://169.254.169.254/",
+    ):
+        with pytest.raises(BlockedDestination):
+            await check_url(url, allow_private=False)
