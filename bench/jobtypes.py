@@ -1,5 +1,5 @@
 """Job types for the benchmarks, loaded by the api and the worker through
-JOBWIRE_JOB_MODULES='["bench.jobtypes"]' (with /work/main as the working directory)."""
+JOBWIRE_JOB_MODULES='["bench.jobtypes"]' (with the repository root on PYTHONPATH)."""
 
 from __future__ import annotations
 
