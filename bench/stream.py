@@ -42,7 +42,6 @@ from redis import Redis
 from bench.submit import (
     BENCH,
     DATABASE_URL,
-    README,
     REDIS_URL,
     RESULTS,
     ROOT,
@@ -53,10 +52,8 @@ from bench.submit import (
     server_env,
     stop_server,
     wait_until_answering,
+    write_readme,
 )
-
-README_START = "<!-- bench:stream:start -->"
-README_END = "<!-- bench:stream:end -->"
 
 NAMESPACE = "bench-stream"
 TENANT = "bench-stream"
@@ -734,16 +731,6 @@ def anomalies(latency: list[Latency], hold: list[Hold]) -> list[str]:
     return found
 
 
-def write_readme(table: str) -> None:
-    text = README.read_text() if README.exists() else ""
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        note(f"warning: {README} has no {README_START} ... {README_END} markers; README left as it is")
-        return
-    README.write_text(f"{text[: start + len(README_START)]}\n{table}\n{text[end:]}")
-    note(f"updated the table in {README}")
-
-
 def feasible_streams(requested: int, fd_limit: int) -> tuple[int, str | None]:
     """The most streams this machine lets one server hold: its fd limit and the ephemeral ports that
     the clients' connections (all from 127.0.0.1 to one port) draw from."""
@@ -768,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-readme",
         action="store_true",
-        help=f"put the table between the {README_START} markers in README.md",
+        help="put the table between the bench:stream markers in README.md",
     )
     args = parser.parse_args(argv)
 
@@ -843,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (RESULTS / "stream.json").write_text(json.dumps(payload, indent=1) + "\n")
     if args.write_readme:
-        write_readme(table)
+        write_readme(table, "stream")
     return 0
 
 

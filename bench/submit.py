@@ -38,8 +38,6 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 LUA_SCRIPT = BENCH / "post_job.lua"
 README = ROOT / "README.md"
-README_START = "<!-- bench:submit:start -->"
-README_END = "<!-- bench:submit:end -->"
 
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/jobwire_bench"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -318,13 +316,15 @@ def render(combined: dict[str, WrkResult], header: str) -> str:
     return "\n".join(lines)
 
 
-def write_readme(table: str) -> None:
+def write_readme(table: str, section: str = "submit") -> None:
+    """Put `table` between the README's `<!-- bench:<section>:start/end -->` markers."""
+    start_marker, end_marker = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
     text = README.read_text() if README.exists() else ""
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        note(f"warning: {README} has no {README_START} ... {README_END} markers; README left as it is")
+        note(f"warning: {README} has no {start_marker} ... {end_marker} markers; README left as it is")
         return
-    before = text[: start + len(README_START)]
+    before = text[: start + len(start_marker)]
     README.write_text(f"{before}\n{table}\n{text[end:]}")
     note(f"updated the table in {README}")
 
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-readme",
         action="store_true",
-        help=f"put the table between the {README_START} markers in README.md",
+        help="put the table between the bench:submit markers in README.md",
     )
     args = parser.parse_args(argv)
 
