@@ -47,6 +47,7 @@ from bench.submit import (
     ROOT,
     free_port,
     jobwire_command,
+    migrate_and_key,
     note,
     report_stderr,
     server_env,
@@ -248,17 +249,7 @@ def stream_env() -> dict[str, str]:
 
 def prepare() -> str:
     """Create the bench database and its schema; return a fresh API key for the bench tenant."""
-    jobwire = jobwire_command()
-    subprocess.run([jobwire, "migrate"], env=stream_env(), check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    created = subprocess.run(
-        [jobwire, "keys", "create", "--tenant", TENANT],
-        env=stream_env(),
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    return created.stdout.strip().splitlines()[-1]
+    return migrate_and_key(stream_env(), TENANT)
 
 
 def clean_redis() -> None:

@@ -96,19 +96,26 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **ENV, **(extra or {})}
 
 
-def prepare() -> str:
-    """Create the bench database and its schema; return a fresh API key for tenant `bench`."""
+def migrate_and_key(env: dict[str, str], tenant: str) -> str:
+    """`jobwire migrate`, then a fresh API key for `tenant` (the last line `keys create` prints)."""
     jobwire = jobwire_command()
-    subprocess.run([jobwire, "migrate"], env=server_env(), check=True, stdout=subprocess.DEVNULL)
-    asyncio.run(create_naive_table())
+    subprocess.run([jobwire, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     created = subprocess.run(
-        [jobwire, "keys", "create", "--tenant", NAMESPACE],
-        env=server_env(),
+        [jobwire, "keys", "create", "--tenant", tenant],
+        env=env,
         check=True,
         capture_output=True,
         text=True,
+        cwd=ROOT,
     )
     return created.stdout.strip().splitlines()[-1]
+
+
+def prepare() -> str:
+    """Create the bench database and its schema; return a fresh API key for tenant `bench`."""
+    key = migrate_and_key(server_env(), NAMESPACE)
+    asyncio.run(create_naive_table())
+    return key
 
 
 async def create_naive_table() -> None:
