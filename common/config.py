@@ -7,7 +7,7 @@ import sys
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -28,6 +28,21 @@ class Settings(BaseSettings):
     webhook_backoff_factor: float = Field(default=3, ge=1)
     webhook_backoff_max_s: float = Field(default=21600, gt=0)
     webhook_backoff_max_attempts: int = Field(default=10, ge=1)
+    # one attempt: a deadline for the whole exchange, and how much of the answer is read
+    webhook_timeout_s: float = Field(default=10, gt=0)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0)
+    # an endpoint failing without a single success for this long is disabled
+    webhook_disable_after_s: float = Field(default=24 * 3600, gt=0)
+    # after a secret rotation the old secret keeps signing beside the new one this long
+    webhook_secret_grace_s: float = Field(default=24 * 3600, ge=0)
+    # dispatcher: how long a claimed delivery stays leased (must outlast an attempt's deadline; a
+    # dispatcher killed mid-attempt leaves its deliveries due again after this), attempts in flight
+    # in one dispatcher, and at most this many of them to one endpoint (or one job URL's origin)
+    webhook_lease_s: float = Field(default=30, gt=0)
+    webhook_concurrency: int = Field(default=256, ge=1)
+    webhook_endpoint_concurrency: int = Field(default=32, ge=1)
+    # the longest the dispatcher sleeps without a notification (retries coming due wake it sooner)
+    webhook_poll_s: float = Field(default=5, gt=0)
     sse_heartbeat_s: float = Field(default=15, gt=0)
     # events queued for one SSE/WebSocket client before it counts as too slow and is closed
     stream_queue_max: int = Field(default=2048, ge=16)
@@ -59,6 +74,15 @@ class Settings(BaseSettings):
         if not NAMESPACE_RE.match(value):
             raise ValueError("must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError(
+                f"JOBWIRE_WEBHOOK_LEASE_S ({self.webhook_lease_s}) must be longer than "
+                f"JOBWIRE_WEBHOOK_TIMEOUT_S ({self.webhook_timeout_s})"
+            )
+        return self
 
     @cached_property
     def resolved_log_format(self) -> Literal["console", "json"]:

@@ -39,6 +39,43 @@ class NewJob:
 _EVENT_DATA = {EventType.COMPLETED: "result", EventType.FAILED: "error", EventType.RETRYING: "error"}
 
 
+# the webhook event type each job event is delivered as (job events missing here are not delivered)
+WEBHOOK_EVENT = {
+    EventType.STARTED: "job.started",
+    EventType.PROGRESS: "job.progress",
+    EventType.COMPLETED: "job.completed",
+    EventType.FAILED: "job.failed",
+    EventType.CANCELLED: "job.cancelled",
+}
+
+
+_TERMINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+
+
+def _outbox(event: EventType) -> str:
+    """The deliveries an event owes, inserted by the same statement as the change (transactional
+    outbox): one per registered endpoint of the tenant that asked for this type and, for terminal
+    events, one to the job's own webhook_url."""
+    webhook_event = WEBHOOK_EVENT.get(event)
+    if webhook_event is None:
+        return ""
+    own_url = ""
+    if event in _TERMINAL_EVENTS:
+        own_url = f"""
+    SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, NULL::uuid, j.webhook_url,
+           'url:' || substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+           '{webhook_event}', to_jsonb(j)
+    FROM j WHERE j.webhook_url IS NOT NULL
+    UNION ALL"""
+    return f""", w AS (
+    INSERT INTO deliveries (id, tenant, job_id, seq, endpoint_id, url, destination, event_type, job){own_url}
+    SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, ep.id, ep.url, 'endpoint:' || ep.id,
+           '{webhook_event}', to_jsonb(j)
+    FROM j JOIN webhook_endpoints ep
+      ON ep.tenant = j.tenant AND ep.disabled_at IS NULL AND '{webhook_event}' = ANY(ep.events)
+)"""
+
+
 def _transition(event: EventType, set_sql: str, where_sql: str) -> str:
     data = _EVENT_DATA.get(event, "NULL::jsonb")
     return f"""
@@ -49,7 +86,7 @@ WITH j AS (
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
     SELECT id, last_seq, '{event.value}', status, progress, message, {data}, updated_at FROM j
-)
+){_outbox(event)}
 SELECT * FROM j"""
 
 

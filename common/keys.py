@@ -38,6 +38,10 @@ class Keys:
     def metrics_durations(self) -> str:
         return f"{self.namespace}:metrics:durations"
 
+    @property
+    def metrics_webhooks(self) -> str:
+        return f"{self.namespace}:metrics:webhooks"
+
     def arq_job_id(self, job_id: UUID | str) -> str:
         return f"{self.namespace}:{job_id}"
 

@@ -13,6 +13,9 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # ipaddress's is_global leaves some ranges a webhook must never reach
@@ -27,6 +30,16 @@ _EXTRA_BLOCKED = [
 
 class BlockedDestination(ValueError):
     """The URL's host resolves to an address webhooks may not reach."""
+
+
+def require_http_url(value: str | None) -> str | None:
+    """A pydantic field validator: an absolute http(s) URL with a host (None passes)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return value
 
 
 def is_public(address: Address) -> bool:
@@ -67,3 +80,35 @@ async def check_url(url: str, *, allow_private: bool) -> None:
             f"{host!r} resolves to a non-public address ({', '.join(blocked) or 'none'}); webhooks go to "
             "public addresses only (set JOBWIRE_WEBHOOK_ALLOW_PRIVATE=true for local receivers)"
         )
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver that drops non-public addresses, so the connection is only ever made to an
+    address that passed the check (the dispatcher's guard against DNS rebinding). aiohttp does not
+    resolve IP literals, so callers check those with `literal_blocked` first."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = [r for r in results if is_public(ipaddress.ip_address(r["host"]))]
+        if not allowed:
+            addresses = ", ".join(r["host"] for r in results)
+            raise BlockedDestination(f"{host!r} resolves to non-public addresses only ({addresses})")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def literal_blocked(url: str) -> str | None:
+    """Why a URL whose host is an IP literal may not be dialled, or None."""
+    host = (urlsplit(url).hostname or "").strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return None if is_public(address) else f"{host} is not a public address"

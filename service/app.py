@@ -15,7 +15,7 @@ from common.keys import Keys
 from common.logs import get_logger
 from common.redis_client import create_redis
 from common.tokens import StreamTokens
-from service import health, jobs, metrics, openapi, streams, ws
+from service import health, jobs, metrics, openapi, streams, webhooks, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
 from service.events import EventHub
 from service.problems import Handler, problem_middleware
@@ -106,5 +106,6 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app.add_routes(jobs.routes)
     app.add_routes(streams.routes)
     app.add_routes(ws.routes)
+    app.add_routes(webhooks.routes)
     app.add_routes(openapi.routes)
     return app

@@ -140,6 +140,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from service.app import create_app
+    from workers.dispatcher import Dispatcher
     from workers.worker import WorkerService
 
     generated = None
@@ -164,9 +165,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         await site.start()
         worker = WorkerService(settings, concurrency=args.concurrency)
         await worker.start()
+        dispatcher = Dispatcher(settings)
+        await dispatcher.start()
         _tune_gc()
         print(
             f"jobwire dev is running: api on http://{settings.host}:{settings.port}, one worker, "
+            "one webhook dispatcher, "
             f"namespace {settings.namespace!r}. Ctrl-C stops it.",
             flush=True,
         )
@@ -174,6 +178,25 @@ def cmd_dev(args: argparse.Namespace) -> int:
         log.info("signal received, stopping", signal=sig.name)
         await runner.cleanup()
         await worker.stop()
+        await dispatcher.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_dispatcher(args: argparse.Namespace) -> int:
+    from workers.dispatcher import Dispatcher
+
+    settings = _settings()
+    _use_uvloop()
+
+    async def main() -> None:
+        dispatcher = Dispatcher(settings)
+        await dispatcher.start()
+        _tune_gc()
+        sig = await _until_signalled()
+        log.info("signal received, finishing the attempts in flight", signal=sig.name)
+        await dispatcher.stop()
 
     asyncio.run(main())
     return 0
@@ -198,14 +221,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from service import client
 
     return client.run(lambda: client.watch(args.id, as_json=args.json))
-
-
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"jobwire {name}: not part of this release yet", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--admin", action="store_true", help="the key sees every tenant")
     k.set_defaults(run=cmd_keys_create)
 
-    p = sub.add_parser("dev", help="migrate, then run api + worker in one process (local use)")
+    p = sub.add_parser("dev", help="migrate, then run api + worker + dispatcher in one process (local use)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--concurrency", type=int)
@@ -261,9 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the final job as JSON")
     p.set_defaults(run=cmd_watch)
 
-    # reserved for the webhook dispatcher
-    p = sub.add_parser("dispatcher", help="run the webhook dispatcher (not in this release yet)")
-    p.set_defaults(run=_not_yet("dispatcher"))
+    p = sub.add_parser("dispatcher", help="run the webhook dispatcher")
+    p.set_defaults(run=cmd_dispatcher)
     return parser
 
 

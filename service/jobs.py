@@ -6,7 +6,6 @@ import hashlib
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -24,7 +23,8 @@ from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.http import if_none_match, json_response, prefer_wait, query_int, read_json
 from service.problems import Problem, validation_problem
-from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SETTINGS, SUBMITTER, TOKENS
+from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SUBMITTER, TOKENS
+from service.webhooks import check_destination
 
 log = get_logger("jobwire.api")
 routes = web.RouteTableDef()
@@ -49,15 +49,7 @@ class SubmitJob(BaseModel):
     )
     webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value
+    _webhook_url = field_validator("webhook_url")(ssrf.require_http_url)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -167,19 +159,6 @@ def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, di
     return sub, params.model_dump(mode="json"), jt.max_attempts
 
 
-async def _check_webhook_url(request: web.Request, url: str) -> None:
-    try:
-        await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
-    except ssrf.BlockedDestination as exc:
-        raise Problem(
-            422,
-            str(exc),
-            slug="validation",
-            title="Validation failed",
-            errors=[{"loc": ["body", "webhook_url"], "msg": str(exc), "type": "blocked_destination"}],
-        ) from None
-
-
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -200,7 +179,7 @@ async def submit(request: web.Request) -> web.Response:
     body = await read_json(request)
     sub, params, max_attempts = _validate_submission(request, body)
     if sub.webhook_url is not None:
-        await _check_webhook_url(request, sub.webhook_url)
+        await check_destination(request, sub.webhook_url, field="webhook_url")
     wait_s = prefer_wait(request, MAX_WAIT_S)
     job = jobstore.NewJob(
         id=new_id(),

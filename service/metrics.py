@@ -42,6 +42,14 @@ SLOW_CLIENTS = Counter(
 )
 QUEUE_DEPTH = Gauge("jobwire_queue_depth", "Pending jobs, by priority", ["priority"], registry=REGISTRY)
 JOBS_RUNNING = Gauge("jobwire_jobs_running", "Running jobs", registry=REGISTRY)
+DELIVERIES_PENDING = Gauge(
+    "jobwire_webhook_deliveries_pending", "Webhook deliveries not yet delivered or dead", registry=REGISTRY
+)
+DELIVERIES_DUE = Gauge(
+    "jobwire_webhook_deliveries_due",
+    "Webhook deliveries due now and waiting for a dispatcher",
+    registry=REGISTRY,
+)
 
 
 _series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

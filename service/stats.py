@@ -1,6 +1,6 @@
-"""Queue statistics for the dashboard feed and /metrics: depth per priority, running, and jobs
-finished per minute. Computed from PostgreSQL, cached briefly per scope so that many dashboards
-cost one query."""
+"""Queue statistics for the dashboard feed and /metrics: depth per priority, running, jobs
+finished per minute, and webhook deliveries pending and failed. Computed from PostgreSQL, cached
+briefly per scope so that many dashboards cost one query."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from common import webhookstore
 from service import metrics
 
 CACHE_S = 2.0
@@ -40,6 +41,7 @@ class QueueStats:
             return cached[1]
         depth = await self.pool.fetchrow(_SQL, tenant)
         finished = await self.pool.fetchrow(_FINISHED_SQL, tenant)
+        deliveries = await webhookstore.delivery_counts(self.pool, tenant)
         assert depth is not None and finished is not None
         stats = {
             "normal": depth["normal"],
@@ -47,10 +49,14 @@ class QueueStats:
             "running": depth["running"],
             "completed_per_minute": finished["completed"],
             "failed_per_minute": finished["failed"],
+            # dead letters of the last hour
+            "deliveries": {"pending": deliveries["pending"], "failed": deliveries["failed"]},
         }
         self._cache[tenant] = (time.monotonic(), stats)
         if tenant is None:
             metrics.QUEUE_DEPTH.labels("normal").set(stats["normal"])
             metrics.QUEUE_DEPTH.labels("high").set(stats["high"])
             metrics.JOBS_RUNNING.set(stats["running"])
+            metrics.DELIVERIES_PENDING.set(deliveries["pending"])
+            metrics.DELIVERIES_DUE.set(deliveries["due"])
         return stats

@@ -1,0 +1,418 @@
+"""The webhook dispatcher (`jobwire dispatcher`): leases due deliveries from PostgreSQL, POSTs them
+signed in the Standard Webhooks format, and records every attempt.
+
+- Deliveries are leased with SKIP LOCKED, so any number of dispatchers can run side by side; the
+  lease outlasts an attempt's deadline, and a dispatcher that dies mid-attempt leaves its deliveries
+  due again when the lease ends (at-least-once: the receiver may see a duplicate, always with the
+  same webhook-id).
+- A notification on each committed delivery wakes the dispatcher at once; otherwise it sleeps until
+  the next retry comes due.
+- Each attempt has a total deadline and reads a bounded part of the answer; redirects are not
+  followed; the address dialled is checked again (DNS rebinding).
+- Attempts in flight are capped per destination, so one slow receiver cannot take every slot.
+- Outcomes are written in batches: one statement records many attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import aiohttp
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from common import db, jobmetrics, signing, ssrf, webhookstore
+from common.config import Settings
+from common.keys import Keys
+from common.logs import get_logger
+from common.models import iso, job_view
+from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from common.redis_client import create_redis
+from common.webhookstore import Outcome
+
+log = get_logger("jobwire.dispatcher")
+
+NOTIFY_CHANNEL = "jobwire_deliveries"
+USER_AGENT = "jobwire-webhooks/1"
+ERROR_SNIPPET = 200  # characters of a failed answer's body kept in last_error
+# when deliveries are due but none could be leased (their destinations are at their cap), look again
+# this soon even if no attempt finishes first
+BLOCKED_RECHECK_S = 0.25
+_TIMESTAMPS = ("created_at", "started_at", "finished_at", "updated_at")
+
+
+def render_body(event_type: str, job: dict[str, Any]) -> bytes:
+    """The body of a delivery, from the job as it was right after the event (a `to_jsonb` of the
+    row). The same delivery always renders the same bytes."""
+    row = dict(job)
+    for column in _TIMESTAMPS:
+        if row.get(column) is not None:
+            row[column] = datetime.fromisoformat(row[column])
+    return orjson.dumps(
+        {"type": event_type, "timestamp": iso(row["updated_at"]), "data": job_view(row, events_token=None)}
+    )
+
+
+def backoff_s(n: int, settings: Settings, rng: random.Random) -> float:
+    """Delay after the n-th failed attempt of a schedule: min(MAX, BASE * FACTOR^(n-1)), ±20 %."""
+    base = min(
+        settings.webhook_backoff_max_s,
+        settings.webhook_backoff_base_s * settings.webhook_backoff_factor ** (n - 1),
+    )
+    return base * rng.uniform(0.8, 1.2)
+
+
+def retry_after_s(value: str | None, now: datetime) -> float | None:
+    """A Retry-After header in seconds (delta-seconds or an HTTP date), None when absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status_code: int | None
+    error: str | None
+    retry_after: float | None
+    duration_ms: float
+
+
+def decide(
+    row: asyncpg.Record | dict[str, Any],
+    response: Response,
+    *,
+    at: datetime,
+    settings: Settings,
+    rng: random.Random,
+) -> tuple[str, datetime | None]:
+    """The delivery's next status after an attempt, and when to try again (pending only)."""
+    code = response.status_code
+    if code is not None and 200 <= code < 300:
+        return "delivered", None
+    if code == 410:
+        return "failed", None  # gone: the receiver asks never to be called again
+    n = row["attempts"] + 1 - row["schedule_base"]  # this attempt's number within its schedule
+    if n >= settings.webhook_backoff_max_attempts:
+        return "failed", None  # dead letter: visible in the API, redeliverable
+    delay = backoff_s(n, settings, rng)
+    if code in (429, 503) and response.retry_after is not None:
+        # honoured, but within [delay, 2 * delay]: a receiver can slow us down, not stall a delivery
+        delay = min(max(response.retry_after, delay), 2 * delay)
+    return "pending", at + timedelta(seconds=delay)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.rng = random.Random()
+        self.lease = uuid4()  # this process's lease token
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._redis: Redis | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._inflight: dict[UUID, asyncio.Task[None]] = {}
+        self._per_destination: Counter[str] = Counter()
+        self._outcomes: list[tuple[Outcome, str | None]] = []
+        self._outcomes_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self._pool = await db.create_pool(s.database_url, max_size=4)
+        self._redis = create_redis(s.redis_url)
+        connector = aiohttp.TCPConnector(
+            limit=s.webhook_concurrency,
+            resolver=None if s.webhook_allow_private else ssrf.GuardedResolver(),
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # nothing carried from one receiver to another
+            headers={"User-Agent": USER_AGENT},
+            timeout=aiohttp.ClientTimeout(total=None),  # the attempt's own deadline covers it all
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._listen()),
+            loop.create_task(self._claim_loop()),
+            loop.create_task(self._write_loop()),
+        ]
+        log.info("dispatcher ready", lease=str(self.lease), concurrency=s.webhook_concurrency)
+
+    async def stop(self) -> None:
+        """Stop leasing, let attempts in flight finish (each has a deadline), record them, and hand
+        back anything not attempted."""
+        self._stopping = True
+        self._wake.set()
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=self.settings.webhook_timeout_s + 1)
+        for task in list(self._inflight.values()):
+            task.cancel()
+        self._outcomes_ready.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush()
+        if self._http is not None:
+            await self._http.close()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("dispatcher stopped")
+
+    # ---- waking ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Hold a LISTEN connection, reconnecting after PostgreSQL outages."""
+        while True:
+            lost = asyncio.Event()
+            try:
+                self._listener = await asyncpg.connect(self.settings.database_url)
+                self._listener.add_termination_listener(lambda _, lost=lost: lost.set())
+                await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._wake.set()  # deliveries may have committed while nobody listened
+                await lost.wait()
+                log.warning("notification listener lost, reconnecting")
+            except db.UNAVAILABLE as exc:
+                log.warning("notification listener could not connect, retrying", error=repr(exc))
+            await asyncio.sleep(1)
+
+    # ---- leasing -----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._pool is not None
+        s = self.settings
+        while not self._stopping:
+            self._wake.clear()
+            free = s.webhook_concurrency - len(self._inflight)
+            sleep_s = s.webhook_poll_s
+            if free > 0:
+                try:
+                    rows = await webhookstore.claim(
+                        self._pool,
+                        limit=free,
+                        room={
+                            d: max(0, s.webhook_endpoint_concurrency - n)
+                            for d, n in self._per_destination.items()
+                            if n
+                        },
+                        default_room=s.webhook_endpoint_concurrency,
+                        lease_s=s.webhook_lease_s,
+                        lease=self.lease,
+                    )
+                    for row in rows:
+                        self._begin(row)
+                    if len(rows) == free:
+                        continue  # there may be more due right now
+                    due = await webhookstore.seconds_until_due(self._pool)
+                except db.UNAVAILABLE as exc:
+                    log.warning("postgresql unavailable, retrying", error=repr(exc))
+                    await asyncio.sleep(1)
+                    continue
+                if due is not None:
+                    # overdue but not leased: at their destination's cap, or being leased elsewhere
+                    sleep_s = min(sleep_s, due if due > 0 else BLOCKED_RECHECK_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(sleep_s):
+                    await self._wake.wait()
+
+    def _begin(self, row: asyncpg.Record) -> None:
+        self._per_destination[row["destination"]] += 1
+        task = asyncio.get_running_loop().create_task(self._deliver(row))
+        self._inflight[row["id"]] = task
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        try:
+            outcome = await self._attempt(row)
+            self._outcomes.append((outcome, row["endpoint_id"] and str(row["endpoint_id"])))
+            self._outcomes_ready.set()
+        except Exception:  # a bug here must not lose the slot; the lease makes it due again
+            log.exception("delivery attempt crashed", delivery_id=str(row["id"]))
+        finally:
+            self._per_destination[row["destination"]] -= 1
+            if self._per_destination[row["destination"]] <= 0:
+                del self._per_destination[row["destination"]]
+            self._inflight.pop(row["id"], None)
+            self._wake.set()
+
+    # ---- one attempt -------------------------------------------------------------------------
+
+    async def _secrets(self, row: asyncpg.Record) -> list[str]:
+        secret = row["secret"]
+        if secret is None:  # a job URL of a tenant that never asked for its signing secret
+            assert self._pool is not None
+            created = await webhookstore.signing_secret(self._pool, row["tenant"], signing.new_secret())
+            secret = created["secret"]
+        return [secret] + ([row["previous_secret"]] if row["previous_secret"] else [])
+
+    async def _attempt(self, row: asyncpg.Record) -> Outcome:
+        at = datetime.now(UTC)
+        t0 = time.perf_counter()
+        if row["endpoint_disabled"]:
+            response = Response(None, "the endpoint is disabled", None, 0.0)
+        else:
+            response = await self._post(row, at)
+        status, next_at = decide(row, response, at=at, settings=self.settings, rng=self.rng)
+        log.info(
+            "delivery attempt",
+            delivery_id=str(row["id"]),
+            job_id=str(row["job_id"]),
+            event_type=row["event_type"],
+            status_code=response.status_code,
+            error=response.error,
+            outcome=status,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 2),
+        )
+        return Outcome(
+            delivery_id=row["id"],
+            lease=self.lease,
+            status="failed" if row["endpoint_disabled"] else status,
+            at=at,
+            duration_ms=response.duration_ms,
+            status_code=response.status_code,
+            error=response.error,
+            next_attempt_at=next_at,
+        )
+
+    async def _post(self, row: asyncpg.Record, at: datetime) -> Response:
+        assert self._http is not None
+        s = self.settings
+        url: str = row["url"]
+        t0 = time.perf_counter()
+
+        def done(code: int | None, error: str | None, retry_after: float | None = None) -> Response:
+            return Response(code, error, retry_after, round((time.perf_counter() - t0) * 1000, 3))
+
+        if not s.webhook_allow_private and (why := ssrf.literal_blocked(url)):
+            return done(None, f"refused: {why}")
+        body = render_body(row["event_type"], row["job"])
+        msg_id = signing.message_id(row["job_id"], row["seq"])
+        headers = signing.headers(await self._secrets(row), msg_id, int(at.timestamp()), body)
+        try:
+            async with asyncio.timeout(s.webhook_timeout_s):
+                async with self._http.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                    answer = await _read_capped(resp, s.webhook_max_response_bytes)
+                    code = resp.status
+                    if 200 <= code < 300:
+                        return done(code, None)
+                    if 300 <= code < 400:
+                        where = resp.headers.get("Location", "?")
+                        return done(code, f"redirect to {where[:300]} not followed")
+                    snippet = answer[:ERROR_SNIPPET].decode("utf-8", "replace")
+                    error = f"HTTP {code}" + (f": {snippet}" if snippet.strip() else "")
+                    return done(code, error, retry_after_s(resp.headers.get("Retry-After"), at))
+        except TimeoutError:
+            return done(None, f"no complete answer within {s.webhook_timeout_s:g} s")
+        except ssrf.BlockedDestination as exc:
+            return done(None, f"refused: {exc}")
+        except aiohttp.ClientError as exc:
+            return done(None, f"{exc.__class__.__name__}: {exc}"[:500])
+        except OSError as exc:
+            return done(None, f"{exc.__class__.__name__}: {exc}"[:500])
+
+    # ---- recording ---------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            try:
+                await self._flush()
+                self._wake.set()  # retries just scheduled may come due before the claim loop's nap ends
+            except db.UNAVAILABLE as exc:
+                # the outcomes stay queued; their leases keep the deliveries from being sent again
+                # for a while, and past that a duplicate (same webhook-id) is the safe failure
+                log.warning("could not record attempts, retrying", error=repr(exc))
+                await asyncio.sleep(1)
+                self._outcomes_ready.set()
+
+    async def _flush(self) -> None:
+        if not self._outcomes or self._pool is None:
+            return
+        batch, self._outcomes = self._outcomes, []
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                recorded = await webhookstore.record(conn, [o for o, _ in batch])
+                health: dict[UUID, bool] = {}
+                gone: dict[UUID, str] = {}
+                for outcome, endpoint in batch:
+                    if endpoint is None:
+                        continue
+                    ok = outcome.status == "delivered"
+                    health[UUID(endpoint)] = ok or health.get(UUID(endpoint), False)
+                    if outcome.status_code == 410:
+                        gone[UUID(endpoint)] = "the receiver answered 410 Gone"
+                for row in await webhookstore.endpoint_health(conn, health):
+                    since = row["failing_since"]
+                    window = timedelta(seconds=self.settings.webhook_disable_after_s)
+                    if since is not None and datetime.now(UTC) - since >= window:
+                        gone.setdefault(row["id"], f"failing without a success since {iso(since)}")
+                disabled = await webhookstore.disable_endpoints(conn, gone)
+        except BaseException:
+            self._outcomes = batch + self._outcomes
+            raise
+        for endpoint_id in disabled:
+            log.warning("endpoint disabled", endpoint_id=str(endpoint_id), reason=gone[endpoint_id])
+        await self._record_metrics(batch, recorded)
+
+    async def _record_metrics(self, batch: list[tuple[Outcome, str | None]], recorded: list[Any]) -> None:
+        if self._redis is None:
+            return
+        attempts = Counter(_attempt_outcome(o) for o, _ in batch)
+        finished = Counter(r["status"] for r in recorded if r["status"] != "pending")
+        latencies = [
+            (r["delivered_at"] - r["created_at"]).total_seconds()
+            for r in recorded
+            if r["status"] == "delivered" and r["delivered_at"] is not None
+        ]
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await jobmetrics.record_deliveries(self._redis, self.keys, attempts, finished, latencies)
+
+
+def _attempt_outcome(outcome: Outcome) -> str:
+    if outcome.status == "delivered":
+        return "success"
+    if outcome.status_code is None:
+        return "error"  # no answer: timeout, refused, connection failure
+    return f"{outcome.status_code // 100}xx"
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most `limit` bytes of the answer; the rest is never read (the connection is dropped)."""
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = await resp.content.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
