@@ -11,6 +11,7 @@ from service import schemas
 from service.http import json_response
 from service.jobs import SubmitJob
 from service.state import REGISTRY
+from service.webhooks import CreateEndpoint, UpdateEndpoint
 from workers.registry import Registry
 
 routes = web.RouteTableDef()
@@ -51,12 +52,157 @@ COMMON = {
     "401": _problem("no or bad API key"),
     "503": _problem("PostgreSQL or Redis unreachable (Retry-After)"),
 }
+ENDPOINT_ID = {
+    "name": "endpoint_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+DELIVERY_ID = {
+    "name": "delivery_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+PAGE = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
 SSE = {"text/event-stream": {"schema": {"type": "string", "description": "id:/event:/data: frames of Event"}}}
+
+
+def _answer(model: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
+    }
+
+
+def _body(model: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
+
+
+def webhook_paths() -> dict[str, Any]:
+    not_found = {"404": _problem("unknown, or another tenant's")}
+    invalid = {"400": _problem("not JSON"), "415": _problem("not application/json")}
+    return {
+        "/v1/webhooks": {
+            "post": {
+                "summary": "Register an endpoint (the secret is in this answer only)",
+                "requestBody": _body("CreateEndpoint"),
+                "responses": {
+                    "201": _answer("EndpointWithSecret", "registered"),
+                    "422": _problem("invalid, or the URL resolves to a non-public address"),
+                    **invalid,
+                    **COMMON,
+                },
+            },
+            "get": {
+                "summary": "List endpoints, newest first",
+                "parameters": PAGE,
+                "responses": {"200": _answer("EndpointList", "a page"), **COMMON},
+            },
+        },
+        "/v1/webhooks/signing-secret": {
+            "get": {
+                "summary": "The tenant's secret for jobs' own webhook_url (created on first read)",
+                "responses": {"200": _answer("SigningSecret", "the secret"), **COMMON},
+            }
+        },
+        "/v1/webhooks/signing-secret/rotate": {
+            "post": {
+                "summary": "Rotate the tenant's signing secret (the old one signs too for 24 h)",
+                "responses": {"200": _answer("SigningSecret", "the new secret"), **COMMON},
+            }
+        },
+        "/v1/webhooks/{endpoint_id}": {
+            "get": {
+                "summary": "Read an endpoint",
+                "parameters": [ENDPOINT_ID],
+                "responses": {"200": _answer("Endpoint", "the endpoint"), **not_found, **COMMON},
+            },
+            "patch": {
+                "summary": "Change url, events, description; `disabled: false` re-enables",
+                "parameters": [ENDPOINT_ID],
+                "requestBody": _body("UpdateEndpoint"),
+                "responses": {
+                    "200": _answer("Endpoint", "changed"),
+                    "422": _problem("invalid"),
+                    **invalid,
+                    **not_found,
+                    **COMMON,
+                },
+            },
+            "delete": {
+                "summary": "Delete an endpoint and its deliveries",
+                "parameters": [ENDPOINT_ID],
+                "responses": {"204": {"description": "deleted"}, **not_found, **COMMON},
+            },
+        },
+        "/v1/webhooks/{endpoint_id}/rotate-secret": {
+            "post": {
+                "summary": "Rotate an endpoint's secret (the old one signs too for 24 h)",
+                "parameters": [ENDPOINT_ID],
+                "responses": {
+                    "200": _answer("EndpointWithSecret", "the new secret"),
+                    **not_found,
+                    **COMMON,
+                },
+            }
+        },
+        "/v1/webhooks/{endpoint_id}/deliveries": {
+            "get": {
+                "summary": "An endpoint's deliveries with every attempt, newest first",
+                "parameters": [ENDPOINT_ID, *PAGE],
+                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **COMMON},
+            }
+        },
+        "/v1/jobs/{job_id}/deliveries": {
+            "get": {
+                "summary": "A job's deliveries with every attempt, newest first",
+                "parameters": [JOB_ID, *PAGE],
+                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **COMMON},
+            }
+        },
+        "/v1/deliveries/{delivery_id}": {
+            "get": {
+                "summary": "Read a delivery with every attempt",
+                "parameters": [DELIVERY_ID],
+                "responses": {"200": _answer("Delivery", "the delivery"), **not_found, **COMMON},
+            }
+        },
+        "/v1/deliveries/{delivery_id}/redeliver": {
+            "post": {
+                "summary": "Send again now, same webhook-id, with a fresh retry schedule",
+                "parameters": [DELIVERY_ID],
+                "responses": {
+                    "202": _answer("Delivery", "pending again"),
+                    "409": _problem("its endpoint is disabled"),
+                    **not_found,
+                    **COMMON,
+                },
+            }
+        },
+    }
 
 
 def build(registry: Registry) -> dict[str, Any]:
     types = list(registry)
-    components = _schemas(SubmitJob, schemas.Job, schemas.JobList, schemas.Event, schemas.Problem)
+    components = _schemas(
+        SubmitJob,
+        schemas.Job,
+        schemas.JobList,
+        schemas.Event,
+        schemas.Problem,
+        CreateEndpoint,
+        UpdateEndpoint,
+        schemas.Endpoint,
+        schemas.EndpointWithSecret,
+        schemas.EndpointList,
+        schemas.SigningSecret,
+        schemas.Delivery,
+        schemas.DeliveryList,
+    )
     for jt in types:
         components.update(_schemas(jt.params_model))
     return {
@@ -234,6 +380,7 @@ def build(registry: Registry) -> dict[str, Any]:
                     "responses": {"101": {"description": "switching protocols"}, **COMMON},
                 }
             },
+            **webhook_paths(),
         },
     }
 

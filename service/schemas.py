@@ -73,3 +73,67 @@ class Problem(BaseModel):
     detail: str
     instance: str | None = None
     errors: list[ProblemError] | None = None
+
+
+class Endpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    disabled: bool
+    disabled_reason: str | None
+    disabled_at: str | None
+    failing_since: str | None = Field(description="the first failure since the last success")
+    created_at: str
+    updated_at: str
+
+
+class EndpointWithSecret(Endpoint):
+    secret: str = Field(description="whsec_…; shown only when created or rotated")
+
+
+class EndpointList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[Endpoint]
+    next_cursor: str | None
+
+
+class SigningSecret(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: str = Field(description="signs deliveries to jobs' own webhook_url")
+    created_at: str
+    rotated_at: str | None
+    previous_secret_expires_at: str | None = Field(description="until then the old secret signs too")
+
+
+class DeliveryAttempt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: str
+    status_code: int | None = Field(description="null when there was no answer (timeout, refused)")
+    error: str | None
+    duration_ms: float
+
+
+class Delivery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    job_id: str
+    endpoint_id: str | None = Field(description="null: the job's own webhook_url")
+    url: str
+    event_type: str
+    webhook_id: str = Field(description="the webhook-id header: the same on every attempt and redelivery")
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+    attempt_history: list[DeliveryAttempt]
+
+
+class DeliveryList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[Delivery]
+    next_cursor: str | None

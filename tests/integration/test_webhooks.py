@@ -17,6 +17,7 @@ import standardwebhooks
 from aiohttp import web
 
 from common.config import Settings
+from service import schemas
 from tests.conftest import Api, ClientFactory, eventually, make_settings, submit, wait_status
 from tests.receiver import Receiver, answer, sleep_then
 from workers.dispatcher import Dispatcher
@@ -129,6 +130,8 @@ async def test_deliveries_are_signed_and_verify_with_the_reference_library(
     # the endpoint's secret does not verify the tenant secret's signature, and vice versa
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         verify(endpoint["secret"], own)
+    schemas.DeliveryList.model_validate((await client.get(f"/v1/jobs/{job['id']}/deliveries")).json())
+    schemas.SigningSecret.model_validate((await client.get("/v1/webhooks/signing-secret")).json())
     for d in items:
         assert d["attempts"] == 1 and d["last_status_code"] == 200 and d["delivered_at"]
         assert len(d["attempt_history"]) == 1 and d["attempt_history"][0]["status_code"] == 200
@@ -471,6 +474,7 @@ async def test_endpoints_crud_validation_and_tenant_isolation(
     assert r.status_code == 201 and r.headers["Location"] == f"/v1/webhooks/{r.json()['id']}"
     ep = r.json()
     assert ep["events"] == ["job.completed", "job.failed", "job.cancelled"] and ep["disabled"] is False
+    schemas.EndpointWithSecret.model_validate(ep)  # the documented shape
 
     for bad, loc in [
         ({"url": "ftp://x/y"}, "url"),
@@ -490,6 +494,7 @@ async def test_endpoints_crud_validation_and_tenant_isolation(
     r = await acme.patch(f"/v1/webhooks/{ep['id']}", json={"events": ["job.started"], "description": "x"})
     assert r.status_code == 200 and r.json()["events"] == ["job.started"] and r.json()["description"] == "x"
     listed = (await acme.get("/v1/webhooks")).json()
+    schemas.EndpointList.model_validate(listed)
     assert [e["id"] for e in listed["items"]] == [ep["id"]] and "secret" not in listed["items"][0]
 
     # another tenant sees none of it: 404 exactly like an unknown id
