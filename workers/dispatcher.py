@@ -166,17 +166,28 @@ class Dispatcher:
         """Stop leasing, let attempts in flight finish (each has a deadline), record them, and hand
         back anything not attempted."""
         self._stopping = True
-        self._wake.set()
+        listener, claimer, writer = self._tasks or (None, None, None)
+        for task in (claimer, listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=self.settings.webhook_timeout_s + 1)
+        unfinished = list(self._inflight)
         for task in list(self._inflight.values()):
             task.cancel()
-        self._outcomes_ready.set()
-        for task in self._tasks:
-            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._flush()
+                await writer
+        try:
+            await self._flush()
+            if unfinished and self._pool is not None:
+                await webhookstore.release(self._pool, self.lease, unfinished)
+        except db.UNAVAILABLE as exc:  # the leases run out by themselves
+            log.warning("could not record the last attempts", error=repr(exc))
         if self._http is not None:
             await self._http.close()
         if self._listener is not None:
@@ -186,7 +197,7 @@ class Dispatcher:
             await self._redis.aclose()
         if self._pool is not None:
             await self._pool.close()
-        log.info("dispatcher stopped")
+        log.info("dispatcher stopped", released=len(unfinished))
 
     # ---- waking ------------------------------------------------------------------------------
 
