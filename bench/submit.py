@@ -130,7 +130,8 @@ async def reset_state() -> None:
     """Empty every table and Redis key a target writes, so each measured run starts the same."""
     conn = await asyncpg.connect(DATABASE_URL)
     try:
-        await conn.execute("TRUNCATE jobs, job_events, idempotency_keys, naive_jobs")
+        # CASCADE: deliveries and their attempts reference jobs
+        await conn.execute("TRUNCATE jobs, job_events, idempotency_keys, naive_jobs CASCADE")
     finally:
         await conn.close()
 
