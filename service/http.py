@@ -38,7 +38,7 @@ async def read_json(request: web.Request) -> Any:
 
 def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

@@ -85,6 +85,7 @@ def _body(model: str) -> dict[str, Any]:
 def webhook_paths() -> dict[str, Any]:
     not_found = {"404": _problem("unknown, or another tenant's")}
     invalid = {"400": _problem("not JSON"), "415": _problem("not application/json")}
+    bad_page = {"422": _problem("bad limit or cursor")}
     return {
         "/v1/webhooks": {
             "post": {
@@ -100,7 +101,7 @@ def webhook_paths() -> dict[str, Any]:
             "get": {
                 "summary": "List endpoints, newest first",
                 "parameters": PAGE,
-                "responses": {"200": _answer("EndpointList", "a page"), **COMMON},
+                "responses": {"200": _answer("EndpointList", "a page"), **bad_page, **COMMON},
             },
         },
         "/v1/webhooks/signing-secret": {
@@ -154,14 +155,14 @@ def webhook_paths() -> dict[str, Any]:
             "get": {
                 "summary": "An endpoint's deliveries with every attempt, newest first",
                 "parameters": [ENDPOINT_ID, *PAGE],
-                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **COMMON},
+                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **bad_page, **COMMON},
             }
         },
         "/v1/jobs/{job_id}/deliveries": {
             "get": {
                 "summary": "A job's deliveries with every attempt, newest first",
                 "parameters": [JOB_ID, *PAGE],
-                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **COMMON},
+                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **bad_page, **COMMON},
             }
         },
         "/v1/deliveries/{delivery_id}": {
@@ -311,6 +312,7 @@ def build(registry: Registry) -> dict[str, Any]:
                         "200": _job("the job", {"ETag": "version", "Retry-After": "while not terminal"}),
                         "304": {"description": "unchanged"},
                         "404": _problem("unknown, or another tenant's"),
+                        "422": _problem("bad wait"),
                         **COMMON,
                     },
                 }
@@ -353,6 +355,7 @@ def build(registry: Registry) -> dict[str, Any]:
                         "200": {"description": "the stream; data is an Event", "content": SSE},
                         "204": {"description": "the client already has the terminal event"},
                         "404": _problem("unknown"),
+                        "422": _problem("bad Last-Event-ID"),
                         **COMMON,
                     },
                 }
@@ -377,7 +380,11 @@ def build(registry: Registry) -> dict[str, Any]:
             "/v1/ws": {
                 "get": {
                     "summary": "WebSocket: subscribe to jobs (with since) or to the tenant's feed",
-                    "responses": {"101": {"description": "switching protocols"}, **COMMON},
+                    "responses": {
+                        "101": {"description": "switching protocols"},
+                        "400": _problem("not a WebSocket upgrade"),
+                        **COMMON,
+                    },
                 }
             },
             **webhook_paths(),

@@ -194,7 +194,8 @@ async def _deliveries_page(request: web.Request, **where: UUID) -> web.Response:
 
 
 # ---- the tenant signing secret ---------------------------------------------------------------
-# registered before /v1/webhooks/{endpoint_id}, which would otherwise match these paths
+# /v1/webhooks/{endpoint_id} only matches hex and dashes, so these paths never reach it (a PATCH of
+# signing-secret is a 405, not "no endpoint signing-secret")
 
 
 @routes.get("/v1/webhooks/signing-secret")
@@ -256,7 +257,7 @@ def _endpoint_not_found(endpoint_id: object) -> Problem:
     return Problem(404, f"no webhook endpoint {endpoint_id}", slug="not-found")
 
 
-@routes.get("/v1/webhooks/{endpoint_id}")
+@routes.get("/v1/webhooks/{endpoint_id:[0-9a-fA-F-]+}")
 async def get_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _uuid(request, "endpoint_id", "webhook endpoint")
     row = await webhookstore.get_endpoint(request.app[DB], endpoint_id, _principal(request).scope())
@@ -265,7 +266,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     return json_response(endpoint_view(row))
 
 
-@routes.patch("/v1/webhooks/{endpoint_id}")
+@routes.patch("/v1/webhooks/{endpoint_id:[0-9a-fA-F-]+}")
 async def update_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _uuid(request, "endpoint_id", "webhook endpoint")
     body: UpdateEndpoint = await _parse(request, UpdateEndpoint)
@@ -279,7 +280,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
     return json_response(endpoint_view(row))
 
 
-@routes.delete("/v1/webhooks/{endpoint_id}")
+@routes.delete("/v1/webhooks/{endpoint_id:[0-9a-fA-F-]+}")
 async def delete_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _uuid(request, "endpoint_id", "webhook endpoint")
     if not await webhookstore.delete_endpoint(request.app[DB], endpoint_id, _principal(request).scope()):
@@ -287,7 +288,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.post("/v1/webhooks/{endpoint_id}/rotate-secret")
+@routes.post("/v1/webhooks/{endpoint_id:[0-9a-fA-F-]+}/rotate-secret")
 async def rotate_endpoint_secret(request: web.Request) -> web.Response:
     endpoint_id = _uuid(request, "endpoint_id", "webhook endpoint")
     row = await webhookstore.rotate_endpoint_secret(
@@ -302,7 +303,7 @@ async def rotate_endpoint_secret(request: web.Request) -> web.Response:
     return json_response(endpoint_view(row, secret=True))
 
 
-@routes.get("/v1/webhooks/{endpoint_id}/deliveries")
+@routes.get("/v1/webhooks/{endpoint_id:[0-9a-fA-F-]+}/deliveries")
 async def endpoint_deliveries(request: web.Request) -> web.Response:
     endpoint_id = _uuid(request, "endpoint_id", "webhook endpoint")
     if await webhookstore.get_endpoint(request.app[DB], endpoint_id, _principal(request).scope()) is None:

@@ -18,6 +18,7 @@ from common.logs import get_logger
 from common.models import event_view
 from service import metrics
 from service.events import RESYNC, EventHub, Subscriber
+from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS
 
 log = get_logger("jobwire.ws")
@@ -209,6 +210,12 @@ class Connection:
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     principal = request[PRINCIPAL]
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].sse_heartbeat_s, max_msg_size=64 * 1024)
+    if not ws.can_prepare(request).ok:
+        raise Problem(
+            400,
+            "this endpoint speaks WebSocket: open it with a WebSocket client (Upgrade: websocket)",
+            slug="websocket-required",
+        )
     await ws.prepare(request)
     conn = Connection(request, ws, principal)
     metrics.WS_CONNECTIONS.inc()
