@@ -76,6 +76,9 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON idempotency_keys (cre
 -- live queue statistics (dashboard, /metrics): jobs finished in the last minute
 CREATE INDEX IF NOT EXISTS jobs_finished_idx ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
+-- the per-tenant running cap (JOBWIRE_TENANT_MAX_RUNNING) counts a tenant's running jobs
+CREATE INDEX IF NOT EXISTS jobs_running_tenant_idx ON jobs (tenant) WHERE status = 'running';
+
 -- ---- webhooks ---------------------------------------------------------------------------------
 
 -- the secret that signs deliveries to jobs' own webhook_url, one per tenant, created on first use

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
 
     # api
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # requests per second per API key, per api process (a token bucket of rate_limit_burst); 0: off
+    rate_limit_per_s: float = Field(default=1000, ge=0)
+    rate_limit_burst: int = Field(default=2000, ge=1)
+    # SSE streams and WebSockets open at once per API key (or per job token's tenant), per api process
+    max_streams_per_key: int = Field(default=1000, ge=1)
     access_log: bool = True
     db_pool_max: int = Field(default=10, ge=1)
     stream_token_ttl_s: int = Field(default=3600, ge=60)
@@ -67,6 +72,10 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=0.25, ge=0)
     # extra modules that register job types, besides everything in workers/jobs/
     job_modules: list[str] = Field(default_factory=list)
+    # jobs of one tenant running at once across all workers (0: no cap); a job over the cap stays
+    # pending and is tried again after tenant_cap_retry_s
+    tenant_max_running: int = Field(default=0, ge=0)
+    tenant_cap_retry_s: float = Field(default=1.0, gt=0)
 
     @field_validator("namespace")
     @classmethod

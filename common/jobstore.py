@@ -254,6 +254,24 @@ async def start(conn: Conn, job_id: UUID, attempts_before: int) -> Row | None:
     return await conn.fetchrow(_START, job_id, attempts_before)
 
 
+async def start_within_cap(
+    pool: asyncpg.Pool[Row], job_id: UUID, attempts_before: int, tenant: str, cap: int
+) -> tuple[bool, Row | None]:
+    """Start the job unless its tenant already has `cap` running: (False, None) when over the cap.
+
+    Starts of one tenant take turns on a transaction-scoped advisory lock, and count the running
+    jobs in a statement that begins after the lock is held, so two workers cannot both see room
+    for one more."""
+    async with pool.acquire() as c, c.transaction():
+        await c.execute("SELECT pg_advisory_xact_lock(hashtextextended('jobwire.running:' || $1, 0))", tenant)
+        running = await c.fetchval(
+            "SELECT count(*) FROM jobs WHERE tenant = $1 AND status = 'running'", tenant
+        )
+        if running >= cap:
+            return False, None
+        return True, await c.fetchrow(_START, job_id, attempts_before)
+
+
 async def progress(conn: Conn, job_id: UUID, attempt: int, pct: float, message: str | None) -> Row | None:
     return await conn.fetchrow(_PROGRESS, job_id, attempt, pct, message)
 

@@ -18,8 +18,22 @@ from common.tokens import StreamTokens
 from service import health, jobs, metrics, openapi, streams, webhooks, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
 from service.events import EventHub
+from service.limits import RateLimiter, StreamLimiter
 from service.problems import Handler, problem_middleware
-from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SETTINGS, STATS, SUBMITTER, TOKENS
+from service.state import (
+    DB,
+    HUB,
+    KEYS,
+    PRINCIPAL,
+    RATE_LIMITER,
+    REDIS,
+    REGISTRY,
+    SETTINGS,
+    STATS,
+    STREAM_LIMITER,
+    SUBMITTER,
+    TOKENS,
+)
 from service.stats import QueueStats
 from service.submitter import Submitter
 from workers.registry import Registry, load_job_types
@@ -100,6 +114,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app[REGISTRY] = registry or load_job_types(settings.job_modules)
     app[TOKENS] = StreamTokens(settings.require_secret_key(), settings.stream_token_ttl_s)
     app[KEY_CACHE] = KeyCache()
+    app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app[STREAM_LIMITER] = StreamLimiter(settings.max_streams_per_key)
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_end_streams)
     app.add_routes(health.routes)

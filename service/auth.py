@@ -8,8 +8,9 @@ from aiohttp import web
 
 from common import apikeys
 from common.apikeys import Principal
+from service.limits import limit_key
 from service.problems import Handler, Problem
-from service.state import DB, PRINCIPAL, TOKENS
+from service.state import DB, PRINCIPAL, RATE_LIMITER, TOKENS
 
 # Lookups are cached briefly so that a busy client costs one indexed query per key per half minute,
 # not one per request. A revoked key therefore keeps working for up to this long.
@@ -96,4 +97,5 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise _unauthorized(
             "this endpoint needs an API key: `Authorization: Bearer <api key>`", invalid=False
         )
+    request.app[RATE_LIMITER].check(limit_key(request[PRINCIPAL]))
     return await handler(request)

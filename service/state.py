@@ -11,6 +11,7 @@ from common.config import Settings
 from common.keys import Keys
 from common.tokens import StreamTokens
 from service.events import EventHub
+from service.limits import RateLimiter, StreamLimiter
 from service.stats import QueueStats
 from service.submitter import Submitter
 from workers.registry import Registry
@@ -24,5 +25,7 @@ TOKENS = web.AppKey("tokens", StreamTokens)
 HUB = web.AppKey("hub", EventHub)
 STATS = web.AppKey("stats", QueueStats)
 SUBMITTER = web.AppKey("submitter", Submitter)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+STREAM_LIMITER = web.AppKey("stream_limiter", StreamLimiter)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

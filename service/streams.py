@@ -21,7 +21,7 @@ from common.models import TERMINAL, event_view
 from service import metrics
 from service.events import HEARTBEAT, RESYNC, Item, Subscriber
 from service.problems import Problem
-from service.state import DB, HUB, PRINCIPAL, SETTINGS
+from service.state import DB, HUB, PRINCIPAL, SETTINGS, STREAM_LIMITER
 
 log = get_logger("jobwire.sse")
 routes = web.RouteTableDef()
@@ -190,7 +190,10 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
         else:
             cursor.restore(last)
     hub = request.app[HUB]
-    with hub.subscription(Subscriber(hard_limit=request.app[SETTINGS].stream_queue_max), jobs=keys) as sub:
+    with (
+        request.app[STREAM_LIMITER].hold(principal),
+        hub.subscription(Subscriber(hard_limit=request.app[SETTINGS].stream_queue_max), jobs=keys) as sub,
+    ):
         # subscribed first, then the state read: nothing committed in between is missed
         rows = await jobstore.get_jobs(request.app[DB], job_ids, scope)
         found = {str(r["id"]): r for r in rows}

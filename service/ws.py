@@ -19,7 +19,7 @@ from common.models import event_view
 from service import metrics
 from service.events import RESYNC, EventHub, Subscriber
 from service.problems import Problem
-from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS
+from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS, STREAM_LIMITER
 
 log = get_logger("jobwire.ws")
 routes = web.RouteTableDef()
@@ -216,7 +216,14 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             "this endpoint speaks WebSocket: open it with a WebSocket client (Upgrade: websocket)",
             slug="websocket-required",
         )
-    await ws.prepare(request)
+    with request.app[STREAM_LIMITER].hold(principal):
+        await ws.prepare(request)
+        return await _serve(request, ws, principal)
+
+
+async def _serve(
+    request: web.Request, ws: web.WebSocketResponse, principal: Principal
+) -> web.WebSocketResponse:
     conn = Connection(request, ws, principal)
     metrics.WS_CONNECTIONS.inc()
     writer = asyncio.get_running_loop().create_task(conn.write_loop())

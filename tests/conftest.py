@@ -126,6 +126,9 @@ def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settin
         "progress_interval_s": 0.05,
         "reconcile_interval_s": 1.0,
         "job_modules": TEST_JOB_MODULES,
+        # tests fire bursts from one key; the limits have tests of their own
+        "rate_limit_per_s": 0,
+        "max_streams_per_key": 100_000,
         **overrides,
     }
     return Settings(**values)

@@ -134,7 +134,17 @@ class Runtime:
                 return
             row = recovered
 
-        started = await self._write(lambda: jobstore.start(self.pool, job_id, row["attempts"]))
+        cap = self.settings.tenant_max_running
+        if cap:
+            room, started = await self._write(
+                lambda: jobstore.start_within_cap(self.pool, job_id, row["attempts"], row["tenant"], cap)
+            )
+            if not room:
+                # stays pending, its attempt unspent; ARQ offers it again shortly
+                log.info("tenant at its running cap, deferring", cap=cap)
+                raise Retry(defer=self.settings.tenant_cap_retry_s)
+        else:
+            started = await self._write(lambda: jobstore.start(self.pool, job_id, row["attempts"]))
         if started is None:
             log.info("job changed before it could start (cancelled, or started elsewhere)")
             return
