@@ -182,9 +182,11 @@ async def _fail_pending(conn: Conn, endpoint_ids: list[UUID], reason: str) -> No
 # ---- deliveries: the dispatcher's side ---------------------------------------------------------
 
 # Candidates first, at most `room` per destination (the per-destination concurrency cap), from a
-# bounded window of the most overdue; then lease them with SKIP LOCKED so that dispatchers running
-# side by side never take the same row. The lease moves next_attempt_at past the attempt's deadline:
-# a dispatcher that dies mid-attempt leaves the delivery due again when the lease ends.
+# bounded window of the most overdue, leaving out destinations with no room at all (so a backlog
+# for a saturated receiver does not fill the window and starve the others); then lease them with
+# SKIP LOCKED so that dispatchers running side by side never take the same row. The lease moves
+# next_attempt_at past the attempt's deadline: a dispatcher that dies mid-attempt leaves the
+# delivery due again when the lease ends.
 _CLAIM = """
 WITH room AS (
     SELECT * FROM unnest($2::text[], $3::int[]) AS r(destination, room)
@@ -192,7 +194,7 @@ WITH room AS (
     SELECT id, destination, next_attempt_at,
            row_number() OVER (PARTITION BY destination ORDER BY next_attempt_at, id) AS rank
     FROM (SELECT id, destination, next_attempt_at FROM deliveries
-          WHERE status = 'pending' AND next_attempt_at <= now()
+          WHERE status = 'pending' AND next_attempt_at <= now() AND destination <> ALL($8::text[])
           ORDER BY next_attempt_at LIMIT $6) due
 ), candidates AS (
     SELECT w.id FROM window_ w LEFT JOIN room r USING (destination)
@@ -229,10 +231,25 @@ async def claim(
     default_room: int,
     lease_s: float,
     lease: UUID,
-    window: int = 2000,
 ) -> list[Row]:
+    """Lease up to `limit` due deliveries, at most `room[d]` (else `default_room`) to destination d."""
+    partial = {d: n for d, n in room.items() if n > 0}
+    saturated = [d for d, n in room.items() if n <= 0]
+    # the window bounds the scan and the sort (the most overdue first); destinations without room
+    # are not in it, so it only needs to be about as large as what is asked for
+    window = max(64, min(512, limit))
     return list(
-        await conn.fetch(_CLAIM, limit, list(room), list(room.values()), default_room, lease_s, window, lease)
+        await conn.fetch(
+            _CLAIM,
+            limit,
+            list(partial),
+            list(partial.values()),
+            default_room,
+            lease_s,
+            window,
+            lease,
+            saturated,
+        )
     )
 
 

@@ -48,6 +48,10 @@ ERROR_SNIPPET = 200  # characters of a failed answer's body kept in last_error
 # when deliveries are due but none could be leased (their destinations are at their cap), look again
 # this soon even if no attempt finishes first
 BLOCKED_RECHECK_S = 0.25
+CLAIM_COALESCE_S = 0.005
+# Deliveries leased ahead of the attempts in flight, as a multiple of the caps: while the next claim
+# runs, the receivers keep getting work instead of waiting for the database.
+PREFETCH = 2
 _TIMESTAMPS = ("created_at", "started_at", "finished_at", "updated_at")
 
 
@@ -132,8 +136,12 @@ class Dispatcher:
         self._http: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        # every leased delivery, attempted or waiting for a slot, and their count per destination
         self._inflight: dict[UUID, asyncio.Task[None]] = {}
         self._per_destination: Counter[str] = Counter()
+        # the slots: attempts actually in flight, in all and per destination
+        self._sending = asyncio.Semaphore(settings.webhook_concurrency)
+        self._destination_slots: dict[str, asyncio.Semaphore] = {}
         self._outcomes: list[tuple[Outcome, str | None]] = []
         self._outcomes_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -223,19 +231,20 @@ class Dispatcher:
         s = self.settings
         while not self._stopping:
             self._wake.clear()
-            free = s.webhook_concurrency - len(self._inflight)
+            free = PREFETCH * s.webhook_concurrency - len(self._inflight)
             sleep_s = s.webhook_poll_s
+            rows: list[asyncpg.Record] = []
             if free > 0:
                 try:
                     rows = await webhookstore.claim(
                         self._pool,
                         limit=free,
                         room={
-                            d: max(0, s.webhook_endpoint_concurrency - n)
+                            d: max(0, PREFETCH * s.webhook_endpoint_concurrency - n)
                             for d, n in self._per_destination.items()
                             if n
                         },
-                        default_room=s.webhook_endpoint_concurrency,
+                        default_room=PREFETCH * s.webhook_endpoint_concurrency,
                         lease_s=s.webhook_lease_s,
                         lease=self.lease,
                     )
@@ -243,36 +252,70 @@ class Dispatcher:
                         self._begin(row)
                     if len(rows) == free:
                         continue  # there may be more due right now
-                    due = await webhookstore.seconds_until_due(self._pool)
+                    # attempts just started wake the loop as they finish; idle, it sleeps until the
+                    # next retry is due
+                    due = None if rows else await webhookstore.seconds_until_due(self._pool)
                 except db.UNAVAILABLE as exc:
                     log.warning("postgresql unavailable, retrying", error=repr(exc))
                     await asyncio.sleep(1)
                     continue
-                if due is not None:
+                if rows:
+                    sleep_s = BLOCKED_RECHECK_S
+                elif due is not None:
                     # overdue but not leased: at their destination's cap, or being leased elsewhere
                     sleep_s = min(sleep_s, due if due > 0 else BLOCKED_RECHECK_S)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(sleep_s):
                     await self._wake.wait()
+            if rows:
+                # draining a backlog: let a few more attempts finish, so that the next claim leases a
+                # batch rather than one delivery per query
+                await asyncio.sleep(CLAIM_COALESCE_S)
 
     def _begin(self, row: asyncpg.Record) -> None:
-        self._per_destination[row["destination"]] += 1
-        task = asyncio.get_running_loop().create_task(self._deliver(row))
+        destination: str = row["destination"]
+        self._per_destination[destination] += 1
+        if destination not in self._destination_slots:
+            self._destination_slots[destination] = asyncio.Semaphore(
+                self.settings.webhook_endpoint_concurrency
+            )
+        task = asyncio.get_running_loop().create_task(self._deliver(row, time.monotonic()))
         self._inflight[row["id"]] = task
 
-    async def _deliver(self, row: asyncpg.Record) -> None:
+    async def _deliver(self, row: asyncpg.Record, leased_at: float) -> None:
+        destination: str = row["destination"]
         try:
-            outcome = await self._attempt(row)
+            async with self._destination_slots[destination], self._sending:
+                # an attempt that could outlive the lease might overlap another dispatcher's: hand
+                # the delivery back instead (only a receiver slower than the timeout gets here)
+                if (
+                    time.monotonic() - leased_at + self.settings.webhook_timeout_s
+                    >= self.settings.webhook_lease_s
+                ):
+                    assert self._pool is not None
+                    await webhookstore.release(self._pool, self.lease, [row["id"]])
+                    return
+                outcome = await self._attempt(row)
             self._outcomes.append((outcome, row["endpoint_id"] and str(row["endpoint_id"])))
             self._outcomes_ready.set()
         except Exception:  # a bug here must not lose the slot; the lease makes it due again
             log.exception("delivery attempt crashed", delivery_id=str(row["id"]))
         finally:
-            self._per_destination[row["destination"]] -= 1
-            if self._per_destination[row["destination"]] <= 0:
-                del self._per_destination[row["destination"]]
+            held = self._per_destination[destination] - 1
+            self._per_destination[destination] = held
+            if held <= 0:
+                del self._per_destination[destination]
+                self._destination_slots.pop(destination, None)
             self._inflight.pop(row["id"], None)
-            self._wake.set()
+            # lease more once half the prefetch has drained, for this destination or in all: not
+            # after every attempt, which would cost a claim query per delivery
+            s = self.settings
+            if (
+                held == s.webhook_endpoint_concurrency
+                or len(self._inflight) == s.webhook_concurrency
+                or (not self._inflight)
+            ):
+                self._wake.set()
 
     # ---- one attempt -------------------------------------------------------------------------
 
@@ -357,7 +400,8 @@ class Dispatcher:
             self._outcomes_ready.clear()
             try:
                 await self._flush()
-                self._wake.set()  # retries just scheduled may come due before the claim loop's nap ends
+                if not self._inflight:
+                    self._wake.set()  # a retry just scheduled may come due before the idle nap ends
             except db.UNAVAILABLE as exc:
                 # the outcomes stay queued; their leases keep the deliveries from being sent again
                 # for a while, and past that a duplicate (same webhook-id) is the safe failure
