@@ -18,6 +18,7 @@ from common.tokens import StreamTokens
 from service import health, jobs, metrics, openapi, streams, webhooks, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
 from service.events import EventHub
+from service.http import reject_nul_middleware
 from service.limits import RateLimiter, StreamLimiter
 from service.problems import Handler, problem_middleware
 from service.state import (
@@ -107,7 +108,7 @@ async def _end_streams(app: web.Application) -> None:
 def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[observe_middleware, problem_middleware, auth_middleware],
+        middlewares=[observe_middleware, problem_middleware, reject_nul_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
     app[KEYS] = Keys(settings.namespace)

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from service.problems import Problem
+from service.problems import Handler, Problem
 
 JSON = "application/json"
 
@@ -31,9 +31,41 @@ async def read_json(request: web.Request) -> Any:
         raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=length)
     body = await request.read()  # aiohttp raises 413 past client_max_size when no length was sent
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}", slug="malformed-json") from None
+    # PostgreSQL stores no NUL character in text or jsonb; the byte search keeps the walk off the
+    # hot path
+    if b"\\u0000" in body and _has_nul(parsed):
+        raise _nul_problem("body")
+    return parsed
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _nul_problem(where: str) -> Problem:
+    return Problem(
+        422,
+        f"the {where} contains a NUL character (\\u0000), which jobwire cannot store",
+        slug="validation",
+        errors=[{"loc": [where], "msg": "NUL characters are not allowed", "type": "nul_character"}],
+    )
+
+
+@web.middleware
+async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A NUL in a query parameter would reach PostgreSQL (a filter, a tenant name) and fail there."""
+    if "%00" in request.rel_url.raw_query_string:
+        raise _nul_problem("query")
+    return await handler(request)
 
 
 def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int) -> int:
