@@ -49,8 +49,10 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         JOBWIRE_JOB_MODULES='["tests.jobtypes"]',
         JOBWIRE_WORKER_POLL_DELAY_S="0.05",
         JOBWIRE_LOG_FORMAT="json",
-        **extra,
+        JOBWIRE_WEBHOOK_ALLOW_PRIVATE=str(settings.webhook_allow_private).lower(),
+        JOBWIRE_RATE_LIMIT_PER_S=str(settings.rate_limit_per_s),
     )
+    env.update(extra)
     return env
 
 

@@ -35,8 +35,8 @@ __all__ = ["redis_server"]  # the fixture, re-exported for pytest
 
 
 class ApiProcess:
-    def __init__(self, settings: Settings, log_dir: Path, name: str) -> None:
-        self.port = free_port()
+    def __init__(self, settings: Settings, log_dir: Path, name: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "api", "--port", str(self.port)],
