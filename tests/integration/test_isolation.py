@@ -1,0 +1,105 @@
+"""Tenant isolation on every /v1 route (the route list comes from the app itself, so a new route is
+covered the day it is added), on streams, and for stream tokens."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from aiohttp import web
+
+from common.config import Settings
+from common.tokens import StreamTokens
+from service import jobs, streams, webhooks, ws
+from tests.conftest import Api, ClientFactory, make_settings, submit
+from tests.receiver import Receiver
+
+PARAM = re.compile(r"\{(\w+)(?::[^}]+)?\}")
+
+
+def v1_routes() -> list[tuple[str, str]]:
+    return sorted(
+        (route.method, route.path)
+        for table in (jobs.routes, streams.routes, ws.routes, webhooks.routes)
+        for route in table
+        if isinstance(route, web.RouteDef) and route.path.startswith("/v1/")
+    )
+
+
+@pytest.fixture
+def settings(database: str, namespace: str) -> Settings:
+    return make_settings(database, namespace, webhook_allow_private=True)
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+async def test_another_tenant_sees_nothing_on_any_route(
+    make_client: ClientFactory, receiver: Receiver
+) -> None:
+    owner = await make_client("acme")
+    intruder = await make_client("globex")
+    # acme owns one of everything: a job, an endpoint, deliveries
+    endpoint = (await owner.post("/v1/webhooks", json={"url": receiver.url + "/h"})).json()
+    job = await submit(owner, "test.block", {"seconds": 30}, webhook_url=receiver.url + "/own")
+    assert (await owner.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 200  # owes deliveries
+    delivery = (await owner.get(f"/v1/jobs/{job['id']}/deliveries")).json()["items"][0]
+    ids = {"job_id": job["id"], "endpoint_id": endpoint["id"], "delivery_id": delivery["id"]}
+    secrets = [endpoint["secret"], (await owner.get("/v1/webhooks/signing-secret")).json()["secret"]]
+
+    checked = 0
+    for method, template in v1_routes():
+        names = PARAM.findall(template)
+        path = PARAM.sub(lambda m: ids[m.group(1)], template)
+        if path == "/v1/ws":
+            continue  # below: a WebSocket handshake
+        if path == "/v1/events":
+            path += f"?jobs={job['id']}"
+        body = {"events": ["job.failed"]} if method == "PATCH" else {} if method == "POST" else None
+        r = await intruder.request(method, path, json=body)
+        text = r.text
+        if names or path.startswith("/v1/events"):
+            assert r.status_code == 404, (method, path, r.status_code, text)
+        else:
+            # collections and the tenant's own secret: answered, with none of acme's data
+            assert r.status_code in (200, 201, 202, 422), (method, path, r.status_code, text)
+        # a 404 echoes the id that was asked for; nothing else of acme's may appear
+        for value in (*ids.values(), *secrets):
+            assert value in path or value not in text, (method, path, value)
+        checked += 1
+    assert checked >= 18
+    # nothing of acme's changed
+    assert (await owner.get(f"/v1/webhooks/{endpoint['id']}")).json()["events"] == endpoint["events"]
+
+
+async def test_stream_tokens_open_their_own_job_only(
+    api: Api, make_client: ClientFactory, anon: httpx.AsyncClient
+) -> None:
+    owner = await make_client("acme")
+    mine = await submit(owner, "test.block", {"seconds": 30})
+    other = await submit(await make_client("globex"), "test.block", {"seconds": 30})
+    token = mine["events_url"].split("token=")[1]
+    ws_url = api.url.replace("http://", "ws://") + "/v1/ws"
+    # another tenant's job, another job, a forged signature, an expired token, a token for a key route
+    expired = StreamTokens("test-secret", 60).issue(mine["id"], "acme", now=time.time() - 3600)
+    payload, _ = token.split(".")
+    forged = f"{payload}.AAAAAAAAAAAAAAAAAAAAAAAA"
+    assert (await anon.get(f"/v1/jobs/{other['id']}/events?token={token}")).status_code == 404
+    for bad in (expired, forged, "garbage", ""):
+        r = await anon.get(f"/v1/jobs/{mine['id']}/events?token={bad}")
+        assert r.status_code == 401, (bad, r.text)
+    assert (await anon.get(f"/v1/jobs/{mine['id']}?token={token}")).status_code == 401
+    assert (await anon.get(f"/v1/events?jobs={other['id']}&token={token}")).status_code == 404
+    for bad in (expired, forged):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{ws_url}?token={bad}")
+        assert refused.value.response.status_code == 401
