@@ -22,6 +22,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
     asyncpg.AdminShutdownError,
+    # a connection the server dropped while asyncpg was still reading its error reply: the next
+    # statement on it fails this way (the pool then discards it); seen when PostgreSQL shuts down
+    asyncpg.exceptions.InternalClientError,
 )
 
 # One lock id for `migrate`, so two deploys running it at once apply the schema one after the other.
@@ -36,16 +39,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
-async def _reset(conn: asyncpg.Connection) -> None:
-    """Run when a connection goes back to the pool. asyncpg's default sends UNLISTEN, RESET ALL,
-    CLOSE ALL and an advisory unlock every time: a round trip on every release, a visible share of
-    a submission's cost. jobwire never leaves session state on pooled connections (no SET, LISTEN,
-    session advisory locks or cursors outside transactions), so only an open transaction, which a
-    cancelled statement could leave behind, needs undoing."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
-
-
 async def create_pool(database_url: str, *, min_size: int = 0, max_size: int = 10) -> asyncpg.Pool:
     """A pool that opens connections lazily (min_size=0), so a process starts even while PostgreSQL
     is down and recovers by itself when it comes back."""
@@ -54,7 +47,6 @@ async def create_pool(database_url: str, *, min_size: int = 0, max_size: int = 1
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        reset=_reset,
         timeout=5,
         command_timeout=30,
         max_inactive_connection_lifetime=60,

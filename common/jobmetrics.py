@@ -15,6 +15,7 @@ from typing import Any, cast
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from common.keys import Keys
 
@@ -25,13 +26,15 @@ def _bucket(seconds: float) -> str:
     return next(repr(b) if b != math.inf else "+Inf" for b in BUCKETS if seconds <= b)
 
 
-async def record(redis: Redis, keys: Keys, job_type: str, outcome: str, duration_s: float | None) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(keys.metrics_outcomes, f"{job_type}|{outcome}", 1)
-        if duration_s is not None:
-            pipe.hincrby(keys.metrics_durations, f"{job_type}|{_bucket(duration_s)}", 1)
-            pipe.hincrbyfloat(keys.metrics_durations, f"{job_type}|sum", duration_s)
-        await pipe.execute()
+def add_job_outcome(
+    pipe: Pipeline, keys: Keys, job_type: str, outcome: str, duration_s: float | None
+) -> None:
+    """Queue the counters of a finished job on `pipe` (the worker sends them with the job's last
+    event, one round trip for both)."""
+    pipe.hincrby(keys.metrics_outcomes, f"{job_type}|{outcome}", 1)
+    if duration_s is not None:
+        pipe.hincrby(keys.metrics_durations, f"{job_type}|{_bucket(duration_s)}", 1)
+        pipe.hincrbyfloat(keys.metrics_durations, f"{job_type}|sum", duration_s)
 
 
 # seconds from a delivery's creation (the job change) to the receiver's 2xx

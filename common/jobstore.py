@@ -108,6 +108,13 @@ _START = _transition(
     "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
     "status = 'pending' AND NOT cancel_requested AND attempts = $2",
 )
+# the common case, tried before reading the job at all: a pending job starts (the status guard
+# alone makes the start exclusive)
+_START_PENDING = _transition(
+    EventType.STARTED,
+    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
+    "status = 'pending' AND NOT cancel_requested",
+)
 _PROGRESS = _transition(
     EventType.PROGRESS,
     "progress = GREATEST(progress, $3), message = $4",
@@ -252,6 +259,11 @@ async def retry(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
 
 async def start(conn: Conn, job_id: UUID, attempts_before: int) -> Row | None:
     return await conn.fetchrow(_START, job_id, attempts_before)
+
+
+async def start_pending(conn: Conn, job_id: UUID) -> Row | None:
+    """Start a pending job whatever its attempt count; None when it is not pending."""
+    return await conn.fetchrow(_START_PENDING, job_id)
 
 
 async def start_within_cap(

@@ -19,6 +19,7 @@ from uuid import UUID
 import orjson
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from common.keys import ARQ_FUNCTION, Keys
@@ -111,6 +112,13 @@ async def publish(redis: Redis, keys: Keys, messages: Iterable[dict[str, Any]]) 
     payload = _messages_payload(list(messages))
     if payload:
         await redis.publish(keys.events_channel, payload)
+
+
+def add_publish(pipe: Pipeline, keys: Keys, messages: Iterable[dict[str, Any]]) -> None:
+    """`publish`, queued on a pipeline with other commands."""
+    payload = _messages_payload(list(messages))
+    if payload:
+        pipe.publish(keys.events_channel, payload)
 
 
 async def missing_from_queue(redis: Redis, keys: Keys, job_ids: Sequence[UUID]) -> list[UUID]:

@@ -28,7 +28,7 @@ from common.config import Settings
 from common.keys import Keys
 from common.logs import get_logger
 from common.models import EventType, Status, error_info
-from common.queue import publish
+from common.queue import add_publish, publish
 from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from workers.context import JobContext, ProgressReporter
 from workers.errors import (
@@ -81,12 +81,17 @@ class Runtime:
         if row is None:
             return
         try:
-            await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
-            if event in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
-                duration = None
-                if event == EventType.COMPLETED and row["started_at"] and row["finished_at"]:
-                    duration = (row["finished_at"] - row["started_at"]).total_seconds()
-                await jobmetrics.record(self.redis, self.keys, row["type"], event.value, duration)
+            if event not in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
+                await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
+                return
+            duration = None
+            if event == EventType.COMPLETED and row["started_at"] and row["finished_at"]:
+                duration = (row["finished_at"] - row["started_at"]).total_seconds()
+            # the last event and the job's counters in one round trip
+            async with self.redis.pipeline(transaction=False) as pipe:
+                add_publish(pipe, self.keys, [jobstore.message_of(row, event)])
+                jobmetrics.add_job_outcome(pipe, self.keys, row["type"], event.value, duration)
+                await pipe.execute()
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the job itself must not suffer
             log.warning("event publish failed", error=str(exc), event_type=event.value)
@@ -110,15 +115,34 @@ class Runtime:
 
     async def run(self, job_id_text: str) -> None:
         job_id = UUID(job_id_text)
+        if not self.settings.tenant_max_running:
+            # nearly every job is simply pending: start it without reading it first (one round
+            # trip less); anything else is sorted out below from the row
+            started = await self._write(lambda: jobstore.start_pending(self.pool, job_id))
+            if started is not None:
+                self._bind(started)
+                try:
+                    await self._execute(started)
+                finally:
+                    self._unbind()
+                return
         row = await self._write(lambda: jobstore.get_job(self.pool, job_id, None))
         if row is None:
             log.warning("job not found, dropping it from the queue", job=job_id_text)
             return
-        structlog.contextvars.bind_contextvars(job_id=job_id_text, tenant=row["tenant"], type=row["type"])
+        self._bind(row)
         try:
             await self._run(row)
         finally:
-            structlog.contextvars.unbind_contextvars("job_id", "tenant", "type", "attempt")
+            self._unbind()
+
+    @staticmethod
+    def _bind(row: jobstore.Row) -> None:
+        structlog.contextvars.bind_contextvars(job_id=str(row["id"]), tenant=row["tenant"], type=row["type"])
+
+    @staticmethod
+    def _unbind() -> None:
+        structlog.contextvars.unbind_contextvars("job_id", "tenant", "type", "attempt")
 
     async def _run(self, row: jobstore.Row) -> None:
         job_id: UUID = row["id"]
@@ -148,6 +172,11 @@ class Runtime:
         if started is None:
             log.info("job changed before it could start (cancelled, or started elsewhere)")
             return
+        await self._execute(started)
+
+    async def _execute(self, started: jobstore.Row) -> None:
+        """Run a job this worker has just started, and record how it ended."""
+        job_id: UUID = started["id"]
         await self._publish(started, EventType.STARTED)
         attempt: int = started["attempts"]
         max_attempts: int = started["max_attempts"]
