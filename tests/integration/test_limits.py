@@ -29,7 +29,9 @@ async def limited(settings: Settings, registry: Registry) -> AsyncIterator[Api]:
     await server.stop()
 
 
-async def test_a_key_over_its_rate_gets_429_with_retry_after(limited: Api, make_client: ClientFactory) -> None:
+async def test_a_key_over_its_rate_gets_429_with_retry_after(
+    limited: Api, make_client: ClientFactory
+) -> None:
     busy = await make_client("acme")
     calm = await make_client("acme")
     busy.base_url = calm.base_url = httpx.URL(limited.url)
