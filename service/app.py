@@ -15,7 +15,7 @@ from common.keys import Keys
 from common.logs import get_logger
 from common.redis_client import create_redis
 from common.tokens import StreamTokens
-from service import health, jobs, metrics, openapi, streams, webhooks, ws
+from service import dashboard, health, jobs, metrics, openapi, streams, webhooks, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
 from service.events import EventHub
 from service.http import reject_nul_middleware
@@ -125,4 +125,5 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app.add_routes(ws.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(dashboard.routes)
     return app
