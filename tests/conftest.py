@@ -7,7 +7,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +27,9 @@ from workers.worker import WorkerService
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("JOBWIRE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("JOBWIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TEMPLATE = "jobwire_test_template"
+# one template per test session, so that two runs on one server (a developer and CI) never drop
+# each other's template
+TEMPLATE = f"jobwire_test_template_{os.getpid()}"
 TEST_JOB_MODULES = ["tests.jobtypes"]
 T = TypeVar("T")
 
@@ -37,7 +39,7 @@ def db_url(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_db() -> str:
+def template_db() -> Iterator[str]:
     async def build() -> None:
         admin = await asyncpg.connect(PG_URL)
         try:
@@ -48,7 +50,8 @@ def template_db() -> str:
         await db.apply_schema(db_url(TEMPLATE))
 
     asyncio.run(build())
-    return TEMPLATE
+    yield TEMPLATE
+    asyncio.run(drop_database(TEMPLATE))
 
 
 async def drop_database(name: str) -> None:
