@@ -91,7 +91,7 @@ async def test_postgresql_down_under_load_answers_503_and_loses_no_202(
         await asyncio.sleep(2)
         accepted_at["before"] = len(load.accepted)
         await asyncio.to_thread(postgres.stop)
-        await asyncio.sleep(8)
+        await asyncio.sleep(10)
         accepted_at["during"] = len(load.accepted)
         await asyncio.to_thread(postgres.start)
         await asyncio.sleep(4)
