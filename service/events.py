@@ -233,7 +233,10 @@ class EventHub:
             metrics.HUB_EVENTS.inc()
             targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
             if targets:
-                raw = orjson.dumps(event)  # once, however many clients it goes to
+                # once, however many clients it goes to; copied to its own size, because orjson
+                # hands back a buffer of about 4 KiB however small the event, and a slow client's
+                # queue can hold thousands of these
+                raw = bytes(memoryview(orjson.dumps(event)))
                 for sub in targets:
                     sub.push(tenant, event, raw)
 
