@@ -47,3 +47,23 @@ async def ticks(ctx: JobContext, params: Ticks) -> int:
     # terminal event (and every stream closing) must not overlap the last tick's delivery
     await asyncio.sleep(params.every_s)
     return params.count
+
+
+class Noop(BaseModel):
+    # When set, the job pushes time.time() taken at its very start onto this Redis list, so a
+    # benchmark can measure submission-to-start latency; without it the job does nothing at all.
+    stamp_key: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+@job_type("bench.noop", timeout=60, max_attempts=1)
+async def noop(ctx: JobContext, params: Noop) -> None:
+    """Does nothing: what a drain of these measures is the job service's own cost per job."""
+    if params.stamp_key is None:
+        return
+    started = time.time()  # before the connection below, which is not part of the start latency
+    redis = Redis.from_url(params.redis_url)
+    try:
+        await redis.rpush(params.stamp_key, repr(started))
+    finally:
+        await redis.aclose()

@@ -333,6 +333,13 @@ async def unfinished_page(conn: Conn, *, after: UUID | None, older_than_s: float
     )
 
 
+async def unfinished_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'running')", list(job_ids)
+    )
+    return [r["id"] for r in rows]
+
+
 # ---- events ----------------------------------------------------------------------------------
 
 

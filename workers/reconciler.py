@@ -60,6 +60,10 @@ class Reconciler:
             self._cursor = rows[-1]["id"] if len(rows) == PAGE else None
             missing = set(await missing_from_queue(self.redis, self.keys, [r["id"] for r in rows]))
             if missing:
+                # a job that finished between the SELECT and the EXISTS has no key for a good
+                # reason (its terminal commit comes before ARQ drops the key): read them again
+                missing = set(await jobstore.unfinished_among(self.pool, list(missing)))
+            if missing:
                 jobs = [
                     QueuedJob(r["id"], r["priority"], r["created_at"]) for r in rows if r["id"] in missing
                 ]
