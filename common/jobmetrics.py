@@ -57,8 +57,9 @@ async def record_deliveries(
             pipe.hincrby(keys.metrics_webhooks, f"attempt|{outcome}", n)
         for status, n in finished.items():
             pipe.hincrby(keys.metrics_webhooks, f"delivery|{status}", n)
-        for latency in latencies:
-            pipe.hincrby(keys.metrics_webhooks, f"latency|{_delivery_bucket(latency)}", 1)
+        # one command per bucket, not per delivery
+        for bucket, n in Counter(_delivery_bucket(latency) for latency in latencies).items():
+            pipe.hincrby(keys.metrics_webhooks, f"latency|{bucket}", n)
         if latencies:
             pipe.hincrbyfloat(keys.metrics_webhooks, "latency|sum", sum(latencies))
         await pipe.execute()
