@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 from aiohttp import web
 
+from common import jobstore
 from service.problems import Handler, Problem
 
 JSON = "application/json"
@@ -86,6 +89,22 @@ def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int
             ],
         )
     return value
+
+
+def query_cursor(request: web.Request) -> tuple[datetime, UUID] | None:
+    """The keyset position of the `cursor` query parameter (one this API issued), or None."""
+    cursor = request.query.get("cursor")
+    if not cursor:
+        return None
+    try:
+        return jobstore.decode_cursor(cursor)
+    except ValueError:
+        raise Problem(
+            422,
+            "cursor is not one returned by this API",
+            slug="validation",
+            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor"}],
+        ) from None
 
 
 _WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+)\"?", re.IGNORECASE)

@@ -21,7 +21,7 @@ from common.models import TERMINAL, EventType, Priority, Status, job_view
 from common.queue import QueuedJob, dequeue, enqueue, publish
 from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
-from service.http import if_none_match, json_response, prefer_wait, query_int, read_json
+from service.http import if_none_match, json_response, prefer_wait, query_cursor, query_int, read_json
 from service.problems import Problem, validation_problem
 from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SUBMITTER, TOKENS
 from service.webhooks import check_destination
@@ -338,18 +338,7 @@ async def list_jobs(request: web.Request) -> web.Response:
                 errors=[{"loc": ["query", "tenant"], "msg": "needs an admin key", "type": "scope"}],
             )
         scope = tenant_filter
-    after = None
-    cursor = request.query.get("cursor")
-    if cursor:
-        try:
-            after = jobstore.decode_cursor(cursor)
-        except ValueError:
-            raise Problem(
-                422,
-                "cursor is not one returned by this API",
-                slug="validation",
-                errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor"}],
-            ) from None
+    after = query_cursor(request)
     rows = await jobstore.list_jobs(
         request.app[DB],
         tenant=scope,

@@ -17,7 +17,7 @@ from common.apikeys import Principal
 from common.ids import new_id
 from common.jobstore import Row
 from common.models import iso
-from service.http import json_response, query_int, read_json
+from service.http import json_response, query_cursor, query_int, read_json
 from service.problems import Problem, validation_problem
 from service.state import DB, PRINCIPAL, SETTINGS
 
@@ -162,26 +162,11 @@ async def check_destination(request: web.Request, url: str, *, field: str = "url
         ) from None
 
 
-def _cursor(request: web.Request) -> Any:
-    cursor = request.query.get("cursor")
-    if not cursor:
-        return None
-    try:
-        return jobstore.decode_cursor(cursor)
-    except ValueError:
-        raise Problem(
-            422,
-            "cursor is not one returned by this API",
-            slug="validation",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor"}],
-        ) from None
-
-
 async def _deliveries_page(request: web.Request, **where: UUID) -> web.Response:
     limit = query_int(request, "limit", default=50, lo=1, hi=200)
     pool = request.app[DB]
     rows = await webhookstore.list_deliveries(
-        pool, tenant=_principal(request).scope(), limit=limit + 1, after=_cursor(request), **where
+        pool, tenant=_principal(request).scope(), limit=limit + 1, after=query_cursor(request), **where
     )
     page = rows[:limit]
     history = await webhookstore.attempts_of(pool, [r["id"] for r in page])
@@ -242,7 +227,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", default=50, lo=1, hi=200)
     rows = await webhookstore.list_endpoints(
-        request.app[DB], _principal(request).scope(), limit + 1, _cursor(request)
+        request.app[DB], _principal(request).scope(), limit + 1, query_cursor(request)
     )
     page = rows[:limit]
     return json_response(

@@ -274,3 +274,14 @@ async def events_of(pool: asyncpg.Pool, job_id: str) -> list[asyncpg.Record]:
     return list(
         await pool.fetch("SELECT * FROM job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id))
     )
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Any]:
+    """A webhook receiver on a free port (tests/receiver.py), recording every request."""
+    from tests.receiver import Receiver  # it imports this module
+
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()

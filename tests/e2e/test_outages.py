@@ -9,7 +9,7 @@ import asyncio
 import json
 import random
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,13 @@ from common.config import Settings
 from tests.conftest import eventually, make_settings, new_key, submit
 from tests.e2e.load import Load, account, unfinished
 from tests.e2e.servers import PostgresServer
-from tests.integration.test_faults import RedisServer, WorkerProcess
+from tests.integration.test_faults import RedisServer, WorkerProcess, redis_server
 from tests.integration.test_streams_faults import ApiProcess
 from tests.integration.test_webhooks_faults import DispatcherProcess
 from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+__all__ = ["redis_server"]  # the fixture, re-exported for pytest
 
 Proc = ApiProcess | WorkerProcess | DispatcherProcess
 
@@ -150,14 +151,6 @@ async def _started(seen: dict[str, list[dict[str, Any]]]) -> bool:
     return all(any(e["type"] == "progress" for e in events) for events in seen.values())
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_redis_restarted_empty_under_load_loses_no_202(
     database: str,
     namespace: str,
@@ -186,14 +179,6 @@ async def test_redis_restarted_empty_under_load_loses_no_202(
     report = await account(database, load.accepted)
     assert_all_honoured(report)
     assert report["statuses"] == {"completed": len(load.accepted)}, report
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def test_chaos_every_202_and_every_webhook_is_honoured(

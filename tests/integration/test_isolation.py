@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -33,14 +32,6 @@ def v1_routes() -> list[tuple[str, str]]:
 @pytest.fixture
 def settings(database: str, namespace: str) -> Settings:
     return make_settings(database, namespace, webhook_allow_private=True)
-
-
-@pytest.fixture
-async def receiver() -> Any:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def test_another_tenant_sees_nothing_on_any_route(

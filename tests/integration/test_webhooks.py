@@ -43,14 +43,6 @@ def settings(database: str, namespace: str) -> Settings:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
 async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
     d = Dispatcher(settings)
     await d.start()

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -26,14 +26,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def settings(database: str, namespace: str) -> Settings:
     return make_settings(database, namespace, webhook_allow_private=True)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 class DispatcherProcess:
