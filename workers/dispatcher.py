@@ -20,6 +20,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -52,6 +53,7 @@ CLAIM_COALESCE_S = 0.005
 # Deliveries leased ahead of the attempts in flight, as a multiple of the caps: while the next claim
 # runs, the receivers keep getting work instead of waiting for the database.
 PREFETCH = 2
+CLOSE_TIMEOUT_S = 5.0
 _TIMESTAMPS = ("created_at", "started_at", "finished_at", "updated_at")
 
 
@@ -196,15 +198,16 @@ class Dispatcher:
                 await webhookstore.release(self._pool, self.lease, unfinished)
         except db.UNAVAILABLE as exc:  # the leases run out by themselves
             log.warning("could not record the last attempts", error=repr(exc))
+        # every close is bounded: a shutdown must end even when a server stopped answering
         if self._http is not None:
-            await self._http.close()
+            await _bounded(self._http.close(), "http session")
         if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
+            await _bounded(self._listener.close(timeout=CLOSE_TIMEOUT_S), "listener")
+            self._listener.terminate()
         if self._redis is not None:
-            await self._redis.aclose()
-        if self._pool is not None:
-            await self._pool.close()
+            await _bounded(self._redis.aclose(), "redis")
+        if self._pool is not None and not await _bounded(self._pool.close(), "database pool"):
+            self._pool.terminate()
         log.info("dispatcher stopped", released=len(unfinished))
 
     # ---- waking ------------------------------------------------------------------------------
@@ -450,6 +453,19 @@ class Dispatcher:
         ]
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await jobmetrics.record_deliveries(self._redis, self.keys, attempts, finished, latencies)
+
+
+async def _bounded(closing: Awaitable[Any], what: str) -> bool:
+    """Await a close for at most CLOSE_TIMEOUT_S; False (logged) when it did not finish."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await closing
+    except TimeoutError:
+        log.warning("closing took too long, abandoned", what=what)
+        return False
+    except Exception as exc:  # already broken: nothing left to close cleanly
+        log.warning("closing failed", what=what, error=repr(exc))
+    return True
 
 
 def _attempt_outcome(outcome: Outcome) -> str:
