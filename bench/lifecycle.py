@@ -74,7 +74,7 @@ from common.config import Settings
 from common.ids import new_id
 from common.keys import Keys
 from common.models import Priority
-from common.redis_client import create_redis
+from common.redis_client import create_redis, delete_namespace
 from service.submitter import Submitter
 from workers.registry import REGISTRY
 
@@ -168,11 +168,7 @@ async def reset(pool: asyncpg.Pool, redis: Redis) -> None:
     benchmark's own; in Redis, only keys of its namespace go (other things use this server)."""
     # CASCADE: deliveries reference jobs
     await pool.execute("TRUNCATE jobs, job_events, idempotency_keys CASCADE")
-    doomed: list[bytes] = []
-    for pattern in KEYS.patterns():
-        doomed += [key async for key in redis.scan_iter(match=pattern, count=1000)]
-    for start in range(0, len(doomed), 1000):
-        await redis.unlink(*doomed[start : start + 1000])
+    await delete_namespace(redis, KEYS)
 
 
 def machine_busy() -> tuple[int, int]:

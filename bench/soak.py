@@ -64,6 +64,7 @@ from bench.submit import (
 )
 from common import signing
 from common.keys import Keys
+from common.redis_client import delete_namespace
 from tests.e2e.load import account, unfinished
 
 # a database of its own: the soak empties its tables before it starts
@@ -201,11 +202,7 @@ async def reset_state(pool: asyncpg.Pool) -> None:
     )
     redis = Redis.from_url(REDIS_URL)
     try:
-        # this namespace's keys only: the Redis server is shared
-        for pattern in Keys(NAMESPACE).patterns():
-            doomed = [key async for key in redis.scan_iter(match=pattern, count=1000)]
-            for start in range(0, len(doomed), 1000):
-                await redis.unlink(*doomed[start : start + 1000])
+        await delete_namespace(redis, Keys(NAMESPACE))  # the Redis server is shared
     finally:
         await redis.aclose()
 

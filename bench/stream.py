@@ -38,6 +38,7 @@ from typing import IO, Any
 
 import asyncpg
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from bench.submit import (
     BENCH,
@@ -55,6 +56,8 @@ from bench.submit import (
     wait_until_answering,
     write_readme,
 )
+from common.keys import Keys
+from common.redis_client import delete_namespace
 
 NAMESPACE = "bench-stream"
 TENANT = "bench-stream"
@@ -252,16 +255,12 @@ def prepare() -> str:
     return migrate_and_key(stream_env(), TENANT)
 
 
-def clean_redis() -> None:
-    redis = Redis.from_url(REDIS_URL)
+async def clean_redis() -> None:
+    redis = AsyncRedis.from_url(REDIS_URL)
     try:
-        doomed: list[bytes] = []
-        for pattern in (f"{NAMESPACE}:*", f"arq:*:{NAMESPACE}:*"):
-            doomed += list(redis.scan_iter(match=pattern, count=1000))
-        for start in range(0, len(doomed), 1000):
-            redis.unlink(*doomed[start : start + 1000])
+        await delete_namespace(redis, Keys(NAMESPACE))
     finally:
-        redis.close()
+        await redis.aclose()
 
 
 async def _delete_jobs() -> None:
@@ -274,7 +273,7 @@ async def _delete_jobs() -> None:
 
 
 def clean_state() -> None:
-    clean_redis()
+    asyncio.run(clean_redis())
     asyncio.run(_delete_jobs())
 
 

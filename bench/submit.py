@@ -32,6 +32,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.baselines import NAIVE_QUEUE, NAIVE_TABLE_DDL
+from common.keys import Keys
+from common.redis_client import delete_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -144,10 +146,9 @@ async def reset_state() -> None:
         # through the queue (nothing consumes it) rather than deleting every `arq:job:*`
         naive_ids: list[bytes] = await redis.zrange(NAIVE_QUEUE, 0, -1)
         doomed = [b"arq:job:" + job_id for job_id in naive_ids] + [NAIVE_QUEUE.encode()]
-        for pattern in (f"{NAMESPACE}:*", f"arq:*:{NAMESPACE}:*"):
-            doomed += [key async for key in redis.scan_iter(match=pattern, count=1000)]
         for start in range(0, len(doomed), 1000):
             await redis.unlink(*doomed[start : start + 1000])
+        await delete_namespace(redis, Keys(NAMESPACE))
     finally:
         await redis.aclose()
 

@@ -57,6 +57,7 @@ from common import db, jobstore, signing, webhookstore
 from common.config import Settings
 from common.jobstore import NewJob
 from common.keys import Keys
+from common.redis_client import delete_namespace
 
 # a database of its own: the phases truncate every job table between runs
 WEBHOOKS_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_webhooks"
@@ -211,10 +212,7 @@ async def clean_redis() -> None:
     """The dispatcher's delivery metrics, under this benchmark's namespace."""
     redis = Redis.from_url(REDIS_URL)
     try:
-        for pattern in Keys(NAMESPACE).patterns():
-            doomed = [key async for key in redis.scan_iter(match=pattern, count=1000)]
-            for start in range(0, len(doomed), 1000):
-                await redis.unlink(*doomed[start : start + 1000])
+        await delete_namespace(redis, Keys(NAMESPACE))
     finally:
         await redis.aclose()
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from common import apikeys, db
+from common import apikeys, db, redis_client
 from common.config import Settings
 from common.keys import Keys
 from common.redis_client import create_redis
@@ -102,10 +102,7 @@ async def other_database(template_db: str) -> AsyncIterator[str]:
 async def delete_namespace(redis_url: str, namespace: str) -> None:
     redis = create_redis(redis_url)
     try:
-        for pattern in Keys(namespace).patterns():
-            keys = [k async for k in redis.scan_iter(match=pattern, count=500)]
-            if keys:
-                await redis.delete(*keys)
+        await redis_client.delete_namespace(redis, Keys(namespace))
     finally:
         await redis.aclose()
 
