@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 from uuid import uuid4
 
 import aiohttp
@@ -51,10 +51,9 @@ from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from bench import stream
 from bench.bare_arq import noop as arq_noop
 from bench.jobtypes import Noop
-from bench.stream import cpu_seconds, percentile, verdict
+from bench.stream import Procs, cpu_seconds, percentile, verdict
 from bench.submit import (
     DATABASE_URL,
     REDIS_URL,
@@ -132,19 +131,6 @@ class Latency:
 
 
 # ---- processes and state ---------------------------------------------------------------------
-
-
-class Procs(stream.Procs):
-    """bench.stream's process list, with this benchmark's own log files."""
-
-    def log(self, name: str) -> IO[bytes]:
-        path = RESULTS / f"lifecycle-{name}.stderr.log"
-        if name not in self.logs:
-            self.logs[name] = path
-            path.write_bytes(b"")
-        handle = path.open("ab")
-        self._handles.append(handle)
-        return handle
 
 
 def lifecycle_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -721,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     note(f"preparing database {LIFECYCLE_DATABASE_URL.rpartition('/')[2]} and an API key")
     key = migrate_and_key(lifecycle_env(), TENANT)
-    procs = Procs()
+    procs = Procs("lifecycle", lifecycle_env)
     t0 = time.monotonic()
     drains, latencies = asyncio.run(run(args, procs, key))
     note(f"done in {time.monotonic() - t0:.0f} s")

@@ -31,10 +31,11 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 from redis import Redis
@@ -289,32 +290,28 @@ def go(go_key: str) -> None:
 
 
 class Procs:
-    """Every process this benchmark starts, so that `finally` can stop them all."""
+    """Every process a benchmark starts, so that `finally` can stop them all. Each one's stderr goes
+    to bench/results/<prefix>-<name>.stderr.log, emptied when this run first starts that name."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "stream", env: Callable[[], dict[str, str]] | None = None) -> None:
+        self.prefix = prefix
+        self.env = env or stream_env
         self.running: list[subprocess.Popen[bytes]] = []
         self.logs: dict[str, Path] = {}
-        self._handles: list[IO[bytes]] = []
-
-    def log(self, name: str) -> IO[bytes]:
-        path = RESULTS / f"stream-{name}.stderr.log"
-        if name not in self.logs:
-            self.logs[name] = path
-            path.write_bytes(b"")
-        handle = path.open("ab")
-        self._handles.append(handle)
-        return handle
 
     def start(
-        self, name: str, command: list[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        stdout: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            command,
-            env=env or stream_env(),
-            stdout=subprocess.PIPE if name == "clients" else subprocess.DEVNULL,
-            stderr=self.log(name),
-            cwd=ROOT,
-        )
+        path = RESULTS / f"{self.prefix}-{name}.stderr.log"
+        if name not in self.logs:
+            self.logs[name] = path
+            path.write_bytes(b"")  # this run's lines only
+        with path.open("ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(command, env=env or self.env(), stdout=stdout, stderr=log, cwd=ROOT)
         self.running.append(proc)
         return proc
 
@@ -328,9 +325,6 @@ class Procs:
     def stop_all(self) -> None:
         for proc in reversed(list(self.running)):
             self.stop(proc)
-        for handle in self._handles:
-            handle.close()
-        self._handles.clear()
 
 
 def start_jobwire_api(procs: Procs) -> tuple[subprocess.Popen[bytes], int]:
@@ -422,7 +416,7 @@ class ClientProcs:
                 "--connect-concurrency",
                 str(max(8, CONNECTS_IN_FLIGHT // count)),
             ]
-            child = procs.start("clients", command, env)
+            child = procs.start("clients", command, env, stdout=subprocess.PIPE)
             lines: queue.Queue[bytes | None] = queue.Queue()
             threading.Thread(target=self._read, args=(child, lines), daemon=True).start()
             self.children.append(child)

@@ -30,7 +30,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -38,7 +37,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from bench.stream import cpu_seconds, fmt_ms, percentile, verdict
+from bench.stream import Procs, cpu_seconds, fmt_ms, percentile, verdict
 from bench.submit import (
     DATABASE_URL,
     REDIS_URL,
@@ -49,7 +48,6 @@ from bench.submit import (
     note,
     report_stderr,
     server_env,
-    stop_server,
     wait_until_answering,
     write_readme,
 )
@@ -121,37 +119,6 @@ def load_1m() -> float:
 
 
 # ---- processes -------------------------------------------------------------------------------
-
-
-class Procs:
-    """Every process this benchmark starts, so that `finally` stops them all."""
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen[bytes]] = []
-        self.logs: dict[str, Path] = {}
-
-    def start(
-        self, name: str, command: list[str], stdout: int = subprocess.DEVNULL
-    ) -> subprocess.Popen[bytes]:
-        path = RESULTS / f"webhooks-{name}.stderr.log"
-        if name not in self.logs:
-            self.logs[name] = path
-            path.write_bytes(b"")  # this run's lines only
-        with path.open("ab") as log:  # the child keeps its own descriptor
-            proc = subprocess.Popen(command, env=bench_env(), stdout=stdout, stderr=log, cwd=ROOT)
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        stop_server(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if proc in self.running:
-            self.running.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.running)):
-            self.stop(proc)
 
 
 class Receiver:
@@ -511,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     note("preparing database jobwire_bench_webhooks")
     migrate()
-    procs = Procs()
+    procs = Procs("webhooks", bench_env)
     t0 = time.monotonic()
     try:
         drains, latency, in_flight = asyncio.run(run(args, procs))
