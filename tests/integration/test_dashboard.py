@@ -15,7 +15,17 @@ from playwright.async_api import Browser, Locator, Page, expect
 
 from common.config import Settings
 from service.state import HUB
-from tests.conftest import ROOT, Api, ClientFactory, eventually, make_settings, new_key, submit, wait_status
+from tests.conftest import (
+    QUICK_WEBHOOKS,
+    ROOT,
+    Api,
+    ClientFactory,
+    eventually,
+    make_settings,
+    new_key,
+    submit,
+    wait_status,
+)
 from tests.integration.test_browser import browser
 from tests.receiver import Receiver
 from workers.dispatcher import Dispatcher
@@ -30,18 +40,7 @@ expect.set_options(timeout=15_000)
 
 @pytest.fixture
 def settings(database: str, namespace: str) -> Settings:
-    # webhooks to a receiver on this machine, on a tiny retry schedule (three attempts in about 1 s)
-    return make_settings(
-        database,
-        namespace,
-        webhook_allow_private=True,
-        webhook_backoff_base_s=0.2,
-        webhook_backoff_factor=2,
-        webhook_backoff_max_s=1,
-        webhook_backoff_max_attempts=3,
-        webhook_timeout_s=1,
-        webhook_poll_s=0.5,
-    )
+    return make_settings(database, namespace, **QUICK_WEBHOOKS)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from common.config import Settings
 from service import schemas
-from tests.conftest import Api, ClientFactory, eventually, make_settings, submit, wait_status
+from tests.conftest import QUICK_WEBHOOKS, Api, ClientFactory, eventually, make_settings, submit, wait_status
 from tests.receiver import Receiver, answer, sleep_then
 from workers.dispatcher import Dispatcher
 from workers.registry import Registry
@@ -27,19 +27,7 @@ from workers.worker import WorkerService
 
 @pytest.fixture
 def settings(database: str, namespace: str) -> Settings:
-    # a tiny retry schedule: 0.2 s, 0.4 s (±20 %), three attempts in all
-    return make_settings(
-        database,
-        namespace,
-        webhook_allow_private=True,
-        webhook_backoff_base_s=0.2,
-        webhook_backoff_factor=2,
-        webhook_backoff_max_s=2,
-        webhook_backoff_max_attempts=3,
-        webhook_timeout_s=1,
-        webhook_lease_s=3,
-        webhook_poll_s=0.5,
-    )
+    return make_settings(database, namespace, **QUICK_WEBHOOKS)
 
 
 @pytest.fixture
