@@ -26,15 +26,23 @@ def _bucket(seconds: float) -> str:
     return next(repr(b) if b != math.inf else "+Inf" for b in BUCKETS if seconds <= b)
 
 
-def add_job_outcome(
-    pipe: Pipeline, keys: Keys, job_type: str, outcome: str, duration_s: float | None
-) -> None:
-    """Queue the counters of a finished job on `pipe` (the worker sends them with the job's last
-    event, one round trip for both)."""
-    pipe.hincrby(keys.metrics_outcomes, f"{job_type}|{outcome}", 1)
-    if duration_s is not None:
-        pipe.hincrby(keys.metrics_durations, f"{job_type}|{_bucket(duration_s)}", 1)
-        pipe.hincrbyfloat(keys.metrics_durations, f"{job_type}|sum", duration_s)
+# a finished job, as the metrics see it: (job type, outcome, run time in seconds or None)
+Outcome = tuple[str, str, float | None]
+
+
+def add_job_outcomes(pipe: Pipeline, keys: Keys, outcomes: Sequence[Outcome]) -> None:
+    """Queue the counters of finished jobs on `pipe` (the worker sends them with the jobs' last
+    events, one round trip for both), one command per counter, not per job."""
+    for (job_type, outcome), n in Counter((t, o) for t, o, _ in outcomes).items():
+        pipe.hincrby(keys.metrics_outcomes, f"{job_type}|{outcome}", n)
+    timed = [(t, d) for t, _, d in outcomes if d is not None]
+    for (job_type, bucket), n in Counter((t, _bucket(d)) for t, d in timed).items():
+        pipe.hincrby(keys.metrics_durations, f"{job_type}|{bucket}", n)
+    sums: dict[str, float] = {}
+    for job_type, duration in timed:
+        sums[job_type] = sums.get(job_type, 0.0) + duration
+    for job_type, total in sums.items():
+        pipe.hincrbyfloat(keys.metrics_durations, f"{job_type}|sum", total)
 
 
 # seconds from a delivery's creation (the job change) to the receiver's 2xx

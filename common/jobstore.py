@@ -76,13 +76,16 @@ def _outbox(event: EventType) -> str:
 )"""
 
 
-def _transition(event: EventType, set_sql: str, where_sql: str) -> str:
+def _transition(event: EventType, set_sql: str, where_sql: str, *, batch: str | None = None) -> str:
+    """One job's change (its id is $1), or with `batch` (a FROM item yielding `b_id` and the other
+    inputs as b_* columns) the same change to many jobs in one statement and one commit."""
     data = _EVENT_DATA.get(event, "NULL::jsonb")
+    target = "WHERE id = $1" if batch is None else f"FROM {batch} WHERE id = b_id"
     return f"""
 WITH j AS (
     UPDATE jobs SET {set_sql}, last_seq = last_seq + 1, updated_at = now()
-    WHERE id = $1 AND ({where_sql})
-    RETURNING *
+    {target} AND ({where_sql})
+    RETURNING jobs.*
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
     SELECT id, last_seq, '{event.value}', status, progress, message, {data}, updated_at FROM j
@@ -114,6 +117,21 @@ _START_PENDING = _transition(
     EventType.STARTED,
     "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
     "status = 'pending' AND NOT cancel_requested",
+)
+# the group-committed forms the worker uses for the jobs it runs concurrently: inputs are arrays
+# sorted by job id, so two batches that share rows lock them in the same order
+_START_PENDING_MANY = _transition(
+    EventType.STARTED,
+    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
+    "status = 'pending' AND NOT cancel_requested",
+    batch="unnest($1::uuid[]) AS b(b_id)",
+)
+_COMPLETE_MANY = _transition(
+    EventType.COMPLETED,
+    "status = 'completed', progress = 100, result = b_result::jsonb, error = NULL, finished_at = now()",
+    "status = 'running' AND attempts = b_attempt",
+    # results travel as JSON text: asyncpg would read a list inside a jsonb[] as another dimension
+    batch="unnest($1::uuid[], $2::int[], $3::text[]) AS b(b_id, b_attempt, b_result)",
 )
 _PROGRESS = _transition(
     EventType.PROGRESS,
@@ -266,6 +284,12 @@ async def start_pending(conn: Conn, job_id: UUID) -> Row | None:
     return await conn.fetchrow(_START_PENDING, job_id)
 
 
+async def start_pending_many(conn: Conn, job_ids: Sequence[UUID]) -> dict[UUID, Row]:
+    """`start_pending` for many jobs in one statement: the rows of those that started."""
+    rows = await conn.fetch(_START_PENDING_MANY, sorted(job_ids))
+    return {r["id"]: r for r in rows}
+
+
 async def start_within_cap(
     pool: asyncpg.Pool[Row], job_id: UUID, attempts_before: int, tenant: str, cap: int
 ) -> tuple[bool, Row | None]:
@@ -290,6 +314,14 @@ async def progress(conn: Conn, job_id: UUID, attempt: int, pct: float, message: 
 
 async def complete(conn: Conn, job_id: UUID, attempt: int, result: Any) -> Row | None:
     return await conn.fetchrow(_COMPLETE, job_id, attempt, result)
+
+
+async def complete_many(conn: Conn, done: Sequence[tuple[UUID, int, Any]]) -> dict[UUID, Row]:
+    """`complete` for many (job id, attempt, result) in one statement: the rows that changed."""
+    ordered = sorted(done, key=lambda d: d[0])
+    results = [None if d[2] is None else orjson.dumps(d[2]).decode() for d in ordered]
+    rows = await conn.fetch(_COMPLETE_MANY, [d[0] for d in ordered], [d[1] for d in ordered], results)
+    return {r["id"]: r for r in rows}
 
 
 async def fail(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:

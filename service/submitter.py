@@ -10,13 +10,13 @@ batches grow by themselves while the previous one is being committed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Sequence
 
 import asyncpg
 from redis.asyncio import Redis
 
 from common import jobstore
+from common.batching import Batcher
 from common.keys import Keys
 from common.logs import get_logger
 from common.models import EventType
@@ -35,56 +35,22 @@ class Submitter:
         self.pool = pool
         self.redis = redis
         self.keys = keys
-        self._queue: list[tuple[jobstore.NewJob, asyncio.Future[tuple[jobstore.Row, bool]]]] = []
-        self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._batches: set[asyncio.Task[None]] = set()
+        self._batcher: Batcher[jobstore.NewJob, tuple[jobstore.Row, bool]] = Batcher(
+            self._write, max_batch=MAX_BATCH, max_in_flight=MAX_IN_FLIGHT
+        )
 
     async def submit(self, job: jobstore.NewJob) -> tuple[jobstore.Row, bool]:
         """Returns the committed row and whether the job reached the queue (if not, the
         reconciler enqueues it). Raises what the insert raised (the job is then not stored)."""
-        future: asyncio.Future[tuple[jobstore.Row, bool]] = asyncio.get_running_loop().create_future()
-        self._queue.append((job, future))
-        self._wake.set()
-        return await future
+        return await self._batcher.submit(job)
 
     async def run(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue:
-                    await self._slots.acquire()
-                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                    task = asyncio.get_running_loop().create_task(self._write(batch))
-                    self._batches.add(task)
-                    task.add_done_callback(self._batches.discard)
-        finally:
-            for task in list(self._batches):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self._batcher.run()
 
-    async def _write(
-        self, batch: list[tuple[jobstore.NewJob, asyncio.Future[tuple[jobstore.Row, bool]]]]
-    ) -> None:
-        live = [(job, fut) for job, fut in batch if not fut.cancelled()]
-        try:
-            if live:
-                rows = await jobstore.insert_jobs(self.pool, [job for job, _ in live])
-                enqueued = await self._enqueue(list(rows.values()))
-                for job, fut in live:
-                    if not fut.done():
-                        fut.set_result((rows[job.id], enqueued))
-        except BaseException as exc:
-            # every waiting request gets an answer: the insert's error (503 when PostgreSQL is
-            # unreachable), never a hang
-            for _, fut in live:
-                if not fut.done():
-                    fut.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            self._slots.release()
+    async def _write(self, jobs: Sequence[jobstore.NewJob]) -> list[tuple[jobstore.Row, bool]]:
+        rows = await jobstore.insert_jobs(self.pool, jobs)
+        enqueued = await self._enqueue(list(rows.values()))
+        return [(rows[job.id], enqueued) for job in jobs]
 
     async def _enqueue(self, rows: list[jobstore.Row]) -> bool:
         """Committed jobs are owed: whatever goes wrong here, they are answered 202 and the

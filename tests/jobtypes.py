@@ -68,3 +68,9 @@ async def flaky(ctx: JobContext, params: Empty) -> dict[str, int]:
 async def bad_result(ctx: JobContext, params: Empty) -> object:
     """Returns something that is not JSON."""
     return object()
+
+
+@job_type("test.nul_result", timeout=10, max_attempts=3)
+async def nul_result(ctx: JobContext, params: Empty) -> object:
+    """Returns JSON that PostgreSQL's jsonb cannot hold (a NUL character)."""
+    return {"text": "a\x00b"}

@@ -10,6 +10,7 @@ finished job does nothing.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,9 +42,13 @@ from workers.errors import (
     WorkerShutdown,
 )
 from workers.registry import JobType, Registry
+from workers.transitions import Transitions, duration_s
 
 log = get_logger("jobwire.runtime")
 T = TypeVar("T")
+
+# a NUL character in JSON text (an escaped backslash before "u0000" is not one)
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 # How long a terminal write keeps trying while PostgreSQL is unreachable before the run gives up
 # (the job then stays `running`, and the reconciler re-runs it once its lease is gone).
@@ -74,6 +79,8 @@ class Runtime:
         self.keys = keys
         self.registry = registry
         self.runs: dict[UUID, RunHandle] = {}
+        # starts and completions of the jobs running at once share statements and round trips
+        self.transitions = Transitions(pool, redis, keys)
 
     # ---- plumbing ------------------------------------------------------------------------------
 
@@ -84,13 +91,11 @@ class Runtime:
             if event not in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
                 await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
                 return
-            duration = None
-            if event == EventType.COMPLETED and row["started_at"] and row["finished_at"]:
-                duration = (row["finished_at"] - row["started_at"]).total_seconds()
+            duration = duration_s(row) if event == EventType.COMPLETED else None
             # the last event and the job's counters in one round trip
             async with self.redis.pipeline(transaction=False) as pipe:
                 add_publish(pipe, self.keys, [jobstore.message_of(row, event)])
-                jobmetrics.add_job_outcome(pipe, self.keys, row["type"], event.value, duration)
+                jobmetrics.add_job_outcomes(pipe, self.keys, [(row["type"], event.value, duration)])
                 await pipe.execute()
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the job itself must not suffer
@@ -117,8 +122,9 @@ class Runtime:
         job_id = UUID(job_id_text)
         if not self.settings.tenant_max_running:
             # nearly every job is simply pending: start it without reading it first (one round
-            # trip less); anything else is sorted out below from the row
-            started = await self._write(lambda: jobstore.start_pending(self.pool, job_id))
+            # trip less, shared with the other jobs starting now); anything else is sorted out
+            # below from the row
+            started = await self._write(lambda: self.transitions.start_pending(job_id))
             if started is not None:
                 self._bind(started)
                 try:
@@ -172,12 +178,13 @@ class Runtime:
         if started is None:
             log.info("job changed before it could start (cancelled, or started elsewhere)")
             return
+        await self._publish(started, EventType.STARTED)
         await self._execute(started)
 
     async def _execute(self, started: jobstore.Row) -> None:
-        """Run a job this worker has just started, and record how it ended."""
+        """Run a job this worker has just started (its `started` event published), and record how
+        it ended."""
         job_id: UUID = started["id"]
-        await self._publish(started, EventType.STARTED)
         attempt: int = started["attempts"]
         max_attempts: int = started["max_attempts"]
         structlog.contextvars.bind_contextvars(attempt=attempt)
@@ -206,9 +213,13 @@ class Runtime:
             if handle.cancel_requested:  # the function swallowed the cancellation
                 raise asyncio.CancelledError
             try:
-                result_json = orjson.loads(orjson.dumps(result))
+                encoded = orjson.dumps(result)
             except TypeError as exc:
                 raise ResultNotSerializable(f"the job returned a value that is not JSON: {exc}") from exc
+            if _JSON_NUL.search(encoded):
+                # PostgreSQL's jsonb cannot hold it: fail the job now rather than fail its write
+                raise ResultNotSerializable("the job returned a string with a NUL character")
+            result_json = orjson.loads(encoded)
         except asyncio.CancelledError:
             if handle is not None and handle.cancel_requested:
                 await reporter.close(flush=True)
@@ -225,11 +236,10 @@ class Runtime:
             return
 
         await reporter.close(flush=True)
-        done = await self._write(lambda: jobstore.complete(self.pool, job_id, attempt, result_json))
+        done = await self._write(lambda: self.transitions.complete(job_id, attempt, result_json))
         if done is None:
             log.warning("job result discarded: the job changed while it ran (superseded run)")
             return
-        await self._publish(done, EventType.COMPLETED)
         log.info("job completed", duration_s=round(time.monotonic() - t0, 3))
 
     def _start_function(

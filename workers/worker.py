@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from arq.worker import Worker, func
+from arq.worker import func
 
 from common.config import Settings
 from common.db import create_pool
@@ -15,6 +15,7 @@ from common.keys import ARQ_FUNCTION, Keys
 from common.logs import get_logger
 from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from common.redis_client import create_redis
+from workers.arq_worker import JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.reconciler import Reconciler
 from workers.registry import load_job_types
@@ -26,24 +27,6 @@ log = get_logger("jobwire.worker")
 ARQ_MAX_TRIES = 2**31 - 1
 
 
-class _Worker(Worker):
-    stopping = False
-
-    async def _poll_iteration(self) -> None:
-        # ARQ's loop has no stop flag of its own, and a cancellation that lands inside a Redis call
-        # can be absorbed by the client: check ours on every turn.
-        if self.stopping:
-            raise asyncio.CancelledError
-        # ARQ lets a Redis error end the worker; a job service should ride out a Redis restart.
-        try:
-            await super()._poll_iteration()
-        except REDIS_UNAVAILABLE as exc:
-            if self.stopping:
-                raise asyncio.CancelledError from exc
-            log.warning("redis unavailable, retrying", error=str(exc))
-            await asyncio.sleep(1)
-
-
 class WorkerService:
     def __init__(self, settings: Settings, *, concurrency: int | None = None, burst: bool = False) -> None:
         self.settings = settings
@@ -52,7 +35,7 @@ class WorkerService:
         self.keys = Keys(settings.namespace)
         self._tasks: list[asyncio.Task[Any]] = []
         self._main: asyncio.Task[Any] | None = None
-        self.worker: _Worker | None = None
+        self.worker: JobwireWorker | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -64,7 +47,7 @@ class WorkerService:
         async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             await self.runtime.run(job_id)
 
-        self.worker = _Worker(
+        self.worker = JobwireWorker(
             functions=[func(run_job, name=ARQ_FUNCTION, max_tries=ARQ_MAX_TRIES)],
             queue_name=self.keys.queue,
             redis_pool=self.redis,
@@ -83,7 +66,12 @@ class WorkerService:
         heartbeat = Heartbeat(self.runtime, self.pool, self.redis, self.keys, lease_s=s.worker_lease_s)
         reconciler = Reconciler(self.pool, self.redis, self.keys, interval_s=s.reconcile_interval_s)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(heartbeat.run()), loop.create_task(reconciler.run())]
+        self._tasks = [
+            loop.create_task(heartbeat.run()),
+            loop.create_task(reconciler.run()),
+            loop.create_task(self.runtime.transitions.run()),
+            loop.create_task(self.worker.finishes.run()),
+        ]
         self._main = loop.create_task(self.worker.async_run())
         log.info(
             "worker started",
