@@ -37,9 +37,10 @@ from common.redis_client import delete_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-RESULTS = BENCH / "results"
+# both may be pointed elsewhere (`python -m bench --results DIR --readme FILE` does, for every benchmark)
+RESULTS = Path(os.environ.get("JOBWIRE_BENCH_RESULTS") or BENCH / "results")
 LUA_SCRIPT = BENCH / "post_job.lua"
-README = ROOT / "README.md"
+README = Path(os.environ.get("JOBWIRE_BENCH_README") or ROOT / "README.md")
 
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/jobwire_bench"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -49,6 +50,10 @@ WARMUP_S = 3
 WRK_THREADS = 2
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+# the issue's targets for submission
+NAIVE_TARGET = 3.0  # jobwire's req/s, as a multiple of naive's
+CEILING_TARGET = 0.40  # jobwire's req/s, as a share of the ceiling's
+LATENCY_CONNECTIONS = 64  # jobwire's p99 <= naive's p50, at this many connections
 
 ENV = {
     "JOBWIRE_DATABASE_URL": DATABASE_URL,
@@ -71,6 +76,20 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     statuses: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class Figure:
+    """One of the issue's figures as `python -m bench` shows it, jobwire beside a named baseline. Each
+    benchmark writes its own under "headline" in its results JSON, judged as its own table judges."""
+
+    figure: str
+    jobwire: str
+    baseline: str
+    ratio: str
+    target: str
+    met: bool | None  # None: not judged at the sizes run (see `why`)
+    why: str = ""
 
 
 @dataclass
@@ -328,17 +347,60 @@ def render(combined: dict[str, WrkResult], header: str) -> str:
     return "\n".join(lines)
 
 
-def write_readme(table: str, section: str = "submit") -> None:
-    """Put `table` between the README's `<!-- bench:<section>:start/end -->` markers."""
+def headline(combined: dict[str, WrkResult], connections: int) -> list[Figure]:
+    jw, naive, ceiling = combined["jobwire"], combined["naive"], combined["ceiling"]
+    vs_naive = jw.requests_per_s / naive.requests_per_s
+    vs_ceiling = jw.requests_per_s / ceiling.requests_per_s
+    missed = [
+        name
+        for name, ok in (("vs naive", vs_naive >= NAIVE_TARGET), ("vs ceiling", vs_ceiling >= CEILING_TARGET))
+        if not ok
+    ]
+    latency_judged = connections == LATENCY_CONNECTIONS
+    return [
+        Figure(
+            figure="submission throughput, `POST /v1/jobs` at full durability, one api process",
+            jobwire=f"{jw.requests_per_s:,.0f} req/s",
+            baseline=f"naive: {naive.requests_per_s:,.0f} req/s; "
+            f"ceiling: {ceiling.requests_per_s:,.0f} req/s",
+            ratio=f"{vs_naive:.2f}x naive; {vs_ceiling:.0%} of ceiling",
+            target=f"≥ {NAIVE_TARGET:g}x naive and ≥ {CEILING_TARGET:.0%} of ceiling",
+            met=not missed,
+            why=", ".join(f"missed {m}" for m in missed),
+        ),
+        Figure(
+            figure=f"submission latency, {connections} connections",
+            jobwire=f"p99 {jw.p99_ms:.2f} ms",
+            baseline=f"naive: p50 {naive.p50_ms:.2f} ms (p99 {naive.p99_ms:.2f} ms)",
+            ratio=f"{jw.p99_ms / naive.p50_ms:.2f}x",
+            target="jobwire p99 ≤ naive p50",
+            met=jw.p99_ms <= naive.p50_ms if latency_judged else None,
+            why="" if latency_judged else f"the target is at {LATENCY_CONNECTIONS} connections",
+        ),
+    ]
+
+
+def anomalies(combined: dict[str, WrkResult]) -> list[str]:
+    """Errors a correct server does not answer with: non-2xx answers and socket errors."""
+    return [
+        f"{target}: non-2xx {errors_cell(r)}"
+        for target, r in combined.items()
+        if r.non_2xx or r.socket_errors
+    ]
+
+
+def write_readme(table: str, section: str = "submit", readme: Path | None = None) -> None:
+    """Put `table` between the `<!-- bench:<section>:start/end -->` markers of `readme` (README)."""
+    readme = readme or README
     start_marker, end_marker = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
-    text = README.read_text() if README.exists() else ""
+    text = readme.read_text() if readme.exists() else ""
     start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        note(f"warning: {README} has no {start_marker} ... {end_marker} markers; README left as it is")
+        note(f"warning: {readme} has no {start_marker} ... {end_marker} markers; README left as it is")
         return
     before = text[: start + len(start_marker)]
-    README.write_text(f"{before}\n{table}\n{text[end:]}")
-    note(f"updated the table in {README}")
+    readme.write_text(f"{before}\n{table}\n{text[end:]}")
+    note(f"updated the table in {readme}")
 
 
 def report_stderr(log_paths: dict[str, Path]) -> None:
@@ -405,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     table = render(combined, header)
     print(table)
 
+    found = anomalies(combined)
+    for line in found:
+        note(f"warning: {line}")
     report_stderr(log_paths)
     payload: dict[str, Any] = {
         "date": date,
@@ -414,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "warmup_s": WARMUP_S,
         "table": table,
+        "headline": [asdict(f) for f in headline(combined, args.connections)],
+        "anomalies": found,
         "combined": {t: asdict(r) for t, r in combined.items()},
         "runs": [asdict(run) for run in runs],
     }

@@ -43,6 +43,7 @@ from bench.submit import (
     REDIS_URL,
     RESULTS,
     ROOT,
+    Figure,
     free_port,
     jobwire_command,
     note,
@@ -385,6 +386,25 @@ def spread(drains: list[Drain], target: str) -> str:
     return f"{rates[0]:,.0f}" if len(rates) == 1 else f"{rates[0]:,.0f}-{rates[-1]:,.0f}"
 
 
+def throughput_met(per_s: float) -> bool:
+    return per_s >= THROUGHPUT_TARGET
+
+
+def headline(drains: list[Drain]) -> list[Figure]:
+    """The issue's figure for `python -m bench`, judged as the table judges it."""
+    jobwire, ceiling = median_drain(drains, "jobwire"), median_drain(drains, "ceiling")
+    return [
+        Figure(
+            figure="webhook deliveries, one dispatcher, local receiver",
+            jobwire=f"{jobwire:,.0f}/s",
+            baseline=f"bare sender: {ceiling:,.0f}/s",
+            ratio=f"{jobwire / ceiling:.2f}x",
+            target=f"≥ {THROUGHPUT_TARGET:,.0f}/s",
+            met=throughput_met(jobwire),
+        )
+    ]
+
+
 def render(header: str, drains: list[Drain], latency: Latency, in_flight: int) -> str:
     jobwire, ceiling = median_drain(drains, "jobwire"), median_drain(drains, "ceiling")
     cpu = {t: statistics.median(d.cpu_pct for d in drains if d.target == t) for t in ("jobwire", "ceiling")}
@@ -396,7 +416,7 @@ def render(header: str, drains: list[Drain], latency: Latency, in_flight: int) -
         "| figure | jobwire dispatcher | bare sender | ratio | target | met |",
         "| --- | ---: | ---: | ---: | --- | --- |",
         f"| throughput, {n:,} deliveries | {jobwire:,.0f}/s | {ceiling:,.0f}/s | {jobwire / ceiling:.2f}x "
-        f"| ≥ {THROUGHPUT_TARGET:,.0f}/s | {verdict(jobwire >= THROUGHPUT_TARGET)} |",
+        f"| ≥ {THROUGHPUT_TARGET:,.0f}/s | {verdict(throughput_met(jobwire))} |",
         f"| CPU of the sending process | {cpu['jobwire']:.0f}% | {cpu['ceiling']:.0f}% |  |  |  |",
         f"| latency p50, commit to arrival ({latency.jobs} jobs, {rate}) | {fmt_ms(latency.p50_ms)} "
         "|  |  |  |  |",
@@ -507,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "in_flight": in_flight,
         "table": table,
+        "headline": [asdict(f) for f in headline(drains)],
         "anomalies": found,
         "drains": [asdict(d) for d in drains],
         "latency": asdict(latency),
