@@ -38,15 +38,29 @@ HARD_LIMIT = 2048  # queued events above which the client is too slow and gets c
 
 
 class Item:
-    """One queued event (or, with `event` None, a resync marker). `raw` is the event's JSON, encoded
-    once by the hub and shared by every subscriber it goes to."""
+    """One queued event (or, with `event` None, a resync marker). `raw` is the event's JSON and
+    `frame` its SSE frame as a one-job stream sends it (its id is the event's seq), both encoded once
+    by the hub and shared by every subscriber it goes to."""
 
-    __slots__ = ("event", "raw", "tenant")
+    __slots__ = ("event", "frame", "raw", "tenant")
 
-    def __init__(self, tenant: str | None, event: dict[str, Any] | None, raw: bytes | None = None) -> None:
+    def __init__(
+        self,
+        tenant: str | None,
+        event: dict[str, Any] | None,
+        raw: bytes | None = None,
+        frame: bytes | None = None,
+    ) -> None:
         self.tenant = tenant
         self.event = event
         self.raw = raw
+        self.frame = frame
+
+
+def sse_frame(event: dict[str, Any], event_id: str, raw: bytes | None = None) -> bytes:
+    """An event as an SSE frame; `raw`: its JSON, when already encoded."""
+    data = raw if raw is not None else orjson.dumps(event)
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event["type"].encode(), data)
 
 
 RESYNC = Item(None, None)
@@ -69,7 +83,9 @@ class Subscriber:
         self._items: deque[Item] = deque()
         # the newest queued item of each job: a progress item there may be replaced in place
         self._last_of_job: dict[str, Item] = {}
-        self._ready = asyncio.Event()
+        # the consumer waiting in get(), if any: a bare future costs less than an asyncio.Event,
+        # and with thousands of subscribers per event that adds up
+        self._waiter: asyncio.Future[None] | None = None
         # what the hub routes to this subscriber (kept here so that detaching is exact)
         self.jobs: set[str] = set()
         self.tenants: set[str] = set()
@@ -78,59 +94,73 @@ class Subscriber:
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, tenant: str | None, event: dict[str, Any], raw: bytes | None = None) -> None:
+    def push(
+        self, tenant: str | None, event: dict[str, Any], raw: bytes | None = None, frame: bytes | None = None
+    ) -> None:
         if self.overflowed:
             return
         job_id = event["job_id"]
         if event["type"] == "progress" and len(self._items) >= self.soft_limit:
             last = self._last_of_job.get(job_id)
             if last is not None and last.event is not None and last.event["type"] == "progress":
-                last.event, last.tenant, last.raw = event, tenant, raw
+                last.event, last.tenant, last.raw, last.frame = event, tenant, raw, frame
                 return
         if len(self._items) >= self.hard_limit:
             self.overflowed = True
             self._items.clear()
             self._last_of_job.clear()
-            self._ready.set()
+            self._wake()
             return
-        item = Item(tenant, event, raw)
+        item = Item(tenant, event, raw, frame)
         self._items.append(item)
         self._last_of_job[job_id] = item
-        self._ready.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
+        self._wake()
 
     def heartbeat(self) -> None:
         self._items.append(HEARTBEAT)
-        self._ready.set()
+        self._wake()
 
     def resync(self) -> None:
         if not self._items or self._items[-1] is not RESYNC:
             self._items.append(RESYNC)
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self, timeout: float | None) -> Item | None:
         """The next item, or None after `timeout` seconds (at once when overflowed or closed)."""
         if self.closed:
             return None
-        while not self._items:
+        items = self._items
+        while not items:
             if self.overflowed or self.closed:
                 return None
-            self._ready.clear()
-            if timeout is None:
-                await self._ready.wait()
-                continue
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
             try:
-                # asyncio.timeout, not wait_for: no extra task per wait
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
-                return None
-        item = self._items.popleft()
-        if item.event is not None and self._last_of_job.get(item.event["job_id"]) is item:
-            del self._last_of_job[item.event["job_id"]]
+                if timeout is None:
+                    await waiter
+                    continue
+                try:
+                    # asyncio.timeout, not wait_for: no extra task per wait
+                    async with asyncio.timeout(timeout):
+                        await waiter
+                except TimeoutError:
+                    return None
+            finally:
+                self._waiter = None
+        item = items.popleft()
+        event = item.event
+        if event is not None:
+            job_id = event["job_id"]
+            if self._last_of_job.get(job_id) is item:
+                del self._last_of_job[job_id]
         return item
 
     def drain(self) -> list[Item]:
@@ -237,8 +267,9 @@ class EventHub:
                 # hands back a buffer of about 4 KiB however small the event, and a slow client's
                 # queue can hold thousands of these
                 raw = bytes(memoryview(orjson.dumps(event)))
+                frame = sse_frame(event, str(event["seq"]), raw)
                 for sub in targets:
-                    sub.push(tenant, event, raw)
+                    sub.push(tenant, event, raw, frame)
 
     async def sweep(self, interval_s: float = 1.0) -> None:
         """Once a second, for every subscriber at once: close those whose client has gone (a stream

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 
 from common import db, jobstore
@@ -19,7 +18,7 @@ from common.apikeys import Principal
 from common.logs import get_logger
 from common.models import TERMINAL, event_view
 from service import metrics
-from service.events import HEARTBEAT, RESYNC, Item, Subscriber
+from service.events import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STREAM_LIMITER
 
@@ -38,11 +37,6 @@ def _problem_422(loc: list[str], detail: str) -> Problem:
 
 def _last_event_id(request: web.Request) -> str | None:
     return request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
-
-
-def frame(event: dict[str, Any], event_id: str, raw: bytes | None = None) -> bytes:
-    data = raw if raw is not None else orjson.dumps(event)
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event["type"].encode(), data)
 
 
 def _terminal(event: dict[str, Any]) -> bool:
@@ -64,7 +58,10 @@ class EventStream:
         )
         self.heartbeat_s = request.app[SETTINGS].sse_heartbeat_s
 
-    async def open(self) -> None:
+    async def open(self, sub: Subscriber) -> None:
+        # the hub's sweep watches the connection and sends the keepalives
+        sub.transport = self.request.transport
+        sub.heartbeat_s = self.heartbeat_s
         await self.response.prepare(self.request)
         # browsers reconnect after this many ms, with Last-Event-ID
         await self.response.write(b"retry: 2000\n\n")
@@ -73,16 +70,14 @@ class EventStream:
     def close(self) -> None:
         metrics.SSE_CONNECTIONS.dec()
 
-    async def send(self, event: dict[str, Any], event_id: str, raw: bytes | None = None) -> None:
-        await self.response.write(frame(event, event_id, raw))
+    async def send(self, frame: bytes) -> None:
+        await self.response.write(frame)
         SSE_DELIVERED.inc()
 
     async def next_item(self, sub: Subscriber) -> Item | None:
         """The next hub item; None when the client left (the hub's sweep closes the subscriber),
         the api is shutting down, or the client fell too far behind. Writes a keepalive comment
         when the sweep says the stream has been idle for a heartbeat interval."""
-        sub.transport = self.request.transport
-        sub.heartbeat_s = self.heartbeat_s
         while True:
             sub.last_write = time.monotonic()
             item = await sub.get(timeout=None)
@@ -121,7 +116,7 @@ async def _pump(
     sub: Subscriber,
     cursor: Cursor,
     finished: set[str],
-    event_id: Any,
+    single: bool,
 ) -> None:
     """Backlog first, then live events, until every job has sent its terminal event."""
     pool = stream.request.app[DB]
@@ -132,7 +127,13 @@ async def _pump(
         for row in await jobstore.events_after_many(pool, wanted):
             await deliver(event_view(row), from_backlog=True)
 
-    async def deliver(event: dict[str, Any], *, from_backlog: bool = False, raw: bytes | None = None) -> None:
+    async def deliver(
+        event: dict[str, Any],
+        *,
+        from_backlog: bool = False,
+        raw: bytes | None = None,
+        frame: bytes | None = None,
+    ) -> None:
         job = event["job_id"]
         seq = event["seq"]
         if job not in cursor.seqs or job in finished or seq <= cursor.seqs[job]:
@@ -143,7 +144,11 @@ async def _pump(
             if seq <= cursor.seqs[job]:
                 return
         cursor.seqs[job] = seq
-        await stream.send(event, event_id(job), raw)
+        if single:
+            # the id is the event's seq: the hub's frame, shared by every stream of the job
+            await stream.send(frame or sse_frame(event, str(seq), raw))
+        else:
+            await stream.send(sse_frame(event, cursor.encode(), raw))
         if _terminal(event):
             finished.add(job)
 
@@ -155,7 +160,7 @@ async def _pump(
         if item is RESYNC:
             await backfill()
         elif item.event is not None:
-            await deliver(item.event, raw=item.raw)
+            await deliver(item.event, raw=item.raw, frame=item.frame)
 
 
 def _scope(principal: Principal, job_ids: Iterable[str]) -> str | None:
@@ -207,10 +212,9 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
             # the client has everything: 204 makes EventSource stop instead of reconnecting
             return web.Response(status=204)
         stream = EventStream(request)
-        await stream.open()
+        await stream.open(sub)
         try:
-            event_id = (lambda job: str(cursor.seqs[job])) if single else (lambda job: cursor.encode())
-            await _pump(stream, sub, cursor, finished, event_id)
+            await _pump(stream, sub, cursor, finished, single)
         except (ConnectionResetError, asyncio.CancelledError):
             pass  # the client left; it resumes with Last-Event-ID
         except Exception as exc:
