@@ -41,17 +41,30 @@ class Priority(StrEnum):
     HIGH = "high"
 
 
+# the last timestamp formatted and its text: the jobs of one group-committed batch share their
+# created_at (PostgreSQL's now() is the transaction's), so a batch formats it once, not per job
+_last_iso: tuple[datetime, str] = (datetime.min, "")
+
+
 def iso(ts: datetime | None) -> str | None:
     """RFC 3339 in UTC with microseconds and a Z, the one timestamp format of the API."""
+    global _last_iso
     if ts is None:
         return None
+    last_ts, last_text = _last_iso
+    # equal datetimes are the same instant (aware ones compare in UTC), so they have the same text
+    if ts == last_ts:
+        return last_text
     # isoformat is implemented in C; strftime was a visible share of the submission profile
     text = ts.isoformat(timespec="microseconds")
     if text.endswith("+00:00"):  # what PostgreSQL hands back
-        return text[:-6] + "Z"
-    if ts.tzinfo is None:  # naive: taken as UTC
-        return text + "Z"
-    return ts.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+        text = text[:-6] + "Z"
+    elif ts.tzinfo is None:  # naive: taken as UTC
+        text += "Z"
+    else:
+        text = ts.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    _last_iso = (ts, text)
+    return text
 
 
 def job_view(row: Record | Mapping[str, Any], *, events_token: str | None) -> dict[str, Any]:

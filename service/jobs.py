@@ -210,7 +210,7 @@ async def submit(request: web.Request) -> web.Response:
 
     # The job is durable: from here on the answer is 202 whatever Redis did, because a job that
     # did not reach the queue is put there by the reconciler.
-    metrics.JOBS_SUBMITTED.labels(row["type"], row["priority"]).inc()
+    metrics.count_submitted(row["type"], row["priority"])
     status, headers = 202, {"Location": f"/v1/jobs/{row['id']}"}
     if wait_s and enqueued:
         final = await _wait_until(request, row["id"], None, wait_s, done=lambda r: r["status"] in TERMINAL)

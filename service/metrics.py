@@ -66,3 +66,15 @@ def request_series(method: str, route: str, status: int) -> tuple[Counter, Histo
             REQUEST_SECONDS.labels(method, route),
         )
     return series
+
+
+_submitted: dict[tuple[str, str], Counter] = {}
+
+
+def count_submitted(job_type: str, priority: str) -> None:
+    """JOBS_SUBMITTED, its child looked up once per (type, priority): prometheus-client's labels()
+    is a measurable cost on the hottest path."""
+    child = _submitted.get((job_type, priority))
+    if child is None:
+        child = _submitted[(job_type, priority)] = JOBS_SUBMITTED.labels(job_type, priority)
+    child.inc()
