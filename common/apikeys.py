@@ -1,4 +1,5 @@
-"""API keys: created by `jobwire keys create`, stored as sha256 hashes, looked up per request."""
+"""API keys: created by `jobwire keys create`, stored as sha256 hashes, looked up per request, listed
+and revoked by `jobwire keys list` / `jobwire keys revoke`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+
+import asyncpg
 
 from common.jobstore import Conn
 
@@ -62,3 +65,30 @@ async def lookup(conn: Conn, key: str) -> Principal | None:
     if row is None:
         return None
     return Principal(tenant=row["tenant"], is_admin=row["is_admin"], key_id=row["id"])
+
+
+async def list_keys(conn: Conn, tenant: str | None) -> list[asyncpg.Record]:
+    """Every key (of `tenant`, or of all tenants), oldest first; never the key itself, only its
+    first characters."""
+    return list(
+        await conn.fetch(
+            "SELECT id, tenant, key_prefix, is_admin, created_at, revoked_at FROM api_keys"
+            " WHERE $1::text IS NULL OR tenant = $1 ORDER BY id",
+            tenant,
+        )
+    )
+
+
+async def revoke_key(conn: Conn, key_or_id: str) -> asyncpg.Record | None:
+    """Revoke a key given as the key itself or as its id (from `keys list`). Returns the key's row
+    (revoking twice keeps the first time), None when there is no such key."""
+    arg: int | bytes
+    if key_or_id.isdigit():
+        where, arg = "id = $1", int(key_or_id)
+    else:
+        where, arg = "key_hash = $1", hash_key(key_or_id)
+    return await conn.fetchrow(
+        f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE {where}"
+        " RETURNING id, tenant, key_prefix, is_admin, created_at, revoked_at",
+        arg,
+    )

@@ -7,19 +7,24 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import asyncpg
 from aiohttp import web
 
 from common import apikeys, db
 from common.config import Settings
 from common.logs import configure, get_logger
+from common.models import iso
 
 log = get_logger("jobwire.cli")
+T = TypeVar("T")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -115,6 +120,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def run() -> T:
+        conn = await asyncpg.connect(settings.database_url, timeout=10)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
@@ -123,18 +139,58 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         print(f"jobwire keys create: {exc}", file=sys.stderr)
         return 2
 
-    async def create() -> str:
-        pool = await db.create_pool(settings.database_url, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                return await apikeys.create_key(conn, args.tenant, admin=args.admin)
-        finally:
-            await pool.close()
-
-    key = asyncio.run(create())
+    key = _with_conn(settings, lambda conn: apikeys.create_key(conn, args.tenant, admin=args.admin))
     kind = "admin key (sees every tenant)" if args.admin else "key"
     print(f"created an API {kind} for tenant {args.tenant!r}; it is shown only once:")
     print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    rows = _with_conn(_settings(), lambda conn: apikeys.list_keys(conn, args.tenant))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r["id"],
+                        "tenant": r["tenant"],
+                        "prefix": r["key_prefix"],
+                        "admin": r["is_admin"],
+                        "created_at": iso(r["created_at"]),
+                        "revoked_at": iso(r["revoked_at"]),
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return 0
+    print(f"{'id':>6}  {'tenant':<20} {'key':<13} {'admin':<5} {'created':<20} revoked")
+    for r in rows:
+        revoked = r["revoked_at"].strftime("%Y-%m-%d %H:%M:%S") if r["revoked_at"] else "-"
+        admin = "yes" if r["is_admin"] else "no"
+        created = r["created_at"].strftime("%Y-%m-%d %H:%M:%S")
+        print(
+            f"{r['id']:>6}  {r['tenant']:<20} {r['key_prefix'] + '…':<13} {admin:<5} {created:<20} {revoked}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from service.auth import CACHE_TTL_S
+
+    settings = _settings()
+    row = _with_conn(settings, lambda conn: apikeys.revoke_key(conn, args.key))
+    if row is None:
+        print(
+            "jobwire keys revoke: no such key (give the key itself or its id from `keys list`)",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"revoked key {row['id']} ({row['key_prefix']}…) of tenant {row['tenant']!r}; running apis stop"
+        f" accepting it within {CACHE_TTL_S:g} s (their key cache)"
+    )
     return 0
 
 
@@ -250,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--tenant", required=True, help="the tenant the key belongs to")
     k.add_argument("--admin", action="store_true", help="the key sees every tenant")
     k.set_defaults(run=cmd_keys_create)
+    k = keys_sub.add_parser("list", help="list API keys (their first characters, never the keys)")
+    k.add_argument("--tenant", help="only this tenant's keys")
+    k.add_argument("--json", action="store_true", help="print a JSON array")
+    k.set_defaults(run=cmd_keys_list)
+    k = keys_sub.add_parser("revoke", help="revoke an API key")
+    k.add_argument("key", help="the key itself, or its id from `jobwire keys list`")
+    k.set_defaults(run=cmd_keys_revoke)
 
     p = sub.add_parser("dev", help="migrate, then run api + worker + dispatcher in one process (local use)")
     p.add_argument("--host")

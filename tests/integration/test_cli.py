@@ -94,6 +94,40 @@ async def test_keys_create_prints_the_key_alone_on_the_last_line(fresh_db: str) 
     assert bad.returncode == 2 and "invalid tenant" in bad.stderr
 
 
+async def test_keys_list_and_revoke(api: Api, settings: Settings) -> None:
+    env = env_for(settings.database_url, settings.namespace)
+    kept = await new_key(settings.database_url, "acme")
+    gone = await new_key(settings.database_url, "acme")
+    other = await new_key(settings.database_url, "globex", admin=True)
+
+    listed = await asyncio.to_thread(run, ["keys", "list", "--tenant", "acme", "--json"], env)
+    assert listed.returncode == 0, listed.stderr
+    keys = json.loads(listed.stdout)
+    assert [k["tenant"] for k in keys] == ["acme", "acme"] and not any(k["revoked_at"] for k in keys)
+    assert [k["prefix"] for k in keys] == [kept[:10], gone[:10]]
+    # never the keys themselves, in either format
+    table = await asyncio.to_thread(run, ["keys", "list"], env)
+    assert table.returncode == 0 and "globex" in table.stdout
+    assert all(k not in out for k in (kept, gone, other) for out in (listed.stdout, table.stdout))
+
+    by_key = await asyncio.to_thread(run, ["keys", "revoke", gone], env)
+    assert by_key.returncode == 0, by_key.stderr
+    by_id = await asyncio.to_thread(run, ["keys", "revoke", str(keys[0]["id"])], env)
+    assert by_id.returncode == 0, by_id.stderr
+    missing = await asyncio.to_thread(run, ["keys", "revoke", "jw_not-a-key"], env)
+    assert missing.returncode == 1 and "no such key" in missing.stderr
+
+    after = json.loads((await asyncio.to_thread(run, ["keys", "list", "--json"], env)).stdout)
+    assert {k["tenant"]: bool(k["revoked_at"]) for k in after if k["tenant"] == "globex"} == {"globex": False}
+    assert all(k["revoked_at"] for k in after if k["tenant"] == "acme")
+    # neither key was used before, so no api has it cached: refused at once
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        for key in (kept, gone):
+            answer = await http.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 401
+        assert (await http.get("/v1/jobs", headers={"Authorization": f"Bearer {other}"})).status_code == 200
+
+
 @pytest.mark.slow
 async def test_dev_runs_a_job_from_submission_to_completion(fresh_db: str, tmp_path: Path) -> None:
     namespace = f"cli{uuid.uuid4().hex[:8]}"
