@@ -261,13 +261,15 @@ class EventHub:
             return
         for tenant, event, job_id in routed:
             metrics.HUB_EVENTS.inc()
-            targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
+            followers = self._by_job.get(job_id, set())
+            targets = followers | self._by_tenant.get(tenant, set()) | self._firehose
             if targets:
                 # once, however many clients it goes to; copied to its own size, because orjson
                 # hands back a buffer of about 4 KiB however small the event, and a slow client's
                 # queue can hold thousands of these
                 raw = bytes(memoryview(orjson.dumps(event)))
-                frame = sse_frame(event, str(event["seq"]), raw)
+                # the SSE frame only when a stream follows this job (feeds never send it)
+                frame = sse_frame(event, str(event["seq"]), raw) if followers else None
                 for sub in targets:
                     sub.push(tenant, event, raw, frame)
 
