@@ -394,6 +394,13 @@ def event_of(row: Row, event: EventType) -> dict[str, Any]:
     return payload
 
 
+def run_duration_s(row: Row) -> float | None:
+    """How long a finished job's last run took (None when it never started)."""
+    if row["started_at"] and row["finished_at"]:
+        return float((row["finished_at"] - row["started_at"]).total_seconds())
+    return None
+
+
 def message_of(row: Row, event: EventType) -> dict[str, Any]:
     """What goes on the pub/sub channel: the public event and, for routing, the job's tenant."""
     return {"tenant": row["tenant"], "event": event_of(row, event)}

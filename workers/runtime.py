@@ -42,7 +42,7 @@ from workers.errors import (
     WorkerShutdown,
 )
 from workers.registry import JobType, Registry
-from workers.transitions import Transitions, duration_s
+from workers.transitions import Transitions
 
 log = get_logger("jobwire.runtime")
 T = TypeVar("T")
@@ -91,7 +91,7 @@ class Runtime:
             if event not in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
                 await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
                 return
-            duration = duration_s(row) if event == EventType.COMPLETED else None
+            duration = jobstore.run_duration_s(row) if event == EventType.COMPLETED else None
             # the last event and the job's counters in one round trip
             async with self.redis.pipeline(transaction=False) as pipe:
                 add_publish(pipe, self.keys, [jobstore.message_of(row, event)])

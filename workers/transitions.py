@@ -40,12 +40,6 @@ MAX_IN_FLIGHT = 2
 Completion = tuple[UUID, int, Any]  # job id, the attempt that ran, its result
 
 
-def duration_s(row: jobstore.Row) -> float | None:
-    if row["started_at"] and row["finished_at"]:
-        return float((row["finished_at"] - row["started_at"]).total_seconds())
-    return None
-
-
 class Transitions:
     def __init__(self, pool: asyncpg.Pool, redis: Redis, keys: Keys) -> None:
         self.pool = pool
@@ -107,7 +101,7 @@ class Transitions:
         completed = [a for a in answers if isinstance(a, asyncpg.Record)]
         if completed:
             messages = [jobstore.message_of(r, EventType.COMPLETED) for r in completed]
-            outcomes = [(r["type"], EventType.COMPLETED.value, duration_s(r)) for r in completed]
+            outcomes = [(r["type"], EventType.COMPLETED.value, jobstore.run_duration_s(r)) for r in completed]
             try:
                 # the last events and the jobs' counters in one round trip
                 async with self.redis.pipeline(transaction=False) as pipe:
