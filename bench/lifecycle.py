@@ -69,12 +69,12 @@ from bench.submit import (
     wait_until_answering,
     write_readme,
 )
-from common import db, jobstore
-from common.config import Settings
-from common.ids import new_id
-from common.keys import Keys
-from common.models import Priority
-from common.redis_client import create_redis, delete_namespace
+from jobwire import db, jobstore
+from jobwire.config import Settings
+from jobwire.ids import new_id
+from jobwire.keys import Keys
+from jobwire.models import Priority
+from jobwire.redis_client import create_redis, delete_namespace
 from service.submitter import Submitter
 from workers.registry import REGISTRY
 

@@ -25,7 +25,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from common import signing
+from jobwire import signing
 
 # ---- serve -----------------------------------------------------------------------------------
 

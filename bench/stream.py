@@ -58,8 +58,8 @@ from bench.submit import (
     wait_until_answering,
     write_readme,
 )
-from common.keys import Keys
-from common.redis_client import delete_namespace
+from jobwire.keys import Keys
+from jobwire.redis_client import delete_namespace
 
 NAMESPACE = "bench-stream"
 TENANT = "bench-stream"

@@ -32,8 +32,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.baselines import NAIVE_QUEUE, NAIVE_TABLE_DDL
-from common.keys import Keys
-from common.redis_client import delete_namespace
+from jobwire.keys import Keys
+from jobwire.redis_client import delete_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"

@@ -52,11 +52,11 @@ from bench.submit import (
     wait_until_answering,
     write_readme,
 )
-from common import db, jobstore, signing, webhookstore
-from common.config import Settings
-from common.jobstore import NewJob
-from common.keys import Keys
-from common.redis_client import delete_namespace
+from jobwire import db, jobstore, signing, webhookstore
+from jobwire.config import Settings
+from jobwire.jobstore import NewJob
+from jobwire.keys import Keys
+from jobwire.redis_client import delete_namespace
 
 # a database of its own: the phases truncate every job table between runs
 WEBHOOKS_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_webhooks"

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from common.config import Settings
-from common.db import create_pool
-from common.keys import Keys
-from common.logs import get_logger
-from common.redis_client import create_redis
-from common.tokens import StreamTokens
+from jobwire.config import Settings
+from jobwire.db import create_pool
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.redis_client import create_redis
+from jobwire.tokens import StreamTokens
 from service import dashboard, health, jobs, metrics, openapi, streams, webhooks, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
 from service.events import EventHub

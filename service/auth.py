@@ -6,8 +6,8 @@ import time
 
 from aiohttp import web
 
-from common import apikeys
-from common.apikeys import Principal
+from jobwire import apikeys
+from jobwire.apikeys import Principal
 from service.limits import limit_key
 from service.problems import Handler, Problem
 from service.state import DB, PRINCIPAL, RATE_LIMITER, TOKENS

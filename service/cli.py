@@ -18,10 +18,10 @@ from typing import TypeVar
 import asyncpg
 from aiohttp import web
 
-from common import apikeys, db
-from common.config import Settings
-from common.logs import configure, get_logger
-from common.models import iso
+from jobwire import apikeys, db
+from jobwire.config import Settings
+from jobwire.logs import configure, get_logger
+from jobwire.models import iso
 
 log = get_logger("jobwire.cli")
 T = TypeVar("T")

@@ -25,10 +25,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from common.keys import Keys
-from common.logs import get_logger
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from common.redis_client import create_redis
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.redis_client import create_redis
 from service import metrics
 
 log = get_logger("jobwire.hub")

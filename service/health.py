@@ -8,8 +8,8 @@ import contextlib
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common import db
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire import db
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.http import json_response
 from service.problems import Problem

@@ -10,7 +10,7 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
-from common import jobstore
+from jobwire import jobstore
 from service.problems import Handler, Problem
 
 JSON = "application/json"

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common.apikeys import Principal
+from jobwire.apikeys import Principal
 from service.problems import Problem
 
 # buckets of keys not seen for this long are dropped, so the table stays the size of the live keys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from common.jobmetrics import JobMetricsCollector
+from jobwire.jobmetrics import JobMetricsCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # jobs finished by type and outcome, and their durations: recorded by the workers in Redis

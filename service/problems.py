@@ -9,9 +9,9 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from common import db
-from common.logs import get_logger
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire import db
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.api")
 

@@ -1,5 +1,5 @@
 """Pydantic models of what the api answers, for the OpenAPI document. The handlers build these
-shapes with plain dicts on the hot path (common.models.job_view); a test validates those dicts
+shapes with plain dicts on the hot path (jobwire.models.job_view); a test validates those dicts
 against these models, so the two cannot drift apart."""
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from common.apikeys import Principal
-from common.config import Settings
-from common.keys import Keys
-from common.tokens import StreamTokens
+from jobwire.apikeys import Principal
+from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.tokens import StreamTokens
 from service.events import EventHub
 from service.limits import RateLimiter, StreamLimiter
 from service.stats import QueueStats

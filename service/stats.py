@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from common import webhookstore
+from jobwire import webhookstore
 from service import metrics
 
 CACHE_S = 2.0

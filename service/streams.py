@@ -13,10 +13,10 @@ from uuid import UUID
 
 from aiohttp import web
 
-from common import db, jobstore
-from common.apikeys import Principal
-from common.logs import get_logger
-from common.models import TERMINAL, event_view
+from jobwire import db, jobstore
+from jobwire.apikeys import Principal
+from jobwire.logs import get_logger
+from jobwire.models import TERMINAL, event_view
 from service import metrics
 from service.events import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
 from service.problems import Problem

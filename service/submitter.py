@@ -15,13 +15,13 @@ from collections.abc import Sequence
 import asyncpg
 from redis.asyncio import Redis
 
-from common import jobstore
-from common.batching import Batcher
-from common.keys import Keys
-from common.logs import get_logger
-from common.models import EventType
-from common.queue import QueuedJob, enqueue
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire import jobstore
+from jobwire.batching import Batcher
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.models import EventType
+from jobwire.queue import QueuedJob, enqueue
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.submitter")
 

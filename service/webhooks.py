@@ -12,11 +12,11 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common import jobstore, signing, ssrf, webhookstore
-from common.apikeys import Principal
-from common.ids import new_id
-from common.jobstore import Row
-from common.models import iso
+from jobwire import jobstore, signing, ssrf, webhookstore
+from jobwire.apikeys import Principal
+from jobwire.ids import new_id
+from jobwire.jobstore import Row
+from jobwire.models import iso
 from service.http import json_response, query_cursor, query_int, read_json
 from service.problems import Problem, validation_problem
 from service.state import DB, PRINCIPAL, SETTINGS

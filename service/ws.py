@@ -12,10 +12,10 @@ from uuid import UUID
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from common import db, jobstore
-from common.apikeys import Principal
-from common.logs import get_logger
-from common.models import event_view
+from jobwire import db, jobstore
+from jobwire.apikeys import Principal
+from jobwire.logs import get_logger
+from jobwire.models import event_view
 from service import metrics
 from service.events import RESYNC, EventHub, Subscriber
 from service.problems import Problem

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from common import apikeys, db, redis_client
-from common.config import Settings
-from common.keys import Keys
-from common.redis_client import create_redis
+from jobwire import apikeys, db, redis_client
+from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.redis_client import create_redis
 from service.app import create_app
 from workers.registry import Registry, load_job_types
 from workers.worker import WorkerService

@@ -25,9 +25,9 @@ from arq.utils import timestamp_ms
 from arq.worker import Retry, Worker
 from redis.exceptions import NoScriptError
 
-from common.batching import Batcher
-from common.logs import get_logger
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.batching import Batcher
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.worker")
 

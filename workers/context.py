@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from common.logs import get_logger
+from jobwire.logs import get_logger
 
 log = get_logger("jobwire.progress")
 

@@ -32,14 +32,14 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 
-from common import db, jobmetrics, signing, ssrf, webhookstore
-from common.config import Settings
-from common.keys import Keys
-from common.logs import get_logger
-from common.models import iso, job_view
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from common.redis_client import create_redis
-from common.webhookstore import Outcome
+from jobwire import db, jobmetrics, signing, ssrf, webhookstore
+from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.models import iso, job_view
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.redis_client import create_redis
+from jobwire.webhookstore import Outcome
 
 log = get_logger("jobwire.dispatcher")
 

@@ -16,10 +16,10 @@ from uuid import UUID
 import asyncpg
 from redis.asyncio import Redis
 
-from common import db, jobstore
-from common.keys import Keys
-from common.logs import get_logger
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire import db, jobstore
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from workers.runtime import RunHandle, Runtime
 
 log = get_logger("jobwire.heartbeat")

@@ -17,11 +17,11 @@ from uuid import UUID
 import asyncpg
 from redis.asyncio import Redis
 
-from common import db, jobstore
-from common.keys import Keys
-from common.logs import get_logger
-from common.queue import QueuedJob, enqueue, missing_from_queue
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire import db, jobstore
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.queue import QueuedJob, enqueue, missing_from_queue
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.reconciler")
 

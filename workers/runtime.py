@@ -24,13 +24,13 @@ from arq.worker import Retry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from common import db, jobmetrics, jobstore
-from common.config import Settings
-from common.keys import Keys
-from common.logs import get_logger
-from common.models import EventType, Status, error_info
-from common.queue import add_publish, publish
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire import db, jobmetrics, jobstore
+from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.models import EventType, Status, error_info
+from jobwire.queue import add_publish, publish
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from workers.context import JobContext, ProgressReporter
 from workers.errors import (
     InvalidParams,

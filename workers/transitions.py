@@ -21,13 +21,13 @@ from uuid import UUID
 import asyncpg
 from redis.asyncio import Redis
 
-from common import db, jobmetrics, jobstore
-from common.batching import Batcher
-from common.keys import Keys
-from common.logs import get_logger
-from common.models import EventType
-from common.queue import add_publish, publish
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire import db, jobmetrics, jobstore
+from jobwire.batching import Batcher
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.models import EventType
+from jobwire.queue import add_publish, publish
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.transitions")
 

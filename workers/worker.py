@@ -9,12 +9,12 @@ from typing import Any
 
 from arq.worker import func
 
-from common.config import Settings
-from common.db import create_pool
-from common.keys import ARQ_FUNCTION, Keys
-from common.logs import get_logger
-from common.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from common.redis_client import create_redis
+from jobwire.config import Settings
+from jobwire.db import create_pool
+from jobwire.keys import ARQ_FUNCTION, Keys
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.redis_client import create_redis
 from workers.arq_worker import JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.reconciler import Reconciler

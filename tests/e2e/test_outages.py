@@ -19,8 +19,8 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from common import db, signing
-from common.config import Settings
+from jobwire import db, signing
+from jobwire.config import Settings
 from tests.conftest import eventually, make_settings, new_key, submit
 from tests.e2e.load import Load, account, unfinished
 from tests.e2e.servers import PostgresServer

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from common.config import Settings
+from jobwire.config import Settings
 from tests.conftest import (
     REDIS_URL,
     ROOT,

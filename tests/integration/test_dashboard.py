@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
-from common.config import Settings
+from jobwire.config import Settings
 from service.state import HUB
 from tests.conftest import (
     QUICK_WEBHOOKS,

@@ -17,9 +17,9 @@ import asyncpg
 import httpx
 import pytest
 
-from common.config import Settings
-from common.keys import Keys
-from common.redis_client import create_redis
+from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.redis_client import create_redis
 from tests.conftest import (
     REDIS_URL,
     ROOT,

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from common.config import Settings
+from jobwire.config import Settings
 from tests.conftest import Api, ClientFactory, eventually, make_settings, submit
 from tests.receiver import Receiver
 from workers.dispatcher import Dispatcher

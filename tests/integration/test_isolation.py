@@ -11,8 +11,8 @@ import pytest
 import websockets
 from aiohttp import web
 
-from common.config import Settings
-from common.tokens import StreamTokens
+from jobwire.config import Settings
+from jobwire.tokens import StreamTokens
 from service import jobs, streams, webhooks, ws
 from tests.conftest import Api, ClientFactory, make_settings, submit
 from tests.receiver import Receiver

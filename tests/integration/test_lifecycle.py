@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 
-from common.config import Settings
-from common.keys import Keys
-from common.queue import QueuedJob, enqueue
-from common.redis_client import create_redis
+from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.queue import QueuedJob, enqueue
+from jobwire.redis_client import create_redis
 from tests.conftest import ClientFactory, events_of, eventually, submit, wait_status
 from tests.jobtypes import OBSERVED
 from workers.worker import WorkerService

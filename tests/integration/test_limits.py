@@ -10,7 +10,7 @@ import httpx
 import pytest
 import websockets
 
-from common.config import Settings
+from jobwire.config import Settings
 from tests.conftest import Api, ClientFactory, eventually, make_settings, submit, wait_status
 from workers.registry import Registry
 from workers.worker import WorkerService

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import Settings
+from jobwire.config import Settings
 from tests.conftest import Api, new_key
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

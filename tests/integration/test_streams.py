@@ -12,8 +12,8 @@ import pytest
 import websockets
 from httpx_sse import aconnect_sse
 
-from common.keys import Keys
-from common.redis_client import create_redis
+from jobwire.keys import Keys
+from jobwire.redis_client import create_redis
 from service.schemas import Event
 from tests.conftest import Api, ClientFactory, make_settings, new_key, submit, wait_status
 from workers.worker import WorkerService

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from common.config import Settings
+from jobwire.config import Settings
 from service.state import HUB
 from tests.conftest import (
     ROOT,

@@ -16,7 +16,7 @@ import pytest
 import standardwebhooks
 from aiohttp import web
 
-from common.config import Settings
+from jobwire.config import Settings
 from service import schemas
 from tests.conftest import QUICK_WEBHOOKS, Api, ClientFactory, eventually, make_settings, submit, wait_status
 from tests.receiver import Receiver, answer, sleep_then

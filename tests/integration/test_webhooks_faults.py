@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
-from common import signing
-from common.config import Settings
+from jobwire import signing
+from jobwire.config import Settings
 from tests.conftest import ROOT, eventually, make_settings
 from tests.integration.test_faults import worker_env
 from tests.receiver import Receiver, sleep_then

@@ -12,10 +12,10 @@ import asyncpg
 import httpx
 import pytest
 
-from common import jobstore
-from common.config import Settings
-from common.keys import Keys
-from common.redis_client import create_redis, delete_namespace
+from jobwire import jobstore
+from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.redis_client import create_redis, delete_namespace
 from tests.conftest import eventually, submit, wait_status
 from workers.transitions import Transitions
 from workers.worker import WorkerService

@@ -1,4 +1,4 @@
-"""Group commit (common/batching.py): batches grow under load, and every caller gets its own answer."""
+"""Group commit (jobwire/batching.py): batches grow under load, and every caller gets its own answer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from common.batching import Batcher
+from jobwire.batching import Batcher
 
 
 class Recorder:

@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import BaseModel
 
-from common.config import Settings
-from common.ids import new_id
-from common.jobstore import decode_cursor, encode_cursor
-from common.keys import Keys
-from common.models import iso
-from common.queue import HIGH_PRIORITY_LEAD_MS, QueuedJob, score
-from common.ssrf import BlockedDestination, check_url, is_public
-from common.tokens import StreamTokens
+from jobwire.config import Settings
+from jobwire.ids import new_id
+from jobwire.jobstore import decode_cursor, encode_cursor
+from jobwire.keys import Keys
+from jobwire.models import iso
+from jobwire.queue import HIGH_PRIORITY_LEAD_MS, QueuedJob, score
+from jobwire.ssrf import BlockedDestination, check_url, is_public
+from jobwire.tokens import StreamTokens
 from workers.context import JobContext, ProgressReporter
 from workers.registry import Backoff, Registry, job_type
 

@@ -11,8 +11,8 @@ import orjson
 import pytest
 import standardwebhooks
 
-from common import signing, ssrf
-from common.config import Settings
+from jobwire import signing, ssrf
+from jobwire.config import Settings
 from workers.dispatcher import Response, backoff_s, decide, render_body, retry_after_s
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

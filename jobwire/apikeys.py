@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from common.jobstore import Conn
+from jobwire.jobstore import Conn
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_PREFIX = "jw_"

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from common.jobstore import Conn, Row
+from jobwire.jobstore import Conn, Row
 
 # a single connection: statements that must commit together
 TxConn: TypeAlias = "asyncpg.Connection[Row] | asyncpg.pool.PoolConnectionProxy[Row]"

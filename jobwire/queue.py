@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from common.keys import ARQ_FUNCTION, Keys
-from common.models import Priority
+from jobwire.keys import ARQ_FUNCTION, Keys
+from jobwire.models import Priority
 
 # ARQ pops jobs in score order (the run-at time in ms). A high-priority job is scored this far in
 # the past, so it starts before every normal job queued less than ten years before it, and high jobs

@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from common.models import EventType, iso
+from jobwire.models import EventType, iso
 
 Row = asyncpg.Record
 # anything that runs a statement: a pool (autocommit) or a connection (inside a transaction)

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from common.keys import Keys
+from jobwire.keys import Keys
 
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, math.inf)
 
