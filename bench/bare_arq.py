@@ -27,7 +27,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 from bench.submit import REDIS_URL
-from service.cli import _tune_gc
+from jobwire.cli.main import _tune_gc
 
 DEFAULT_QUEUE = "bench-lifecycle:arq-queue"
 

@@ -26,7 +26,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from jobwire import signing
+from jobwire.webhooks import signing
 
 # Standard Webhooks' recommended tolerance for a signature's timestamp
 TIMESTAMP_TOLERANCE_S = 300

@@ -9,8 +9,8 @@ import time
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from workers.context import JobContext
-from workers.registry import job_type
+from jobwire.context import JobContext
+from jobwire.registry import job_type
 
 
 class Ticks(BaseModel):

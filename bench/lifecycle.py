@@ -75,8 +75,8 @@ from jobwire.ids import new_id
 from jobwire.keys import Keys
 from jobwire.models import Priority
 from jobwire.redis_client import create_redis, delete_namespace
+from jobwire.registry import REGISTRY
 from service.submitter import Submitter
-from workers.registry import REGISTRY
 
 # a database and a namespace of its own: every run empties both
 LIFECYCLE_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_lifecycle"

@@ -25,7 +25,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from jobwire import signing
+from jobwire.webhooks import signing
 
 # ---- serve -----------------------------------------------------------------------------------
 

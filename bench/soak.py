@@ -62,9 +62,9 @@ from bench.submit import (
     wait_until_answering,
     write_readme,
 )
-from jobwire import signing
 from jobwire.keys import Keys
 from jobwire.redis_client import delete_namespace
+from jobwire.webhooks import signing
 from tests.e2e.load import account, unfinished
 
 # a database of its own: the soak empties its tables before it starts

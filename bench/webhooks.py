@@ -52,11 +52,13 @@ from bench.submit import (
     wait_until_answering,
     write_readme,
 )
-from jobwire import db, jobstore, signing, webhookstore
+from jobwire import db, jobstore
 from jobwire.config import Settings
 from jobwire.jobstore import NewJob
 from jobwire.keys import Keys
 from jobwire.redis_client import delete_namespace
+from jobwire.webhooks import signing
+from jobwire.webhooks import store as webhookstore
 
 # a database of its own: the phases truncate every job table between runs
 WEBHOOKS_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_webhooks"

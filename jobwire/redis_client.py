@@ -9,7 +9,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobwire.keys import Keys
 
-UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+# redis-py turns socket errors into its own ConnectionError and TimeoutError, so a bare OSError is
+# never Redis here: it belongs to PostgreSQL (asyncpg raises them as they come), see jobwire.db
+UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
 
 
 def create_redis(url: str, *, socket_timeout: float | None = 5) -> ArqRedis:

@@ -14,6 +14,7 @@ from jobwire.db import create_pool
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import create_redis
+from jobwire.registry import Registry, load_job_types
 from jobwire.tokens import StreamTokens
 from service import dashboard, health, jobs, metrics, openapi, streams, webhooks, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
@@ -37,7 +38,6 @@ from service.state import (
 )
 from service.stats import QueueStats
 from service.submitter import Submitter
-from workers.registry import Registry, load_job_types
 
 log = get_logger("jobwire.api")
 

@@ -13,13 +13,14 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobwire import jobstore, ssrf
+from jobwire import jobstore
 from jobwire.apikeys import Principal
 from jobwire.ids import new_id
 from jobwire.logs import get_logger
 from jobwire.models import TERMINAL, EventType, Priority, Status, job_view
 from jobwire.queue import QueuedJob, dequeue, enqueue, publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.webhooks import ssrf
 from service import metrics
 from service.http import if_none_match, json_response, prefer_wait, query_cursor, query_int, read_json
 from service.problems import Problem, validation_problem

@@ -7,12 +7,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from jobwire.registry import Registry
 from service import schemas
 from service.http import json_response
 from service.jobs import SubmitJob
 from service.state import REGISTRY
 from service.webhooks import CreateEndpoint, UpdateEndpoint
-from workers.registry import Registry
 
 routes = web.RouteTableDef()
 

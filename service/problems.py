@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from jobwire import db
+from jobwire.errors import JobwireError
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
@@ -33,7 +34,7 @@ _TITLES = {
 }
 
 
-class Problem(Exception):
+class Problem(JobwireError):
     """Raise from a handler to answer with a problem document."""
 
     def __init__(
@@ -108,7 +109,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             413: f"the request body is larger than the limit of {request.client_max_size} bytes",
         }.get(exc.status, exc.text or exc.reason)
         return Problem(exc.status, detail, headers=headers).response(request.path)
-    except REDIS_UNAVAILABLE as exc:  # before db.UNAVAILABLE, which includes OSError
+    except REDIS_UNAVAILABLE as exc:
         log.warning("redis unavailable", error=repr(exc), path=request.path)
         return unavailable("redis").response(request.path)
     except db.UNAVAILABLE as exc:

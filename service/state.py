@@ -9,12 +9,12 @@ from arq.connections import ArqRedis
 from jobwire.apikeys import Principal
 from jobwire.config import Settings
 from jobwire.keys import Keys
+from jobwire.registry import Registry
 from jobwire.tokens import StreamTokens
 from service.events import EventHub
 from service.limits import RateLimiter, StreamLimiter
 from service.stats import QueueStats
 from service.submitter import Submitter
-from workers.registry import Registry
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)

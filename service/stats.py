@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from jobwire import webhookstore
+from jobwire.webhooks import store as webhookstore
 from service import metrics
 
 CACHE_S = 2.0

@@ -12,11 +12,13 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobwire import jobstore, signing, ssrf, webhookstore
+from jobwire import jobstore
 from jobwire.apikeys import Principal
 from jobwire.ids import new_id
 from jobwire.jobstore import Row
 from jobwire.models import iso
+from jobwire.webhooks import signing, ssrf
+from jobwire.webhooks import store as webhookstore
 from service.http import json_response, query_cursor, query_int, read_json
 from service.problems import Problem, validation_problem
 from service.state import DB, PRINCIPAL, SETTINGS

@@ -20,8 +20,8 @@ from jobwire import apikeys, db, redis_client
 from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
+from jobwire.registry import Registry, load_job_types
 from service.app import create_app
-from workers.registry import Registry, load_job_types
 from workers.worker import WorkerService
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,8 @@ import asyncio
 
 from pydantic import BaseModel
 
-from workers.context import JobContext
-from workers.registry import Backoff, job_type
+from jobwire.context import JobContext
+from jobwire.registry import Backoff, job_type
 
 # what the in-process workers' job functions observed, by job id
 OBSERVED: dict[str, list[str]] = {}

@@ -21,9 +21,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -32,14 +30,17 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 
-from jobwire import db, jobmetrics, signing, ssrf, webhookstore
+from jobwire import db, jobmetrics
 from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.models import iso, job_view
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
-from jobwire.webhookstore import Outcome
+from jobwire.webhooks import signing, ssrf
+from jobwire.webhooks import store as webhookstore
+from jobwire.webhooks.retry import Response, decide, retry_after_s
+from jobwire.webhooks.store import Outcome
 
 log = get_logger("jobwire.dispatcher")
 
@@ -67,63 +68,6 @@ def render_body(event_type: str, job: dict[str, Any]) -> bytes:
     return orjson.dumps(
         {"type": event_type, "timestamp": iso(row["updated_at"]), "data": job_view(row, events_token=None)}
     )
-
-
-def backoff_s(n: int, settings: Settings, rng: random.Random) -> float:
-    """Delay after the n-th failed attempt of a schedule: min(MAX, BASE * FACTOR^(n-1)), ±20 %."""
-    base = min(
-        settings.webhook_backoff_max_s,
-        settings.webhook_backoff_base_s * settings.webhook_backoff_factor ** (n - 1),
-    )
-    return base * rng.uniform(0.8, 1.2)
-
-
-def retry_after_s(value: str | None, now: datetime) -> float | None:
-    """A Retry-After header in seconds (delta-seconds or an HTTP date), None when absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status_code: int | None
-    error: str | None
-    retry_after: float | None
-    duration_ms: float
-
-
-def decide(
-    row: asyncpg.Record | dict[str, Any],
-    response: Response,
-    *,
-    at: datetime,
-    settings: Settings,
-    rng: random.Random,
-) -> tuple[str, datetime | None]:
-    """The delivery's next status after an attempt, and when to try again (pending only)."""
-    code = response.status_code
-    if code is not None and 200 <= code < 300:
-        return "delivered", None
-    if code == 410:
-        return "failed", None  # gone: the receiver asks never to be called again
-    n = row["attempts"] + 1 - row["schedule_base"]  # this attempt's number within its schedule
-    if n >= settings.webhook_backoff_max_attempts:
-        return "failed", None  # dead letter: visible in the API, redeliverable
-    delay = backoff_s(n, settings, rng)
-    if code in (429, 503) and response.retry_after is not None:
-        # honoured, but within [delay, 2 * delay]: a receiver can slow us down, not stall a delivery
-        delay = min(max(response.retry_after, delay), 2 * delay)
-    return "pending", at + timedelta(seconds=delay)
 
 
 class Dispatcher:

@@ -26,13 +26,8 @@ from redis.asyncio import Redis
 
 from jobwire import db, jobmetrics, jobstore
 from jobwire.config import Settings
-from jobwire.keys import Keys
-from jobwire.logs import get_logger
-from jobwire.models import EventType, Status, error_info
-from jobwire.queue import add_publish, publish
-from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from workers.context import JobContext, ProgressReporter
-from workers.errors import (
+from jobwire.context import JobContext
+from jobwire.errors import (
     InvalidParams,
     JobTimeout,
     PermanentError,
@@ -41,7 +36,13 @@ from workers.errors import (
     WorkerLost,
     WorkerShutdown,
 )
-from workers.registry import JobType, Registry
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.models import EventType, Status, error_info
+from jobwire.queue import add_publish, publish
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.registry import JobType, Registry
+from workers.progress import ProgressReporter
 from workers.transitions import Transitions
 
 log = get_logger("jobwire.runtime")
@@ -264,7 +265,7 @@ class Runtime:
             max_attempts=max_attempts,
             db=self.pool,
             log=log.bind(job_type=jt.name),
-            _reporter=reporter,
+            _report=reporter.report,
         )
         # its own task, so that a cancel request can interrupt the function and nothing else
         return asyncio.get_running_loop().create_task(jt.fn(ctx, params))

@@ -15,10 +15,10 @@ from jobwire.keys import ARQ_FUNCTION, Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
+from jobwire.registry import load_job_types
 from workers.arq_worker import JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.reconciler import Reconciler
-from workers.registry import load_job_types
 from workers.runtime import Runtime
 
 log = get_logger("jobwire.worker")

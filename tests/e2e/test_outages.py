@@ -19,8 +19,9 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from jobwire import db, signing
+from jobwire import db
 from jobwire.config import Settings
+from jobwire.webhooks import signing
 from tests.conftest import eventually, make_settings, new_key, submit
 from tests.e2e.load import Load, account, unfinished
 from tests.e2e.servers import PostgresServer

@@ -31,7 +31,7 @@ from tests.conftest import (
 )
 from workers.worker import WorkerService
 
-JOBWIRE = [sys.executable, "-m", "service.cli"]
+JOBWIRE = [sys.executable, "-m", "jobwire"]
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
+from jobwire.registry import Registry
 from tests.conftest import (
     REDIS_URL,
     ROOT,
@@ -35,7 +36,6 @@ from tests.conftest import (
     submit,
     wait_status,
 )
-from workers.registry import Registry
 from workers.worker import WorkerService
 
 
@@ -62,7 +62,7 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log_dir: Path, name: str, **env: str) -> None:
         self.log_path = log_dir / f"{name}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--concurrency", "4"],
+            [sys.executable, "-m", "jobwire", "worker", "--concurrency", "4"],
             cwd=ROOT,
             env=worker_env(settings, **env),
             stdout=self.log_path.open("wb"),
@@ -297,7 +297,7 @@ async def test_api_sigterm_is_graceful(
     port = free_port()
     env = worker_env(settings, JOBWIRE_PORT=str(port))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "api"],
+        [sys.executable, "-m", "jobwire", "api"],
         cwd=ROOT,
         env=env,
         stdout=(tmp_path / "api.log").open("wb"),

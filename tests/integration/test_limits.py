@@ -11,8 +11,8 @@ import pytest
 import websockets
 
 from jobwire.config import Settings
+from jobwire.registry import Registry
 from tests.conftest import Api, ClientFactory, eventually, make_settings, submit, wait_status
-from workers.registry import Registry
 from workers.worker import WorkerService
 
 

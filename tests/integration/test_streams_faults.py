@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from jobwire.config import Settings
+from jobwire.registry import Registry
 from service.state import HUB
 from tests.conftest import (
     ROOT,
@@ -29,7 +30,6 @@ from tests.conftest import (
 )
 from tests.integration.test_faults import RedisServer, WorkerProcess, redis_server, running_worker, worker_env
 from tests.integration.test_streams import assert_complete_sequence, read_sse
-from workers.registry import Registry
 
 __all__ = ["redis_server"]  # the fixture, re-exported for pytest
 
@@ -39,7 +39,7 @@ class ApiProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "api", "--port", str(self.port)],
+            [sys.executable, "-m", "jobwire", "api", "--port", str(self.port)],
             cwd=ROOT,
             env=worker_env(settings),
             stdout=(log_dir / f"{name}.log").open("wb"),

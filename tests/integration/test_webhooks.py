@@ -17,11 +17,11 @@ import standardwebhooks
 from aiohttp import web
 
 from jobwire.config import Settings
+from jobwire.registry import Registry
 from service import schemas
 from tests.conftest import QUICK_WEBHOOKS, Api, ClientFactory, eventually, make_settings, submit, wait_status
 from tests.receiver import Receiver, answer, sleep_then
 from workers.dispatcher import Dispatcher
-from workers.registry import Registry
 from workers.worker import WorkerService
 
 

@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
-from jobwire import signing
 from jobwire.config import Settings
+from jobwire.webhooks import signing
 from tests.conftest import ROOT, eventually, make_settings
 from tests.integration.test_faults import worker_env
 from tests.receiver import Receiver, sleep_then
@@ -40,7 +40,7 @@ class DispatcherProcess:
             JOBWIRE_WEBHOOK_POLL_S="0.5",
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "dispatcher"],
+            [sys.executable, "-m", "jobwire", "dispatcher"],
             cwd=ROOT,
             env=env,
             stdout=self.log_path.open("wb"),

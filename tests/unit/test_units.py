@@ -13,15 +13,16 @@ import pytest
 from pydantic import BaseModel
 
 from jobwire.config import Settings
+from jobwire.context import JobContext
 from jobwire.ids import new_id
 from jobwire.jobstore import decode_cursor, encode_cursor
 from jobwire.keys import Keys
 from jobwire.models import iso
 from jobwire.queue import HIGH_PRIORITY_LEAD_MS, QueuedJob, score
-from jobwire.ssrf import BlockedDestination, check_url, is_public
+from jobwire.registry import Backoff, Registry, job_type
 from jobwire.tokens import StreamTokens
-from workers.context import JobContext, ProgressReporter
-from workers.registry import Backoff, Registry, job_type
+from jobwire.webhooks.ssrf import BlockedDestination, check_url, is_public
+from workers.progress import ProgressReporter
 
 
 def test_backoff_grows_exponentially_up_to_the_cap_with_jitter() -> None:

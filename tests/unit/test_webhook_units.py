@@ -11,9 +11,10 @@ import orjson
 import pytest
 import standardwebhooks
 
-from jobwire import signing, ssrf
 from jobwire.config import Settings
-from workers.dispatcher import Response, backoff_s, decide, render_body, retry_after_s
+from jobwire.webhooks import signing, ssrf
+from jobwire.webhooks.retry import Response, backoff_s, decide, retry_after_s
+from workers.dispatcher import render_body
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

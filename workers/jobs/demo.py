@@ -6,9 +6,9 @@ import asyncio
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workers.context import JobContext
-from workers.errors import PermanentError
-from workers.registry import Backoff, job_type
+from jobwire.context import JobContext
+from jobwire.errors import PermanentError
+from jobwire.registry import Backoff, job_type
 
 
 class SleepParams(BaseModel):

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workers.context import JobContext
-from workers.registry import job_type
+from jobwire.context import JobContext
+from jobwire.registry import job_type
 
 MAX_DAYS = 366
 

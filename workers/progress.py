@@ -1,4 +1,4 @@
-"""What a job function gets as `ctx`: who it runs for, a database pool, a logger, and `progress()`."""
+"""Coalesced progress: what `ctx.progress()` feeds on a worker."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from uuid import UUID
-
-import asyncpg
-import structlog
 
 from jobwire.logs import get_logger
 
@@ -86,22 +81,3 @@ class ProgressReporter:
             self._task = None
         if flush:
             await self._flush()
-
-
-@dataclass
-class JobContext:
-    """Passed to every job function as its first argument."""
-
-    job_id: UUID
-    type: str
-    tenant: str
-    attempt: int
-    max_attempts: int
-    db: asyncpg.Pool
-    log: structlog.stdlib.BoundLogger
-    _reporter: ProgressReporter = field(repr=False)
-
-    def progress(self, pct: float, message: str | None = None) -> None:
-        """Report progress (0-100, never decreasing within an attempt) with an optional message.
-        Cheap to call often: writes are coalesced."""
-        self._reporter.report(pct, message)

@@ -2,8 +2,7 @@
 budget and retry backoff. The api validates submissions with the same model before storing them.
 
     from pydantic import BaseModel
-    from workers.registry import job_type
-    from workers.context import JobContext
+    from jobwire import JobContext, job_type
 
     class Resize(BaseModel):
         url: str
@@ -32,7 +31,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from workers.context import JobContext
+    from jobwire.context import JobContext
+
+# the job types that ship with jobwire (demo.sleep, demo.fail, report.generate)
+SHIPPED_JOBS = "workers.jobs"
 
 JobFunction = Callable[["JobContext", Any], Coroutine[Any, Any, Any]]
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
@@ -135,10 +137,11 @@ def job_type(
 
 
 def load_job_types(extra_modules: Iterable[str] = ()) -> Registry:
-    """Import every module of workers.jobs and the extra modules, which registers their job types."""
-    import workers.jobs
-
-    for info in pkgutil.iter_modules(workers.jobs.__path__, "workers.jobs."):
+    """Import every module of the shipped job package and the extra modules (JOBWIRE_JOB_MODULES),
+    which registers their job types. Both sides load job types this way, by name: the api needs
+    their params models, not the worker runtime."""
+    shipped = importlib.import_module(SHIPPED_JOBS)
+    for info in pkgutil.iter_modules(shipped.__path__, SHIPPED_JOBS + "."):
         importlib.import_module(info.name)
     for module in extra_modules:
         importlib.import_module(module)

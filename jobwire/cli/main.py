@@ -18,7 +18,7 @@ from typing import TypeVar
 import asyncpg
 from aiohttp import web
 
-from jobwire import apikeys, db
+from jobwire import __version__, apikeys, db
 from jobwire.config import Settings
 from jobwire.logs import configure, get_logger
 from jobwire.models import iso
@@ -259,7 +259,7 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from service import client
+    from jobwire.cli import watch as client
 
     return client.run(
         lambda: client.submit(
@@ -274,7 +274,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from service import client
+    from jobwire.cli import watch as client
 
     return client.run(lambda: client.watch(args.id, as_json=args.json))
 
@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobwire", description="jobwire: jobs over HTTP, run by ARQ workers."
     )
+    parser.add_argument("--version", action="version", version=f"jobwire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("api", help="run the HTTP api")
