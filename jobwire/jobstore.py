@@ -458,3 +458,85 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
         [j.webhook_url for j in jobs],
     )
     return {r["id"]: r for r in rows}
+
+
+# ---- idempotency keys ------------------------------------------------------------------------------
+
+# A repeat of a key replays its job for this long (API.md); older keys are reused, then deleted.
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+async def claim_idempotency_key(
+    conn: Conn, tenant: str, key: str, request_hash: bytes, job_id: UUID, status_code: int | None
+) -> bool:
+    """Record `key` for a new job, in the job's transaction; False when the key is taken (a
+    concurrent holder blocks this until it commits). A key past its TTL is taken over."""
+    claimed = await conn.fetchval(
+        """
+        INSERT INTO idempotency_keys (tenant, key, request_hash, job_id, status_code)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (tenant, key) DO UPDATE
+            SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id,
+                status_code = EXCLUDED.status_code, created_at = now()
+            WHERE idempotency_keys.created_at < now() - make_interval(secs => $6)
+        RETURNING true""",
+        tenant,
+        key,
+        request_hash,
+        job_id,
+        status_code,
+        IDEMPOTENCY_TTL_S,
+    )
+    return bool(claimed)
+
+
+async def get_idempotency_key(conn: Conn, tenant: str, key: str) -> Row | None:
+    """The first use of a key: its request hash, job, answer status (None while unknown) and age."""
+    return await conn.fetchrow(
+        "SELECT request_hash, job_id, status_code, now() - created_at AS age"
+        " FROM idempotency_keys WHERE tenant = $1 AND key = $2",
+        tenant,
+        key,
+    )
+
+
+async def set_idempotent_status(conn: Conn, tenant: str, key: str, status_code: int) -> None:
+    """The status the first request was answered with, once known (after a `Prefer: wait`)."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET status_code = $3 WHERE tenant = $1 AND key = $2",
+        tenant,
+        key,
+        status_code,
+    )
+
+
+async def delete_expired_idempotency_keys(conn: Conn) -> None:
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+        IDEMPOTENCY_TTL_S,
+    )
+
+
+# ---- statistics ------------------------------------------------------------------------------------
+
+
+async def queue_counts(conn: Conn, tenant: str | None) -> Row:
+    """Pending jobs per priority, running jobs, and jobs completed and failed in the last minute, of
+    one tenant or of all (None)."""
+    row = await conn.fetchrow(
+        """
+        SELECT
+          count(*) FILTER (WHERE status = 'pending' AND priority = 'normal') AS normal,
+          count(*) FILTER (WHERE status = 'pending' AND priority = 'high')   AS high,
+          count(*) FILTER (WHERE status = 'running')                         AS running,
+          (SELECT count(*) FROM jobs WHERE status = 'completed'
+             AND finished_at > now() - interval '1 minute' AND ($1::text IS NULL OR tenant = $1))
+            AS completed,
+          (SELECT count(*) FROM jobs WHERE status = 'failed'
+             AND finished_at > now() - interval '1 minute' AND ($1::text IS NULL OR tenant = $1))
+            AS failed
+        FROM jobs WHERE status IN ('pending', 'running') AND ($1::text IS NULL OR tenant = $1)""",
+        tenant,
+    )
+    assert row is not None  # an aggregate always answers one row
+    return row

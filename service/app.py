@@ -16,10 +16,10 @@ from jobwire.logs import get_logger
 from jobwire.redis_client import create_redis
 from jobwire.registry import Registry, load_job_types
 from jobwire.tokens import StreamTokens
-from service import dashboard, health, jobs, metrics, openapi, streams, webhooks, ws
+from service import dashboard, health, jobs, metrics, openapi, sse, webhooks, ws
 from service.auth import KEY_CACHE, KeyCache, auth_middleware
-from service.events import EventHub
 from service.http import reject_nul_middleware
+from service.hub import EventHub
 from service.limits import RateLimiter, StreamLimiter
 from service.problems import Handler, problem_middleware
 from service.state import (
@@ -121,7 +121,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app.on_shutdown.append(_end_streams)
     app.add_routes(health.routes)
     app.add_routes(jobs.routes)
-    app.add_routes(streams.routes)
+    app.add_routes(sse.routes)
     app.add_routes(ws.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(openapi.routes)

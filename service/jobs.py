@@ -220,12 +220,7 @@ async def submit(request: web.Request) -> web.Response:
             if row["status"] in TERMINAL:
                 status, headers["Preference-Applied"] = 200, f"wait={wait_s}"
     if idem_key is not None and wait_s is not None:
-        await pool.execute(
-            "UPDATE idempotency_keys SET status_code = $3 WHERE tenant = $1 AND key = $2",
-            principal.tenant,
-            idem_key,
-            status,
-        )
+        await jobstore.set_idempotent_status(pool, principal.tenant, idem_key, status)
     return job_response(request, row, status, **headers)
 
 
@@ -239,29 +234,12 @@ async def _insert_idempotent(
     on it until the first commits, then replays it (or, if the first is still holding its answer
     for `Prefer: wait`, gets 409)."""
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await conn.fetchval(
-            """
-            INSERT INTO idempotency_keys (tenant, key, request_hash, job_id, status_code)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (tenant, key) DO UPDATE
-                SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id,
-                    status_code = EXCLUDED.status_code, created_at = now()
-                WHERE idempotency_keys.created_at < now() - interval '24 hours'
-            RETURNING true""",
-            job.tenant,
-            key,
-            request_hash,
-            job.id,
-            202 if answer_known else None,
+        claimed = await jobstore.claim_idempotency_key(
+            conn, job.tenant, key, request_hash, job.id, 202 if answer_known else None
         )
         if claimed:
             return await jobstore.insert_job(conn, job), None
-        first = await conn.fetchrow(
-            "SELECT request_hash, job_id, status_code, now() - created_at AS age"
-            " FROM idempotency_keys WHERE tenant = $1 AND key = $2",
-            job.tenant,
-            key,
-        )
+        first = await jobstore.get_idempotency_key(conn, job.tenant, key)
         assert first is not None  # the conflict proves the row exists, and keys are never deleted early
         original = await jobstore.get_job(conn, first["job_id"], job.tenant)
     if bytes(first["request_hash"]) != request_hash:

@@ -11,7 +11,7 @@ from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.registry import Registry
 from jobwire.tokens import StreamTokens
-from service.events import EventHub
+from service.hub import EventHub
 from service.limits import RateLimiter, StreamLimiter
 from service.stats import QueueStats
 from service.submitter import Submitter

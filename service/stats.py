@@ -9,24 +9,11 @@ from typing import Any
 
 import asyncpg
 
+from jobwire import jobstore
 from jobwire.webhooks import store as webhookstore
 from service import metrics
 
 CACHE_S = 2.0
-
-_SQL = """
-SELECT
-  count(*) FILTER (WHERE status = 'pending' AND priority = 'normal')   AS normal,
-  count(*) FILTER (WHERE status = 'pending' AND priority = 'high')     AS high,
-  count(*) FILTER (WHERE status = 'running')                           AS running
-FROM jobs WHERE status IN ('pending', 'running') AND ($1::text IS NULL OR tenant = $1)
-"""
-_FINISHED_SQL = """
-SELECT
-  count(*) FILTER (WHERE status = 'completed') AS completed,
-  count(*) FILTER (WHERE status = 'failed')    AS failed
-FROM jobs WHERE finished_at > now() - interval '1 minute' AND ($1::text IS NULL OR tenant = $1)
-"""
 
 
 class QueueStats:
@@ -39,16 +26,14 @@ class QueueStats:
         cached = self._cache.get(tenant)
         if cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
-        depth = await self.pool.fetchrow(_SQL, tenant)
-        finished = await self.pool.fetchrow(_FINISHED_SQL, tenant)
+        counts = await jobstore.queue_counts(self.pool, tenant)
         deliveries = await webhookstore.delivery_counts(self.pool, tenant)
-        assert depth is not None and finished is not None
         stats = {
-            "normal": depth["normal"],
-            "high": depth["high"],
-            "running": depth["running"],
-            "completed_per_minute": finished["completed"],
-            "failed_per_minute": finished["failed"],
+            "normal": counts["normal"],
+            "high": counts["high"],
+            "running": counts["running"],
+            "completed_per_minute": counts["completed"],
+            "failed_per_minute": counts["failed"],
             # dead letters of the last hour
             "deliveries": {"pending": deliveries["pending"], "failed": deliveries["failed"]},
         }

@@ -17,7 +17,7 @@ from jobwire.apikeys import Principal
 from jobwire.logs import get_logger
 from jobwire.models import event_view
 from service import metrics
-from service.events import RESYNC, EventHub, Subscriber
+from service.hub import RESYNC, EventHub, Subscriber
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS, STREAM_LIMITER
 

@@ -27,7 +27,6 @@ log = get_logger("jobwire.reconciler")
 
 PAGE = 500
 PAGES_PER_PASS = 20
-IDEMPOTENCY_TTL = "24 hours"
 
 
 class Reconciler:
@@ -75,7 +74,5 @@ class Reconciler:
         return requeued
 
     async def cleanup(self) -> None:
-        await self.pool.execute(
-            f"DELETE FROM idempotency_keys WHERE created_at < now() - interval '{IDEMPOTENCY_TTL}'"
-        )
+        await jobstore.delete_expired_idempotency_keys(self.pool)
         self._last_cleanup = time.monotonic()

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from jobwire.config import Settings
 from jobwire.tokens import StreamTokens
-from service import jobs, streams, webhooks, ws
+from service import jobs, sse, webhooks, ws
 from tests.conftest import Api, ClientFactory, make_settings, submit
 from tests.receiver import Receiver
 
@@ -23,7 +23,7 @@ PARAM = re.compile(r"\{(\w+)(?::[^}]+)?\}")
 def v1_routes() -> list[tuple[str, str]]:
     return sorted(
         (route.method, route.path)
-        for table in (jobs.routes, streams.routes, ws.routes, webhooks.routes)
+        for table in (jobs.routes, sse.routes, ws.routes, webhooks.routes)
         for route in table
         if isinstance(route, web.RouteDef) and route.path.startswith("/v1/")
     )

@@ -9,7 +9,7 @@ import uuid
 import httpx
 from aiohttp import web
 
-from service import jobs, streams, webhooks, ws
+from service import jobs, sse, webhooks, ws
 from tests.conftest import ClientFactory, submit, wait_status
 from workers.worker import WorkerService
 
@@ -162,7 +162,7 @@ async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     # every /v1 route the app serves, and nothing else
     served = {
         (re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path), route.method)
-        for table in (jobs.routes, streams.routes, ws.routes, webhooks.routes)
+        for table in (jobs.routes, sse.routes, ws.routes, webhooks.routes)
         for route in table
         if isinstance(route, web.RouteDef) and route.path.startswith("/v1/")
     }

@@ -18,7 +18,7 @@ from jobwire.apikeys import Principal
 from jobwire.logs import get_logger
 from jobwire.models import TERMINAL, event_view
 from service import metrics
-from service.events import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
+from service.hub import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STREAM_LIMITER
 
