@@ -22,15 +22,25 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
 from redis import Redis
 
-from bench.stream import verdict
-from bench.submit import DATABASE_URL, README, REDIS_URL, RESULTS, ROOT, Figure, note, write_readme
+from bench.harness import (
+    DATABASE_URL,
+    README,
+    REDIS_URL,
+    RESULTS,
+    ROOT,
+    Figure,
+    note,
+    nproc,
+    today,
+    verdict,
+    write_readme,
+)
 
 
 @dataclass(frozen=True)
@@ -158,7 +168,6 @@ def met_cell(f: Figure) -> str:
 
 
 def machine() -> str:
-    nproc = len(os.sched_getaffinity(0))
     cpu = "unknown CPU"
     mem = "unknown"
     try:
@@ -173,7 +182,7 @@ def machine() -> str:
     except OSError:
         pass
     return (
-        f"nproc {nproc}, {cpu}, {mem} RAM, Linux {platform.release()}, Python {platform.python_version()}, "
+        f"nproc {nproc()}, {cpu}, {mem} RAM, Linux {platform.release()}, Python {platform.python_version()}, "
         f"PostgreSQL {postgres_version()}, Redis {redis_version()}"
     )
 
@@ -311,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = [f for name in TABLE_ORDER for f in figures_of(BENCHES[name], outcomes.get(name))]
     figures.append(memory_figure(results))
     failed = [o for o in outcomes.values() if o.problem]
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    date = today()
     table = render(figures, args.quick, failed, date)
     print(table)
 

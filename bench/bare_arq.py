@@ -26,7 +26,7 @@ import uvloop
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from bench.submit import REDIS_URL
+from bench.harness import REDIS_URL
 from jobwire.cli.main import _tune_gc
 
 DEFAULT_QUEUE = "bench-lifecycle:arq-queue"

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -39,7 +38,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 from uuid import uuid4
@@ -52,23 +50,32 @@ from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from bench.bare_arq import noop as arq_noop
-from bench.jobtypes import Noop
-from bench.stream import Procs, cpu_seconds, percentile, verdict
-from bench.submit import (
+from bench.harness import (
     DATABASE_URL,
     REDIS_URL,
     RESULTS,
     ROOT,
     Figure,
+    Procs,
+    arguments,
+    bench_jobs_env,
+    cpu_seconds,
     free_port,
     jobwire_command,
+    load_1m,
     migrate_and_key,
     note,
+    nproc,
+    parse,
+    percentile,
     report_stderr,
-    server_env,
+    save_results,
+    today,
+    verdict,
     wait_until_answering,
-    write_readme,
+    warn,
 )
+from bench.jobtypes import Noop
 from jobwire import db, jobstore
 from jobwire.config import Settings
 from jobwire.ids import new_id
@@ -135,16 +142,11 @@ class Latency:
 
 
 def lifecycle_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # the `jobwire` console script puts its own directory on sys.path, not the working directory:
-    # without PYTHONPATH the worker cannot import bench.jobtypes
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return server_env(
+    return bench_jobs_env(
         {
             "JOBWIRE_DATABASE_URL": LIFECYCLE_DATABASE_URL,
             "JOBWIRE_NAMESPACE": NAMESPACE,
-            "JOBWIRE_JOB_MODULES": '["bench.jobtypes"]',
             "JOBWIRE_LOG_FORMAT": "json",
-            "PYTHONPATH": path,
             **(extra or {}),
         }
     )
@@ -356,7 +358,7 @@ async def drain(
         await events.start()  # after the backlog: only the worker's events are counted
     # let the backlog's writes (WAL, checkpoints, autovacuum) settle before the clock can start
     await asyncio.sleep(1.0)
-    load = os.getloadavg()[0]
+    load = load_1m()
     worker = start_worker(procs, target, concurrency, poll_delay_s, stats if target == "arq" else None)
     problems: list[str] = []
     window: float | None = None
@@ -746,7 +748,7 @@ async def run(args: argparse.Namespace, procs: Procs, key: str) -> tuple[list[Dr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.lifecycle", description=__doc__.splitlines()[0])
+    parser = arguments("lifecycle", __doc__)
     parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs per drain (default 20,000)")
     parser.add_argument(
         "--concurrency",
@@ -765,12 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency-jobs", type=int, default=200, help="jobs per start-latency run, 0 to skip (default 200)"
     )
-    parser.add_argument(
-        "--write-readme",
-        action="store_true",
-        help="put the table between the bench:lifecycle markers in README.md",
-    )
-    args = parser.parse_args(argv)
+    args = parse(parser, "lifecycle", argv)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     note(f"preparing database {LIFECYCLE_DATABASE_URL.rpartition('/')[2]} and an API key")
@@ -780,11 +777,10 @@ def main(argv: list[str] | None = None) -> int:
     drains, latencies = asyncio.run(run(args, procs, key))
     note(f"done in {time.monotonic() - t0:.0f} s")
 
-    nproc = len(os.sched_getaffinity(0))
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    date = today()
     default_poll = Settings().worker_poll_delay_s
     header = (
-        f"Job lifecycle, {date}: nproc {nproc}, one worker process each, no-op jobs, "
+        f"Job lifecycle, {date}: nproc {nproc()}, one worker process each, no-op jobs, "
         f"median of {args.rounds} rounds (range in brackets)"
     )
     table = render(header, drains, latencies, args.concurrency, default_poll)
@@ -792,12 +788,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
 
     found = anomalies(drains, latencies)
-    for line in found:
-        note(f"warning: {line}")
+    warn(found)
     report_stderr(procs.logs)
     payload: dict[str, Any] = {
         "date": date,
-        "nproc": nproc,
+        "nproc": nproc(),
         "commit": source_commit(),
         "args": vars(args),
         "table": table,
@@ -806,9 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         "drains": [asdict(d) for d in drains],
         "latencies": [asdict(x) for x in latencies],
     }
-    (RESULTS / "lifecycle.json").write_text(json.dumps(payload, indent=1) + "\n")
-    if args.write_readme:
-        write_readme(table, "lifecycle")
+    save_results("lifecycle", payload, args.write_readme)
     return 1 if found else 0
 
 

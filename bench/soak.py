@@ -30,14 +30,12 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +45,28 @@ import orjson
 import uvloop
 from redis.asyncio import Redis
 
-from bench.stream import cpu_seconds, percentile, rss_kb, verdict
-from bench.submit import (
+from bench.harness import (
     DATABASE_URL,
     REDIS_URL,
     RESULTS,
-    ROOT,
+    Procs,
+    arguments,
+    cpu_seconds,
     free_port,
     jobwire_command,
+    load_1m,
     migrate_and_key,
     note,
+    nproc,
+    parse,
+    percentile,
+    rss_kb,
+    save_results,
     server_env,
-    stop_server,
+    today,
+    verdict,
     wait_until_answering,
-    write_readme,
+    warn,
 )
 from jobwire.keys import Keys
 from jobwire.redis_client import delete_namespace
@@ -120,42 +126,6 @@ def soak_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return server_env({**SOAK_ENV, **(extra or {})})
 
 
-# ---- processes -------------------------------------------------------------------------------
-
-
-class Procs:
-    """Every process the soak starts, so that `finally` stops them all; stderr to a log each."""
-
-    def __init__(self) -> None:
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: dict[str, Path] = {}
-
-    def start(
-        self, name: str, command: list[str], env: dict[str, str] | None = None, pipes: bool = False
-    ) -> subprocess.Popen[bytes]:
-        path = RESULTS / f"soak-{name}.stderr.log"
-        self.logs[name] = path
-        with path.open("wb") as log:  # the child keeps its own descriptor
-            proc = subprocess.Popen(
-                command,
-                env=env or soak_env(),
-                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if pipes else subprocess.DEVNULL,
-                stderr=log,
-                cwd=ROOT,
-            )
-        self.running[name] = proc
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.running.values())):
-            stop_server(proc)
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-        self.running.clear()
-
-
 async def start_service(procs: Procs, name: str, command: list[str], port: int) -> None:
     proc = procs.start(name, command)
     await asyncio.to_thread(wait_until_answering, name, proc, port, procs.logs[name])
@@ -173,7 +143,8 @@ async def start_clients(procs: Procs, api_url: str, key: str) -> subprocess.Pope
         "--dashboards",
         str(DASHBOARDS),
     ]
-    proc = procs.start("clients", command, soak_env({"BENCH_SOAK_KEY": key}), pipes=True)
+    env = soak_env({"BENCH_SOAK_KEY": key})
+    proc = procs.start("clients", command, env, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
     assert proc.stdout is not None
     line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
     if not line.startswith(b"ready "):
@@ -337,7 +308,7 @@ async def measure_capacity(submitter: Submitter, pool: asyncpg.Pool) -> Capacity
     tasks += [asyncio.create_task(submit()) for _ in range(CAPACITY_SUBMITTERS)]
     try:
         await asyncio.sleep(CAPACITY_RAMP_S)
-        load = os.getloadavg()[0]
+        load = load_1m()
         t0, jobs0, deliveries0 = await counts()
         await asyncio.sleep(CAPACITY_MEASURE_S)
         t1, jobs1, deliveries1 = await counts()
@@ -370,12 +341,12 @@ async def take_sample(procs: Procs, pool: asyncpg.Pool, submitter: Submitter, t0
     assert row is not None
     return Sample(
         t=time.monotonic() - t0,
-        rss_kb={n: rss_kb(p.pid) for n, p in procs.running.items()},
-        cpu_s={n: cpu_seconds(p.pid) for n, p in procs.running.items()},
+        rss_kb={n: rss_kb(p.pid) for n, p in procs.by_name().items()},
+        cpu_s={n: cpu_seconds(p.pid) for n, p in procs.by_name().items()},
         unfinished_jobs=row["jobs"],
         pending_deliveries=row["deliveries"],
         accepted=len(submitter.tally.accepted),
-        load_1m=os.getloadavg()[0],
+        load_1m=load_1m(),
     )
 
 
@@ -843,19 +814,14 @@ async def main_async(args: argparse.Namespace, procs: Procs) -> Outcome:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    parser = arguments("soak", __doc__)
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the soak (default 10)")
     parser.add_argument("--rate", type=float, help="jobs a second; default: 80 %% of the measured capacity")
-    parser.add_argument(
-        "--write-readme",
-        action="store_true",
-        help="put the table between the bench:soak markers in README.md",
-    )
-    args = parser.parse_args(argv)
+    args = parse(parser, "soak", argv)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     note("preparing database jobwire_bench_soak and an API key")
-    procs = Procs()
+    procs = Procs("soak", soak_env, stdin=subprocess.DEVNULL)
     t0 = time.monotonic()
     try:
         outcome = uvloop.run(main_async(args, procs))
@@ -863,23 +829,21 @@ def main(argv: list[str] | None = None) -> int:
         procs.stop_all()
     note(f"done in {time.monotonic() - t0:.0f} s")
 
-    nproc = len(os.sched_getaffinity(0))
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    date = today()
     header = (
-        f"Reliability soak, {date}: nproc {nproc}, {args.minutes:g} min at {outcome.rate:.0f} jobs/s, "
+        f"Reliability soak, {date}: nproc {nproc()}, {args.minutes:g} min at {outcome.rate:.0f} jobs/s, "
         f"one api, one worker (concurrency {WORKER_CONCURRENCY}), one dispatcher, {FOLLOWERS} SSE followers, "
         f"{DASHBOARDS} WebSocket dashboards, a receiver failing {FAIL_RATE:.0%} of requests"
     )
     table = render(outcome, header)
     print(table)
     found = anomalies(outcome)
-    for line in found:
-        note(f"warning: {line}")
+    warn(found)
     if found:
         note(f"the database {SOAK_DATABASE_URL} keeps this run's rows for a look")
     payload: dict[str, Any] = {
         "date": date,
-        "nproc": nproc,
+        "nproc": nproc(),
         "minutes": args.minutes,
         "table": table,
         "anomalies": found,
@@ -891,9 +855,7 @@ def main(argv: list[str] | None = None) -> int:
             "bad": outcome.submissions.bad,
         },
     }
-    (RESULTS / "soak.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
-    if args.write_readme:
-        write_readme(table, "soak")
+    save_results("soak", payload, args.write_readme, default=str)
     return 0
 
 

@@ -18,10 +18,8 @@ The machine is shared and noisy, so the table reports jobwire next to the relay 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import queue
 import resource
 import statistics
@@ -31,9 +29,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +37,31 @@ import asyncpg
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from bench.submit import (
+from bench.harness import (
     BENCH,
     DATABASE_URL,
     REDIS_URL,
     RESULTS,
-    ROOT,
     Figure,
+    Procs,
+    arguments,
+    bench_jobs_env,
+    cpu_seconds,
+    fmt_ms,
     free_port,
     jobwire_command,
     migrate_and_key,
     note,
+    nproc,
+    parse,
+    percentile,
     report_stderr,
-    server_env,
-    stop_server,
+    rss_kb,
+    save_results,
+    today,
+    verdict,
     wait_until_answering,
-    write_readme,
+    warn,
 )
 from jobwire.keys import Keys
 from jobwire.redis_client import delete_namespace
@@ -64,10 +69,6 @@ from jobwire.redis_client import delete_namespace
 NAMESPACE = "bench-stream"
 TENANT = "bench-stream"
 RELAY_CHANNEL = f"{NAMESPACE}:relay"
-STREAM_ENV = {
-    "JOBWIRE_NAMESPACE": NAMESPACE,
-    "JOBWIRE_JOB_MODULES": '["bench.jobtypes"]',
-}
 TARGETS = ("jobwire", "relay")
 WORKER_CONCURRENCY = 4
 # one client process holds at most this many streams; more are spread over more processes
@@ -218,30 +219,6 @@ def ephemeral_ports() -> int:
     return high - low + 1
 
 
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not sorted_values:
-        return float("nan")
-    rank = (len(sorted_values) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    # the command name (field 2) may hold spaces: split after its closing parenthesis
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
-
-
 def idle_cpu_pct(pid: int, window_s: float) -> float:
     before, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(window_s)
@@ -252,10 +229,7 @@ def idle_cpu_pct(pid: int, window_s: float) -> float:
 
 
 def stream_env() -> dict[str, str]:
-    # the `jobwire` console script puts its own directory on sys.path, not the working directory:
-    # without PYTHONPATH the api and the worker cannot import bench.jobtypes
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return server_env({**STREAM_ENV, "PYTHONPATH": path})
+    return bench_jobs_env({"JOBWIRE_NAMESPACE": NAMESPACE})
 
 
 def prepare() -> str:
@@ -291,47 +265,6 @@ def go(go_key: str) -> None:
         redis.rpush(go_key, "go")
     finally:
         redis.close()
-
-
-# ---- processes -------------------------------------------------------------------------------
-
-
-class Procs:
-    """Every process a benchmark starts, so that `finally` can stop them all. Each one's stderr goes
-    to bench/results/<prefix>-<name>.stderr.log, emptied when this run first starts that name."""
-
-    def __init__(self, prefix: str = "stream", env: Callable[[], dict[str, str]] | None = None) -> None:
-        self.prefix = prefix
-        self.env = env or stream_env
-        self.running: list[subprocess.Popen[bytes]] = []
-        self.logs: dict[str, Path] = {}
-
-    def start(
-        self,
-        name: str,
-        command: list[str],
-        env: dict[str, str] | None = None,
-        stdout: int = subprocess.DEVNULL,
-    ) -> subprocess.Popen[bytes]:
-        path = RESULTS / f"{self.prefix}-{name}.stderr.log"
-        if name not in self.logs:
-            self.logs[name] = path
-            path.write_bytes(b"")  # this run's lines only
-        with path.open("ab") as log:  # the child keeps its own descriptor
-            proc = subprocess.Popen(command, env=env or self.env(), stdout=stdout, stderr=log, cwd=ROOT)
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        stop_server(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if proc in self.running:
-            self.running.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.running)):
-            self.stop(proc)
 
 
 def start_jobwire_api(procs: Procs) -> tuple[subprocess.Popen[bytes], int]:
@@ -603,14 +536,6 @@ class Targets:
 # ---- report ----------------------------------------------------------------------------------
 
 
-def fmt_ms(value: float) -> str:
-    return f"{value:,.1f} ms" if value >= 100 else f"{value:.2f} ms"
-
-
-def verdict(ok: bool) -> str:
-    return "yes" if ok else "**no**"
-
-
 @dataclass
 class Goals:
     """The issue's targets, judged: what the table's `met` column shows."""
@@ -827,16 +752,11 @@ def feasible_streams(requested: int, fd_limit: int) -> tuple[int, str | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.splitlines()[0])
+    parser = arguments("stream", __doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument("--subscribers", type=int, help="subscribers on one job for the latency figures")
     parser.add_argument("--streams", type=int, help="streams held by one server process")
-    parser.add_argument(
-        "--write-readme",
-        action="store_true",
-        help="put the table between the bench:stream markers in README.md",
-    )
-    args = parser.parse_args(argv)
+    args = parse(parser, "stream", argv)
 
     plan = QUICK_PLAN if args.quick else DEFAULT_PLAN
     subscribers = args.subscribers or plan.subscribers
@@ -852,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     key = prepare()
     clean_state()
 
-    procs = Procs()
+    procs = Procs("stream", stream_env)
     targets = Targets(procs, key)
     single: dict[str, Latency] = {}
     many: dict[str, Latency] = {}
@@ -880,10 +800,10 @@ def main(argv: list[str] | None = None) -> int:
         clean_state()
     note(f"done in {time.monotonic() - t0:.0f} s")
 
-    nproc = len(os.sched_getaffinity(0))
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    date = today()
     header = (
-        f"Live events, {date}: nproc {nproc}, jobwire api + worker (progress interval default) vs bare relay"
+        f"Live events, {date}: nproc {nproc()}, "
+        "jobwire api + worker (progress interval default) vs bare relay"
     )
     table = render(header, single, many, held, k)
     if k_note:
@@ -891,12 +811,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
 
     found = anomalies([*single.values(), *many.values()], list(held.values()))
-    for line in found:
-        note(f"warning: {line}")
+    warn(found)
     report_stderr(procs.logs)
     payload: dict[str, Any] = {
         "date": date,
-        "nproc": nproc,
+        "nproc": nproc(),
         "plan": asdict(plan),
         "subscribers": subscribers,
         "streams": k,
@@ -908,9 +827,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_n": {t: asdict(r) for t, r in many.items()},
         "hold": {t: asdict(r) for t, r in held.items()},
     }
-    (RESULTS / "stream.json").write_text(json.dumps(payload, indent=1) + "\n")
-    if args.write_readme:
-        write_readme(table, "stream")
+    save_results("stream", payload, args.write_readme)
     return 0
 
 

@@ -9,22 +9,14 @@ measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,40 +24,40 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.baselines import NAIVE_QUEUE, NAIVE_TABLE_DDL
+from bench.harness import (
+    BENCH,
+    DATABASE_URL,
+    REDIS_URL,
+    RESULTS,
+    ROOT,
+    Figure,
+    arguments,
+    free_port,
+    jobwire_command,
+    migrate_and_key,
+    note,
+    nproc,
+    parse,
+    report_stderr,
+    save_results,
+    server_env,
+    stop_server,
+    today,
+    wait_until_answering,
+    warn,
+)
 from jobwire.keys import Keys
 from jobwire.redis_client import delete_namespace
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-# both may be pointed elsewhere (`python -m bench --results DIR --readme FILE` does, for every benchmark)
-RESULTS = Path(os.environ.get("JOBWIRE_BENCH_RESULTS") or BENCH / "results")
 LUA_SCRIPT = BENCH / "post_job.lua"
-README = Path(os.environ.get("JOBWIRE_BENCH_README") or ROOT / "README.md")
-
-DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/jobwire_bench"
-REDIS_URL = "redis://127.0.0.1:6379/0"
-NAMESPACE = "bench"
+NAMESPACE = "bench"  # harness.ENV's, which the servers get
 TARGETS = ("ceiling", "naive", "jobwire")
 WARMUP_S = 3
 WRK_THREADS = 2
-READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 # the issue's targets for submission
 NAIVE_TARGET = 3.0  # jobwire's req/s, as a multiple of naive's
 CEILING_TARGET = 0.40  # jobwire's req/s, as a share of the ceiling's
 LATENCY_CONNECTIONS = 64  # jobwire's p99 <= naive's p50, at this many connections
-
-ENV = {
-    "JOBWIRE_DATABASE_URL": DATABASE_URL,
-    "JOBWIRE_REDIS_URL": REDIS_URL,
-    "JOBWIRE_NAMESPACE": NAMESPACE,
-    "JOBWIRE_SECRET_KEY": "bench-secret",
-    "JOBWIRE_ACCESS_LOG": "false",
-    "JOBWIRE_LOG_LEVEL": "warning",
-    # one key drives the whole load: the per-key rate limit would be what gets measured
-    "JOBWIRE_RATE_LIMIT_PER_S": "0",
-    "JOBWIRE_MAX_STREAMS_PER_KEY": "1000000",
-}
 
 
 @dataclass
@@ -79,60 +71,13 @@ class WrkResult:
 
 
 @dataclass
-class Figure:
-    """One of the issue's figures as `python -m bench` shows it, jobwire beside a named baseline. Each
-    benchmark writes its own under "headline" in its results JSON, judged as its own table judges."""
-
-    figure: str
-    jobwire: str
-    baseline: str
-    ratio: str
-    target: str
-    met: bool | None  # None: not judged at the sizes run (see `why`)
-    why: str = ""
-
-
-@dataclass
 class Run:
     target: str
     round: int
     result: WrkResult
 
 
-def note(message: str) -> None:
-    """Progress goes to stderr, so stdout carries only the table."""
-    print(message, file=sys.stderr, flush=True)
-
-
 # ---- setup and reset -------------------------------------------------------------------------
-
-
-def jobwire_command() -> str:
-    # next to this interpreter first, so `.venv/bin/python -m bench.submit` works unactivated
-    beside = Path(sys.executable).with_name("jobwire")
-    found = str(beside) if beside.exists() else shutil.which("jobwire")
-    if found is None:
-        raise SystemExit("the `jobwire` command was not found: activate the venv (. .venv/bin/activate)")
-    return found
-
-
-def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, **ENV, **(extra or {})}
-
-
-def migrate_and_key(env: dict[str, str], tenant: str) -> str:
-    """`jobwire migrate`, then a fresh API key for `tenant` (the last line `keys create` prints)."""
-    jobwire = jobwire_command()
-    subprocess.run([jobwire, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    created = subprocess.run(
-        [jobwire, "keys", "create", "--tenant", tenant],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    return created.stdout.strip().splitlines()[-1]
 
 
 def prepare() -> str:
@@ -175,13 +120,6 @@ async def reset_state() -> None:
 # ---- servers ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_server(target: str, port: int, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
     if target == "jobwire":
         command = [jobwire_command(), "api", "--port", str(port)]
@@ -196,32 +134,6 @@ def start_server(target: str, port: int, stderr: IO[bytes]) -> subprocess.Popen[
             DATABASE_URL,
         ]
     return subprocess.Popen(command, env=server_env(), stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
-
-
-def wait_until_answering(target: str, proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{target} server exited with code {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer, 404 included, means it is serving
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{target} server did not answer HTTP on port {port} within {READY_TIMEOUT_S:.0f} s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # ---- wrk -------------------------------------------------------------------------------------
@@ -389,31 +301,8 @@ def anomalies(combined: dict[str, WrkResult]) -> list[str]:
     ]
 
 
-def write_readme(table: str, section: str = "submit", readme: Path | None = None) -> None:
-    """Put `table` between the `<!-- bench:<section>:start/end -->` markers of `readme` (README)."""
-    readme = readme or README
-    start_marker, end_marker = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
-    text = readme.read_text() if readme.exists() else ""
-    start, end = text.find(start_marker), text.find(end_marker)
-    if start < 0 or end < start:
-        note(f"warning: {readme} has no {start_marker} ... {end_marker} markers; README left as it is")
-        return
-    before = text[: start + len(start_marker)]
-    readme.write_text(f"{before}\n{table}\n{text[end:]}")
-    note(f"updated the table in {readme}")
-
-
-def report_stderr(log_paths: dict[str, Path]) -> None:
-    for target, path in log_paths.items():
-        lines = path.read_text(errors="replace").splitlines()
-        if lines:
-            note(f"warning: {target} wrote {len(lines)} lines to stderr ({path}); the last ones:")
-            for line in lines[-5:]:
-                note(f"  {line}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.submit", description=__doc__.splitlines()[0])
+    parser = arguments("submit", __doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument(
@@ -422,12 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="rounds of ceiling, naive, jobwire interleaved; the median is reported",
     )
-    parser.add_argument(
-        "--write-readme",
-        action="store_true",
-        help="put the table between the bench:submit markers in README.md",
-    )
-    args = parser.parse_args(argv)
+    args = parse(parser, "submit", argv)
 
     wrk = require_wrk()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -456,24 +340,22 @@ def main(argv: list[str] | None = None) -> int:
     # the next run's reset does it instead
     asyncio.run(reset_state())
 
-    nproc = len(os.sched_getaffinity(0))  # what `nproc` prints: the CPUs this process may use
     combined = {t: combine([run.result for run in runs if run.target == t]) for t in TARGETS}
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    date = today()
     rounds = "1 round" if args.rounds == 1 else f"median of {args.rounds} rounds, errors summed"
     header = (
-        f"Submission throughput, {date}: nproc {nproc}, {args.connections} connections, "
+        f"Submission throughput, {date}: nproc {nproc()}, {args.connections} connections, "
         f"{args.duration} s per run ({rounds}), wrk -t{WRK_THREADS}"
     )
     table = render(combined, header)
     print(table)
 
     found = anomalies(combined)
-    for line in found:
-        note(f"warning: {line}")
+    warn(found)
     report_stderr(log_paths)
     payload: dict[str, Any] = {
         "date": date,
-        "nproc": nproc,
+        "nproc": nproc(),
         "connections": args.connections,
         "duration_s": args.duration,
         "rounds": args.rounds,
@@ -484,9 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         "combined": {t: asdict(r) for t, r in combined.items()},
         "runs": [asdict(run) for run in runs],
     }
-    (RESULTS / "submit.json").write_text(json.dumps(payload, indent=2) + "\n")
-    if args.write_readme:
-        write_readme(table)
+    save_results("submit", payload, args.write_readme, indent=2)
     return 0
 
 

@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -37,20 +35,30 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from bench.stream import Procs, cpu_seconds, fmt_ms, percentile, verdict
-from bench.submit import (
+from bench.harness import (
     DATABASE_URL,
     REDIS_URL,
     RESULTS,
     ROOT,
     Figure,
+    Procs,
+    arguments,
+    cpu_seconds,
+    fmt_ms,
     free_port,
     jobwire_command,
+    load_1m,
     note,
+    nproc,
+    parse,
+    percentile,
     report_stderr,
+    save_results,
     server_env,
+    today,
+    verdict,
     wait_until_answering,
-    write_readme,
+    warn,
 )
 from jobwire import db, jobstore
 from jobwire.config import Settings
@@ -115,10 +123,6 @@ def in_flight_to_one_receiver() -> int:
     """What one dispatcher keeps in flight to a single destination; the ceiling gets the same."""
     settings = Settings()
     return min(settings.webhook_concurrency, settings.webhook_endpoint_concurrency)
-
-
-def load_1m() -> float:
-    return os.getloadavg()[0]
 
 
 # ---- processes -------------------------------------------------------------------------------
@@ -485,17 +489,12 @@ async def run(args: argparse.Namespace, procs: Procs) -> tuple[list[Drain], Late
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__.splitlines()[0])
+    parser = arguments("webhooks", __doc__)
     parser.add_argument("--deliveries", type=int, default=20_000, help="backlog per throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds; the median is reported")
     parser.add_argument("--latency-jobs", type=int, default=500, help="completions timed for latency")
     parser.add_argument("--every-ms", type=float, default=10.0, help="between two timed completions")
-    parser.add_argument(
-        "--write-readme",
-        action="store_true",
-        help="put the table between the bench:webhooks markers in README.md",
-    )
-    args = parser.parse_args(argv)
+    args = parse(parser, "webhooks", argv)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     note("preparing database jobwire_bench_webhooks")
@@ -508,23 +507,21 @@ def main(argv: list[str] | None = None) -> int:
         procs.stop_all()
     note(f"done in {time.monotonic() - t0:.0f} s")
 
-    nproc = len(os.sched_getaffinity(0))
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    date = today()
     rounds = "1 round" if args.rounds == 1 else f"median of {args.rounds} rounds"
     header = (
-        f"Webhook delivery, {date}: nproc {nproc}, one `jobwire dispatcher` process to one local receiver "
+        f"Webhook delivery, {date}: nproc {nproc()}, one `jobwire dispatcher` process to one local receiver "
         f"(aiohttp, answers 200 at once), {rounds}"
     )
     table = render(header, drains, latency, in_flight)
     print(table)
 
     found = anomalies(drains, latency)
-    for line in found:
-        note(f"warning: {line}")
+    warn(found)
     report_stderr(procs.logs)
     payload: dict[str, Any] = {
         "date": date,
-        "nproc": nproc,
+        "nproc": nproc(),
         "deliveries": args.deliveries,
         "rounds": args.rounds,
         "in_flight": in_flight,
@@ -534,9 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         "drains": [asdict(d) for d in drains],
         "latency": asdict(latency),
     }
-    (RESULTS / "webhooks.json").write_text(json.dumps(payload, indent=1) + "\n")
-    if args.write_readme:
-        write_readme(table, "webhooks")
+    save_results("webhooks", payload, args.write_readme)
     return 0
 
 

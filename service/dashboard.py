@@ -1,8 +1,9 @@
 """GET /dashboard: the live dashboard, a static page (service/dashboard/) that signs in with an API
 key and reads everything else from /v1 (REST for snapshots, the WebSocket feed for live updates).
 
-Only files that exist in the folder, with a known extension, are served: the file name comes from a
-listing of the folder, never from joining the request path onto it, so there is no traversal."""
+Only files that exist in the folder or its subfolders (js/ holds the page's ES modules), with a known
+extension, are served: the file name comes from a listing of the folder, never from joining the
+request path onto it, so there is no traversal."""
 
 from __future__ import annotations
 
@@ -37,14 +38,19 @@ HEADERS = {
 
 
 def assets() -> dict[str, Path]:
-    """The servable files of the dashboard folder, by name."""
+    """The servable files of the dashboard folder and its subfolders, by path below it ("js/api.js")."""
     if not DIRECTORY.is_dir():
         return {}
-    return {
-        p.name: p
-        for p in DIRECTORY.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix in CONTENT_TYPES
-    }
+    found: dict[str, Path] = {}
+    for p in DIRECTORY.rglob("*"):
+        name = p.relative_to(DIRECTORY).as_posix()
+        if (
+            p.is_file()
+            and not any(part.startswith(".") for part in name.split("/"))
+            and p.suffix in CONTENT_TYPES
+        ):
+            found[name] = p
+    return found
 
 
 def _file(name: str) -> web.FileResponse:
@@ -68,6 +74,6 @@ async def index_slash(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect("/dashboard")
 
 
-@routes.get("/dashboard/{file}")
+@routes.get("/dashboard/{file:.+}")
 async def asset(request: web.Request) -> web.FileResponse:
     return _file(request.match_info["file"])

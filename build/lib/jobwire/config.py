@@ -1,0 +1,110 @@
+"""Settings, read once from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBWIRE_", env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/jobwire"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "jobwire"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    secret_key: str | None = None
+
+    webhook_allow_private: bool = False
+    webhook_backoff_base_s: float = Field(default=5, gt=0)
+    webhook_backoff_factor: float = Field(default=3, ge=1)
+    webhook_backoff_max_s: float = Field(default=21600, gt=0)
+    webhook_backoff_max_attempts: int = Field(default=10, ge=1)
+    # one attempt: a deadline for the whole exchange, and how much of the answer is read
+    webhook_timeout_s: float = Field(default=10, gt=0)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0)
+    # an endpoint failing without a single success for this long is disabled
+    webhook_disable_after_s: float = Field(default=24 * 3600, gt=0)
+    # after a secret rotation the old secret keeps signing beside the new one this long
+    webhook_secret_grace_s: float = Field(default=24 * 3600, ge=0)
+    # dispatcher: how long a claimed delivery stays leased (must outlast an attempt's deadline; a
+    # dispatcher killed mid-attempt leaves its deliveries due again after this), attempts in flight
+    # in one dispatcher, and at most this many of them to one endpoint (or one job URL's origin)
+    webhook_lease_s: float = Field(default=30, gt=0)
+    webhook_concurrency: int = Field(default=256, ge=1)
+    webhook_endpoint_concurrency: int = Field(default=32, ge=1)
+    # the longest the dispatcher sleeps without a notification (retries coming due wake it sooner)
+    webhook_poll_s: float = Field(default=5, gt=0)
+    sse_heartbeat_s: float = Field(default=15, gt=0)
+    # events queued for one SSE/WebSocket client before it counts as too slow and is closed
+    stream_queue_max: int = Field(default=2048, ge=16)
+    log_format: Literal["console", "json"] | None = None
+    log_level: str = "info"
+
+    # api
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # requests per second per API key, per api process (a token bucket of rate_limit_burst); 0: off
+    rate_limit_per_s: float = Field(default=1000, ge=0)
+    rate_limit_burst: int = Field(default=2000, ge=1)
+    # SSE streams and WebSockets open at once per API key (or per job token's tenant), per api process
+    max_streams_per_key: int = Field(default=1000, ge=1)
+    access_log: bool = True
+    db_pool_max: int = Field(default=10, ge=1)
+    stream_token_ttl_s: int = Field(default=3600, ge=60)
+    shutdown_timeout_s: float = Field(default=10, ge=0)
+
+    # worker
+    worker_concurrency: int = Field(default=10, ge=1)
+    # how often an idle worker reads the queue: the start latency of a job on an idle worker is
+    # about half of it (0.02 s: p50 near 10 ms, for ~2 % of a core and 50 reads a second per worker)
+    worker_poll_delay_s: float = Field(default=0.02, gt=0)
+    # how long a running job's ARQ lease lives without a heartbeat: a SIGKILLed worker's job runs
+    # again this long after the kill, whatever the job's own timeout
+    worker_lease_s: float = Field(default=15, ge=3)
+    worker_grace_s: int = Field(default=25, ge=0)
+    reconcile_interval_s: float = Field(default=5, gt=0)
+    progress_interval_s: float = Field(default=0.25, ge=0)
+    # extra modules that register job types, besides everything in workers/jobs/
+    job_modules: list[str] = Field(default_factory=list)
+    # jobs of one tenant running at once across all workers (0: no cap); a job over the cap stays
+    # pending and is tried again after tenant_cap_retry_s
+    tenant_max_running: int = Field(default=0, ge=0)
+    tenant_cap_retry_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_key_prefix(cls, value: str) -> str:
+        if not NAMESPACE_RE.match(value):
+            raise ValueError("must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError(
+                f"JOBWIRE_WEBHOOK_LEASE_S ({self.webhook_lease_s}) must be longer than "
+                f"JOBWIRE_WEBHOOK_TIMEOUT_S ({self.webhook_timeout_s})"
+            )
+        return self
+
+    @cached_property
+    def resolved_log_format(self) -> Literal["console", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+    def require_secret_key(self) -> str:
+        if not self.secret_key:
+            raise SystemExit(
+                "JOBWIRE_SECRET_KEY is not set: it signs stream tokens and must be the same on every api "
+                "process (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return self.secret_key

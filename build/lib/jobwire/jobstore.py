@@ -1,0 +1,542 @@
+"""Every SQL statement about jobs and their events.
+
+A change of a job is one statement: it updates the row only if the job is in the state the caller
+expects (so a re-run or a stale worker can never move a finished job), bumps `last_seq`, and inserts
+the matching `job_events` row with that seq. The row lock taken by the UPDATE makes the per-job
+sequence gapless under any concurrency, and the event commits with the change or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from jobwire.models import EventType, iso
+
+Row = asyncpg.Record
+# anything that runs a statement: a pool (autocommit) or a connection (inside a transaction)
+Conn: TypeAlias = "asyncpg.Pool[Row] | asyncpg.Connection[Row] | asyncpg.pool.PoolConnectionProxy[Row]"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: UUID
+    tenant: str
+    type: str
+    params: dict[str, Any]
+    priority: str
+    max_attempts: int
+    webhook_url: str | None
+
+
+_EVENT_DATA = {EventType.COMPLETED: "result", EventType.FAILED: "error", EventType.RETRYING: "error"}
+
+
+# the webhook event type each job event is delivered as (job events missing here are not delivered)
+WEBHOOK_EVENT = {
+    EventType.STARTED: "job.started",
+    EventType.PROGRESS: "job.progress",
+    EventType.COMPLETED: "job.completed",
+    EventType.FAILED: "job.failed",
+    EventType.CANCELLED: "job.cancelled",
+}
+
+
+_TERMINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+
+
+def _outbox(event: EventType) -> str:
+    """The deliveries an event owes, inserted by the same statement as the change (transactional
+    outbox): one per registered endpoint of the tenant that asked for this type and, for terminal
+    events, one to the job's own webhook_url."""
+    webhook_event = WEBHOOK_EVENT.get(event)
+    if webhook_event is None:
+        return ""
+    own_url = ""
+    if event in _TERMINAL_EVENTS:
+        own_url = f"""
+    SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, NULL::uuid, j.webhook_url,
+           'url:' || substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+           '{webhook_event}', to_jsonb(j)
+    FROM j WHERE j.webhook_url IS NOT NULL
+    UNION ALL"""
+    return f""", w AS (
+    INSERT INTO deliveries (id, tenant, job_id, seq, endpoint_id, url, destination, event_type, job){own_url}
+    SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, ep.id, ep.url, 'endpoint:' || ep.id,
+           '{webhook_event}', to_jsonb(j)
+    FROM j JOIN webhook_endpoints ep
+      ON ep.tenant = j.tenant AND ep.disabled_at IS NULL AND '{webhook_event}' = ANY(ep.events)
+)"""
+
+
+def _transition(event: EventType, set_sql: str, where_sql: str, *, batch: str | None = None) -> str:
+    """One job's change (its id is $1), or with `batch` (a FROM item yielding `b_id` and the other
+    inputs as b_* columns) the same change to many jobs in one statement and one commit."""
+    data = _EVENT_DATA.get(event, "NULL::jsonb")
+    target = "WHERE id = $1" if batch is None else f"FROM {batch} WHERE id = b_id"
+    return f"""
+WITH j AS (
+    UPDATE jobs SET {set_sql}, last_seq = last_seq + 1, updated_at = now()
+    {target} AND ({where_sql})
+    RETURNING jobs.*
+), e AS (
+    INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
+    SELECT id, last_seq, '{event.value}', status, progress, message, {data}, updated_at FROM j
+){_outbox(event)}
+SELECT * FROM j"""
+
+
+_INSERT_JOB = """
+WITH j AS (
+    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+    RETURNING *
+), e AS (
+    INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
+    SELECT id, 1, 'created', status, progress, message, NULL, created_at FROM j
+)
+SELECT * FROM j"""
+
+# worker side: $2 is always the attempt number the caller is running, so a superseded run
+# (its lease expired and another worker took the job over) changes nothing
+_START = _transition(
+    EventType.STARTED,
+    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
+    "status = 'pending' AND NOT cancel_requested AND attempts = $2",
+)
+# the common case, tried before reading the job at all: a pending job starts (the status guard
+# alone makes the start exclusive)
+_START_PENDING = _transition(
+    EventType.STARTED,
+    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
+    "status = 'pending' AND NOT cancel_requested",
+)
+# the group-committed forms the worker uses for the jobs it runs concurrently: inputs are arrays
+# sorted by job id, so two batches that share rows lock them in the same order
+_START_PENDING_MANY = _transition(
+    EventType.STARTED,
+    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
+    "status = 'pending' AND NOT cancel_requested",
+    batch="unnest($1::uuid[]) AS b(b_id)",
+)
+_COMPLETE_MANY = _transition(
+    EventType.COMPLETED,
+    "status = 'completed', progress = 100, result = b_result::jsonb, error = NULL, finished_at = now()",
+    "status = 'running' AND attempts = b_attempt",
+    # results travel as JSON text: asyncpg would read a list inside a jsonb[] as another dimension
+    batch="unnest($1::uuid[], $2::int[], $3::text[]) AS b(b_id, b_attempt, b_result)",
+)
+_PROGRESS = _transition(
+    EventType.PROGRESS,
+    "progress = GREATEST(progress, $3), message = $4",
+    "status = 'running' AND attempts = $2",
+)
+_COMPLETE = _transition(
+    EventType.COMPLETED,
+    "status = 'completed', progress = 100, result = $3, error = NULL, finished_at = now()",
+    "status = 'running' AND attempts = $2",
+)
+_FAIL = _transition(
+    EventType.FAILED,
+    "status = 'failed', error = $3, finished_at = now()",
+    "status = 'running' AND attempts = $2",
+)
+_SCHEDULE_RETRY = _transition(
+    EventType.RETRYING,
+    "status = 'pending', error = $3",
+    "status = 'running' AND attempts = $2",
+)
+# a graceful worker shutdown hands the job back without spending an attempt on it
+_RELEASE = _transition(
+    EventType.RETRYING,
+    "status = 'pending', error = $3, attempts = attempts - 1",
+    "status = 'running' AND attempts = $2",
+)
+_CANCELLED_BY_WORKER = _transition(
+    EventType.CANCELLED,
+    "status = 'cancelled', finished_at = now()",
+    "status = 'running' AND attempts = $2",
+)
+# api side
+_CANCEL_PENDING = _transition(
+    EventType.CANCELLED,
+    "status = 'cancelled', finished_at = now()",
+    "status = 'pending' AND ($2::text IS NULL OR tenant = $2)",
+)
+_RETRY = _transition(
+    EventType.RETRYING,
+    "status = 'pending', attempts = 0, progress = 0, message = NULL, result = NULL, started_at = NULL,"
+    " finished_at = NULL, cancel_requested = false",
+    "status IN ('failed', 'cancelled') AND ($2::text IS NULL OR tenant = $2)",
+)
+
+
+async def insert_job(conn: Conn, job: NewJob) -> Row:
+    row = await conn.fetchrow(
+        _INSERT_JOB,
+        job.id,
+        job.tenant,
+        job.type,
+        job.params,
+        job.priority,
+        job.max_attempts,
+        job.webhook_url,
+    )
+    assert row is not None  # an INSERT ... RETURNING returns its row
+    return row
+
+
+async def get_job(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    """The job, or None when it does not exist or belongs to another tenant (tenant None: any)."""
+    if tenant is None:
+        return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+    return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1 AND tenant = $2", job_id, tenant)
+
+
+# ---- listing ---------------------------------------------------------------------------------
+
+
+def encode_cursor(row: Row) -> str:
+    raw = orjson.dumps([row["created_at"].isoformat(), str(row["id"])])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """Raises ValueError for anything that is not a cursor this API issued."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = orjson.loads(raw)
+        return datetime.fromisoformat(created_at), UUID(job_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise ValueError("not a cursor returned by this API") from exc
+
+
+async def list_jobs(
+    conn: Conn,
+    *,
+    tenant: str | None,
+    statuses: Sequence[str] | None,
+    type_: str | None,
+    limit: int,
+    after: tuple[datetime, UUID] | None,
+) -> list[Row]:
+    """Newest first, keyset-paginated on (created_at, id): rows inserted while a client pages never
+    shift the pages it has not read yet."""
+    where: list[str] = []
+    args: list[Any] = []
+    if tenant is not None:
+        args.append(tenant)
+        where.append(f"tenant = ${len(args)}")
+    if statuses:
+        args.append(list(statuses))
+        where.append(f"status = ANY(${len(args)}::text[])")
+    if type_ is not None:
+        args.append(type_)
+        where.append(f"type = ${len(args)}")
+    if after is not None:
+        args.extend(after)
+        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    sql = "SELECT * FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}"
+    return list(await conn.fetch(sql, *args))
+
+
+# ---- transitions, api side -------------------------------------------------------------------
+
+
+async def cancel_pending(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    return await conn.fetchrow(_CANCEL_PENDING, job_id, tenant)
+
+
+async def request_cancel(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    """Flag a running job for cancellation; its worker interrupts it within a second or so."""
+    return await conn.fetchrow(
+        "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND status = 'running'"
+        " AND ($2::text IS NULL OR tenant = $2) RETURNING *",
+        job_id,
+        tenant,
+    )
+
+
+async def retry(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
+    return await conn.fetchrow(_RETRY, job_id, tenant)
+
+
+# ---- transitions, worker side ----------------------------------------------------------------
+
+
+async def start(conn: Conn, job_id: UUID, attempts_before: int) -> Row | None:
+    return await conn.fetchrow(_START, job_id, attempts_before)
+
+
+async def start_pending(conn: Conn, job_id: UUID) -> Row | None:
+    """Start a pending job whatever its attempt count; None when it is not pending."""
+    return await conn.fetchrow(_START_PENDING, job_id)
+
+
+async def start_pending_many(conn: Conn, job_ids: Sequence[UUID]) -> dict[UUID, Row]:
+    """`start_pending` for many jobs in one statement: the rows of those that started."""
+    rows = await conn.fetch(_START_PENDING_MANY, sorted(job_ids))
+    return {r["id"]: r for r in rows}
+
+
+async def start_within_cap(
+    pool: asyncpg.Pool[Row], job_id: UUID, attempts_before: int, tenant: str, cap: int
+) -> tuple[bool, Row | None]:
+    """Start the job unless its tenant already has `cap` running: (False, None) when over the cap.
+
+    Starts of one tenant take turns on a transaction-scoped advisory lock, and count the running
+    jobs in a statement that begins after the lock is held, so two workers cannot both see room
+    for one more."""
+    async with pool.acquire() as c, c.transaction():
+        await c.execute("SELECT pg_advisory_xact_lock(hashtextextended('jobwire.running:' || $1, 0))", tenant)
+        running = await c.fetchval(
+            "SELECT count(*) FROM jobs WHERE tenant = $1 AND status = 'running'", tenant
+        )
+        if running >= cap:
+            return False, None
+        return True, await c.fetchrow(_START, job_id, attempts_before)
+
+
+async def progress(conn: Conn, job_id: UUID, attempt: int, pct: float, message: str | None) -> Row | None:
+    return await conn.fetchrow(_PROGRESS, job_id, attempt, pct, message)
+
+
+async def complete(conn: Conn, job_id: UUID, attempt: int, result: Any) -> Row | None:
+    return await conn.fetchrow(_COMPLETE, job_id, attempt, result)
+
+
+async def complete_many(conn: Conn, done: Sequence[tuple[UUID, int, Any]]) -> dict[UUID, Row]:
+    """`complete` for many (job id, attempt, result) in one statement: the rows that changed."""
+    ordered = sorted(done, key=lambda d: d[0])
+    results = [None if d[2] is None else orjson.dumps(d[2]).decode() for d in ordered]
+    rows = await conn.fetch(_COMPLETE_MANY, [d[0] for d in ordered], [d[1] for d in ordered], results)
+    return {r["id"]: r for r in rows}
+
+
+async def fail(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
+    return await conn.fetchrow(_FAIL, job_id, attempt, error)
+
+
+async def schedule_retry(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
+    return await conn.fetchrow(_SCHEDULE_RETRY, job_id, attempt, error)
+
+
+async def release(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
+    return await conn.fetchrow(_RELEASE, job_id, attempt, error)
+
+
+async def cancelled_by_worker(conn: Conn, job_id: UUID, attempt: int) -> Row | None:
+    return await conn.fetchrow(_CANCELLED_BY_WORKER, job_id, attempt)
+
+
+async def cancel_requested_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND cancel_requested AND status = 'running'",
+        list(job_ids),
+    )
+    return [r["id"] for r in rows]
+
+
+# ---- reconciliation --------------------------------------------------------------------------
+
+
+async def unfinished_page(conn: Conn, *, after: UUID | None, older_than_s: float, limit: int) -> list[Row]:
+    """Unfinished jobs not touched for `older_than_s`, in id order from `after` (a rotating scan)."""
+    return list(
+        await conn.fetch(
+            "SELECT id, priority, created_at FROM jobs"
+            " WHERE status IN ('pending', 'running') AND ($1::uuid IS NULL OR id > $1)"
+            " AND updated_at < now() - make_interval(secs => $2) ORDER BY id LIMIT $3",
+            after,
+            older_than_s,
+            limit,
+        )
+    )
+
+
+async def unfinished_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'running')", list(job_ids)
+    )
+    return [r["id"] for r in rows]
+
+
+# ---- events ----------------------------------------------------------------------------------
+
+
+def event_of(row: Row, event: EventType) -> dict[str, Any]:
+    """The payload of the event a transition just wrote, from the job row it returned (the event row
+    holds the same values: same statement, same snapshot)."""
+    payload: dict[str, Any] = {
+        "job_id": str(row["id"]),
+        "seq": row["last_seq"],
+        "type": event.value,
+        "status": row["status"],
+        "progress": float(row["progress"]),
+        "message": row["message"],
+        "at": iso(row["updated_at"]),
+    }
+    if event == EventType.COMPLETED:
+        payload["result"] = row["result"]
+    elif event in (EventType.FAILED, EventType.RETRYING):
+        payload["error"] = row["error"]
+    return payload
+
+
+def run_duration_s(row: Row) -> float | None:
+    """How long a finished job's last run took (None when it never started)."""
+    if row["started_at"] and row["finished_at"]:
+        return float((row["finished_at"] - row["started_at"]).total_seconds())
+    return None
+
+
+def message_of(row: Row, event: EventType) -> dict[str, Any]:
+    """What goes on the pub/sub channel: the public event and, for routing, the job's tenant."""
+    return {"tenant": row["tenant"], "event": event_of(row, event)}
+
+
+async def events_after_many(conn: Conn, cursors: dict[UUID, int]) -> list[Row]:
+    """Events of several jobs, each after its own seq, in commit-time order."""
+    if not cursors:
+        return []
+    return list(
+        await conn.fetch(
+            "SELECT e.* FROM job_events e JOIN unnest($1::uuid[], $2::int[]) AS c(job_id, after)"
+            " ON e.job_id = c.job_id AND e.seq > c.after"
+            " ORDER BY e.at, e.job_id, e.seq",
+            list(cursors),
+            list(cursors.values()),
+        )
+    )
+
+
+async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> list[Row]:
+    return list(
+        await conn.fetch(
+            "SELECT * FROM jobs WHERE id = ANY($1::uuid[]) AND ($2::text IS NULL OR tenant = $2)",
+            list(job_ids),
+            tenant,
+        )
+    )
+
+
+_INSERT_JOBS = """
+WITH j AS (
+    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq)
+    SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])
+         AS t(id, tenant, type, params, priority, max_attempts, webhook_url)
+    RETURNING *
+), e AS (
+    INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
+    SELECT id, 1, 'created', status, progress, message, NULL, created_at FROM j
+)
+SELECT * FROM j"""
+
+
+async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
+    """Insert many jobs (and their `created` events) in one statement: one commit for all."""
+    rows = await conn.fetch(
+        _INSERT_JOBS,
+        [j.id for j in jobs],
+        [j.tenant for j in jobs],
+        [j.type for j in jobs],
+        [j.params for j in jobs],
+        [j.priority for j in jobs],
+        [j.max_attempts for j in jobs],
+        [j.webhook_url for j in jobs],
+    )
+    return {r["id"]: r for r in rows}
+
+
+# ---- idempotency keys ------------------------------------------------------------------------------
+
+# A repeat of a key replays its job for this long (API.md); older keys are reused, then deleted.
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+async def claim_idempotency_key(
+    conn: Conn, tenant: str, key: str, request_hash: bytes, job_id: UUID, status_code: int | None
+) -> bool:
+    """Record `key` for a new job, in the job's transaction; False when the key is taken (a
+    concurrent holder blocks this until it commits). A key past its TTL is taken over."""
+    claimed = await conn.fetchval(
+        """
+        INSERT INTO idempotency_keys (tenant, key, request_hash, job_id, status_code)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (tenant, key) DO UPDATE
+            SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id,
+                status_code = EXCLUDED.status_code, created_at = now()
+            WHERE idempotency_keys.created_at < now() - make_interval(secs => $6)
+        RETURNING true""",
+        tenant,
+        key,
+        request_hash,
+        job_id,
+        status_code,
+        IDEMPOTENCY_TTL_S,
+    )
+    return bool(claimed)
+
+
+async def get_idempotency_key(conn: Conn, tenant: str, key: str) -> Row | None:
+    """The first use of a key: its request hash, job, answer status (None while unknown) and age."""
+    return await conn.fetchrow(
+        "SELECT request_hash, job_id, status_code, now() - created_at AS age"
+        " FROM idempotency_keys WHERE tenant = $1 AND key = $2",
+        tenant,
+        key,
+    )
+
+
+async def set_idempotent_status(conn: Conn, tenant: str, key: str, status_code: int) -> None:
+    """The status the first request was answered with, once known (after a `Prefer: wait`)."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET status_code = $3 WHERE tenant = $1 AND key = $2",
+        tenant,
+        key,
+        status_code,
+    )
+
+
+async def delete_expired_idempotency_keys(conn: Conn) -> None:
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+        IDEMPOTENCY_TTL_S,
+    )
+
+
+# ---- statistics ------------------------------------------------------------------------------------
+
+
+async def queue_counts(conn: Conn, tenant: str | None) -> Row:
+    """Pending jobs per priority, running jobs, and jobs completed and failed in the last minute, of
+    one tenant or of all (None)."""
+    row = await conn.fetchrow(
+        """
+        SELECT
+          count(*) FILTER (WHERE status = 'pending' AND priority = 'normal') AS normal,
+          count(*) FILTER (WHERE status = 'pending' AND priority = 'high')   AS high,
+          count(*) FILTER (WHERE status = 'running')                         AS running,
+          (SELECT count(*) FROM jobs WHERE status = 'completed'
+             AND finished_at > now() - interval '1 minute' AND ($1::text IS NULL OR tenant = $1))
+            AS completed,
+          (SELECT count(*) FROM jobs WHERE status = 'failed'
+             AND finished_at > now() - interval '1 minute' AND ($1::text IS NULL OR tenant = $1))
+            AS failed
+        FROM jobs WHERE status IN ('pending', 'running') AND ($1::text IS NULL OR tenant = $1)""",
+        tenant,
+    )
+    assert row is not None  # an aggregate always answers one row
+    return row

@@ -1,0 +1,49 @@
+"""Short-lived, job-scoped stream tokens for `events_url` (browsers cannot set an Authorization
+header on EventSource or WebSocket)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class StreamTokens:
+    def __init__(self, secret: str, ttl_s: int) -> None:
+        self._key = hashlib.sha256(b"jobwire stream token\0" + secret.encode()).digest()
+        self._ttl_s = ttl_s
+
+    def _sign(self, payload: bytes) -> bytes:
+        # hmac.digest is the one-call C path: a token is issued with every job representation
+        return hmac.digest(self._key, payload, "sha256")[:18]
+
+    def issue(self, job_id: str, tenant: str, now: float | None = None) -> str:
+        # Expiry rounded up to a whole TTL window: the token, and with it the job representation,
+        # stays byte-identical within a window, which keeps responses cacheable.
+        now = time.time() if now is None else now
+        expires = (int(now) // self._ttl_s + 2) * self._ttl_s
+        payload = f"{job_id}|{tenant}|{expires}".encode()
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def verify(self, token: str, now: float | None = None) -> tuple[str, str] | None:
+        """The (job_id, tenant) a valid, unexpired token grants, else None."""
+        try:
+            payload_b64, sig_b64 = token.split(".", 1)
+            payload, sig = _unb64(payload_b64), _unb64(sig_b64)
+            if not hmac.compare_digest(sig, self._sign(payload)):
+                return None
+            job_id, tenant, expires = payload.decode().split("|")
+            if int(expires) < (time.time() if now is None else now):
+                return None
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return job_id, tenant

@@ -1,0 +1,129 @@
+"""create_app(): the aiohttp application with its pools and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from jobwire.config import Settings
+from jobwire.db import create_pool
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.redis_client import create_redis
+from jobwire.registry import Registry, load_job_types
+from jobwire.tokens import StreamTokens
+from service import dashboard, health, jobs, metrics, openapi, sse, webhooks, ws
+from service.auth import KEY_CACHE, KeyCache, auth_middleware
+from service.http import reject_nul_middleware
+from service.hub import EventHub
+from service.limits import RateLimiter, StreamLimiter
+from service.problems import Handler, problem_middleware
+from service.state import (
+    DB,
+    HUB,
+    KEYS,
+    PRINCIPAL,
+    RATE_LIMITER,
+    REDIS,
+    REGISTRY,
+    SETTINGS,
+    STATS,
+    STREAM_LIMITER,
+    SUBMITTER,
+    TOKENS,
+)
+from service.stats import QueueStats
+from service.submitter import Submitter
+
+log = get_logger("jobwire.api")
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request metrics, and the access log line when JOBWIRE_ACCESS_LOG is on."""
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - t0
+        counter, histogram = metrics.request_series(request.method, _route(request), status)
+        counter.inc()
+        histogram.observe(elapsed)
+        if request.app[SETTINGS].access_log:
+            principal = request.get(PRINCIPAL)
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                tenant=principal.tenant if principal else None,
+            )
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DB] = await create_pool(settings.database_url, max_size=settings.db_pool_max)
+    app[REDIS] = create_redis(settings.redis_url)
+    app[STATS] = QueueStats(app[DB])
+    app[SUBMITTER] = Submitter(app[DB], app[REDIS], app[KEYS])
+    app[HUB] = EventHub(settings.redis_url, app[KEYS])
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(app[HUB].run()),
+        loop.create_task(app[HUB].sweep()),
+        loop.create_task(app[SUBMITTER].run()),
+    ]
+    log.info("api ready", namespace=settings.namespace)
+    yield
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await app[REDIS].aclose()
+    await app[DB].close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    # runs when the server stops accepting, before it waits for handlers: streams end at once
+    # (clients reconnect to another api with Last-Event-ID) instead of holding the shutdown
+    app[HUB].close_all()
+
+
+def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[observe_middleware, problem_middleware, reject_nul_middleware, auth_middleware],
+    )
+    app[SETTINGS] = settings
+    app[KEYS] = Keys(settings.namespace)
+    app[REGISTRY] = registry or load_job_types(settings.job_modules)
+    app[TOKENS] = StreamTokens(settings.require_secret_key(), settings.stream_token_ttl_s)
+    app[KEY_CACHE] = KeyCache()
+    app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app[STREAM_LIMITER] = StreamLimiter(settings.max_streams_per_key)
+    app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_end_streams)
+    app.add_routes(health.routes)
+    app.add_routes(jobs.routes)
+    app.add_routes(sse.routes)
+    app.add_routes(ws.routes)
+    app.add_routes(webhooks.routes)
+    app.add_routes(openapi.routes)
+    app.add_routes(dashboard.routes)
+    return app

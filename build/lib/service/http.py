@@ -1,0 +1,129 @@
+"""Request parsing and response helpers shared by the route modules."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from jobwire import jobstore
+from service.problems import Handler, Problem
+
+JSON = "application/json"
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The parsed JSON body, or the right problem: 415 (not JSON), 413 (too large), 400 (malformed)."""
+    ctype = request.content_type
+    if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
+        raise Problem(
+            415,
+            f"send the body as {JSON} (got {request.headers.get('Content-Type') or 'no Content-Type'})",
+            slug="unsupported-media-type",
+        )
+    length = request.content_length
+    if length is not None and length > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=length)
+    body = await request.read()  # aiohttp raises 413 past client_max_size when no length was sent
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}", slug="malformed-json") from None
+    # PostgreSQL stores no NUL character in text or jsonb; the byte search keeps the walk off the
+    # hot path
+    if b"\\u0000" in body and _has_nul(parsed):
+        raise _nul_problem("body")
+    return parsed
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _nul_problem(where: str) -> Problem:
+    return Problem(
+        422,
+        f"the {where} contains a NUL character (\\u0000), which jobwire cannot store",
+        slug="validation",
+        errors=[{"loc": [where], "msg": "NUL characters are not allowed", "type": "nul_character"}],
+    )
+
+
+@web.middleware
+async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A NUL in a query parameter would reach PostgreSQL (a filter, a tenant name) and fail there."""
+    if "%00" in request.rel_url.raw_query_string:
+        raise _nul_problem("query")
+    return await handler(request)
+
+
+def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise Problem(
+            422,
+            f"query parameter {name!r} must be an integer from {lo} to {hi}",
+            slug="validation",
+            errors=[
+                {"loc": ["query", name], "msg": f"must be an integer from {lo} to {hi}", "type": "range"}
+            ],
+        )
+    return value
+
+
+def query_cursor(request: web.Request) -> tuple[datetime, UUID] | None:
+    """The keyset position of the `cursor` query parameter (one this API issued), or None."""
+    cursor = request.query.get("cursor")
+    if not cursor:
+        return None
+    try:
+        return jobstore.decode_cursor(cursor)
+    except ValueError:
+        raise Problem(
+            422,
+            "cursor is not one returned by this API",
+            slug="validation",
+            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor"}],
+        ) from None
+
+
+_WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+
+
+def prefer_wait(request: web.Request, limit: int) -> int | None:
+    """The `wait` preference of a `Prefer` header (RFC 7240), capped at `limit` seconds."""
+    header = request.headers.get("Prefer")
+    if not header:
+        return None
+    match = _WAIT_RE.search(header)
+    if match is None:
+        return None
+    return min(int(match.group(1)), limit)
+
+
+def if_none_match(request: web.Request) -> list[str]:
+    """The entity tags of If-None-Match, compared weakly (RFC 9110 §13.1.2): W/ prefixes dropped."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return []
+    return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]

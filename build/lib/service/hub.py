@@ -1,0 +1,320 @@
+"""The fan-out hub: one Redis pub/sub connection per api process, demultiplexed to in-process
+subscribers by job, by tenant, or to everything (an admin's dashboard).
+
+Each subscriber (an SSE stream, a WebSocket, a long-poll) owns a bounded queue. When a client falls
+behind, its queued progress events are coalesced per job (the newest replaces the older one still
+waiting); terminal events are never dropped; a client that stays over the hard bound is marked
+overflowed and its stream closes it (it reconnects and replays from PostgreSQL).
+
+A subscriber registers *before* it reads the backlog from PostgreSQL, so an event committed in
+between is never missed (the stream drops what it already sent by seq). Pub/sub is not durable: when
+the connection drops and comes back, every subscriber gets a resync marker and re-reads what it
+missed from job_events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.redis_client import create_redis
+from service import metrics
+
+log = get_logger("jobwire.hub")
+
+SOFT_LIMIT = 64  # queued events above which progress coalesces per job
+HARD_LIMIT = 2048  # queued events above which the client is too slow and gets closed
+
+
+class Item:
+    """One queued event (or, with `event` None, a resync marker). `raw` is the event's JSON and
+    `frame` its SSE frame as a one-job stream sends it (its id is the event's seq), both encoded once
+    by the hub and shared by every subscriber it goes to."""
+
+    __slots__ = ("event", "frame", "raw", "tenant")
+
+    def __init__(
+        self,
+        tenant: str | None,
+        event: dict[str, Any] | None,
+        raw: bytes | None = None,
+        frame: bytes | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.event = event
+        self.raw = raw
+        self.frame = frame
+
+
+def sse_frame(event: dict[str, Any], event_id: str, raw: bytes | None = None) -> bytes:
+    """An event as an SSE frame; `raw`: its JSON, when already encoded."""
+    data = raw if raw is not None else orjson.dumps(event)
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event["type"].encode(), data)
+
+
+RESYNC = Item(None, None)
+HEARTBEAT = Item(None, None)  # pushed by the hub's sweep to an idle stream: time for a keepalive
+
+
+class Subscriber:
+    def __init__(self, *, soft_limit: int = SOFT_LIMIT, hard_limit: int = HARD_LIMIT) -> None:
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.overflowed = False
+        self.closed = False  # the stream must end: the api is shutting down, or the client left
+        # the client's connection, for subscribers whose stream cannot notice a departure by itself
+        # (SSE): the hub checks them all in one sweep instead of each stream polling
+        self.transport: asyncio.BaseTransport | None = None
+        # set by streams that want keepalives: the sweep pushes HEARTBEAT after this much silence,
+        # so no stream needs a timer of its own
+        self.heartbeat_s: float | None = None
+        self.last_write = time.monotonic()
+        self._items: deque[Item] = deque()
+        # the newest queued item of each job: a progress item there may be replaced in place
+        self._last_of_job: dict[str, Item] = {}
+        # the consumer waiting in get(), if any: a bare future costs less than an asyncio.Event,
+        # and with thousands of subscribers per event that adds up
+        self._waiter: asyncio.Future[None] | None = None
+        # what the hub routes to this subscriber (kept here so that detaching is exact)
+        self.jobs: set[str] = set()
+        self.tenants: set[str] = set()
+        self.firehose = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(
+        self, tenant: str | None, event: dict[str, Any], raw: bytes | None = None, frame: bytes | None = None
+    ) -> None:
+        if self.overflowed:
+            return
+        job_id = event["job_id"]
+        if event["type"] == "progress" and len(self._items) >= self.soft_limit:
+            last = self._last_of_job.get(job_id)
+            if last is not None and last.event is not None and last.event["type"] == "progress":
+                last.event, last.tenant, last.raw, last.frame = event, tenant, raw, frame
+                return
+        if len(self._items) >= self.hard_limit:
+            self.overflowed = True
+            self._items.clear()
+            self._last_of_job.clear()
+            self._wake()
+            return
+        item = Item(tenant, event, raw, frame)
+        self._items.append(item)
+        self._last_of_job[job_id] = item
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def heartbeat(self) -> None:
+        self._items.append(HEARTBEAT)
+        self._wake()
+
+    def resync(self) -> None:
+        if not self._items or self._items[-1] is not RESYNC:
+            self._items.append(RESYNC)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self, timeout: float | None) -> Item | None:
+        """The next item, or None after `timeout` seconds (at once when overflowed or closed)."""
+        if self.closed:
+            return None
+        items = self._items
+        while not items:
+            if self.overflowed or self.closed:
+                return None
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                if timeout is None:
+                    await waiter
+                    continue
+                try:
+                    # asyncio.timeout, not wait_for: no extra task per wait
+                    async with asyncio.timeout(timeout):
+                        await waiter
+                except TimeoutError:
+                    return None
+            finally:
+                self._waiter = None
+        item = items.popleft()
+        event = item.event
+        if event is not None:
+            job_id = event["job_id"]
+            if self._last_of_job.get(job_id) is item:
+                del self._last_of_job[job_id]
+        return item
+
+    def drain(self) -> list[Item]:
+        items = list(self._items)
+        self._items.clear()
+        self._last_of_job.clear()
+        return items
+
+
+class EventHub:
+    def __init__(self, redis_url: str, keys: Keys) -> None:
+        self.redis_url = redis_url
+        self.keys = keys
+        self._by_job: dict[str, set[Subscriber]] = {}
+        self._by_tenant: dict[str, set[Subscriber]] = {}
+        self._firehose: set[Subscriber] = set()
+        self.connected = asyncio.Event()
+        self.closing = False
+
+    # ---- routing -------------------------------------------------------------------------------
+
+    def add_jobs(self, sub: Subscriber, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self._by_job.setdefault(job_id, set()).add(sub)
+            sub.jobs.add(job_id)
+
+    def remove_jobs(self, sub: Subscriber, job_ids: Iterable[str]) -> None:
+        for job_id in list(job_ids):
+            subs = self._by_job.get(job_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_job[job_id]
+            sub.jobs.discard(job_id)
+
+    def add_tenant(self, sub: Subscriber, tenant: str | None) -> None:
+        """Every event of `tenant`; None: every event of every tenant."""
+        if tenant is None:
+            self._firehose.add(sub)
+            sub.firehose = True
+        else:
+            self._by_tenant.setdefault(tenant, set()).add(sub)
+            sub.tenants.add(tenant)
+
+    def remove_tenants(self, sub: Subscriber) -> None:
+        self._firehose.discard(sub)
+        sub.firehose = False
+        for tenant in list(sub.tenants):
+            subs = self._by_tenant.get(tenant)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_tenant[tenant]
+        sub.tenants.clear()
+
+    def detach(self, sub: Subscriber) -> None:
+        self.remove_jobs(sub, sub.jobs)
+        self.remove_tenants(sub)
+
+    @contextlib.contextmanager
+    def subscription(
+        self, sub: Subscriber | None = None, *, jobs: Iterable[str] = ()
+    ) -> Iterator[Subscriber]:
+        sub = sub or Subscriber()
+        self.add_jobs(sub, jobs)
+        try:
+            yield sub
+        finally:
+            self.detach(sub)
+
+    def close_all(self) -> None:
+        """Shutdown: every stream ends now (clients reconnect to another api with Last-Event-ID)."""
+        self.closing = True
+        for sub in self._all_subscribers():
+            sub.close()
+
+    def _all_subscribers(self) -> set[Subscriber]:
+        subs: set[Subscriber] = set(self._firehose)
+        for group in (*self._by_job.values(), *self._by_tenant.values()):
+            subs |= group
+        return subs
+
+    def subscriber_count(self) -> int:
+        return len(self._all_subscribers())
+
+    # ---- delivery ------------------------------------------------------------------------------
+
+    def dispatch(self, raw: bytes) -> None:
+        """Route one pub/sub payload: a message `{"tenant", "event"}`, or a list of them."""
+        if not (self._by_job or self._by_tenant or self._firehose):
+            return  # nobody listens here (an api that only takes submissions): skip the parsing
+        try:
+            decoded = orjson.loads(raw)
+            messages = decoded if isinstance(decoded, list) else [decoded]
+            routed = [(m["tenant"], m["event"], m["event"]["job_id"]) for m in messages]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignoring a malformed event message")
+            return
+        for tenant, event, job_id in routed:
+            metrics.HUB_EVENTS.inc()
+            followers = self._by_job.get(job_id, set())
+            targets = followers | self._by_tenant.get(tenant, set()) | self._firehose
+            if targets:
+                # once, however many clients it goes to; copied to its own size, because orjson
+                # hands back a buffer of about 4 KiB however small the event, and a slow client's
+                # queue can hold thousands of these
+                raw = bytes(memoryview(orjson.dumps(event)))
+                # the SSE frame only when a stream follows this job (feeds never send it)
+                frame = sse_frame(event, str(event["seq"]), raw) if followers else None
+                for sub in targets:
+                    sub.push(tenant, event, raw, frame)
+
+    async def sweep(self, interval_s: float = 1.0) -> None:
+        """Once a second, for every subscriber at once: close those whose client has gone (a stream
+        blocked waiting for events would otherwise hold a dead client until its next write), and
+        wake idle ones that are due a heartbeat. One loop here costs far less than a timer per
+        stream when an api holds thousands of them."""
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            for sub in self._all_subscribers():
+                transport = sub.transport
+                if transport is not None and transport.is_closing():
+                    sub.close()
+                elif sub.heartbeat_s is not None and now - sub.last_write >= sub.heartbeat_s and not sub:
+                    sub.heartbeat()
+
+    def _resync_all(self) -> None:
+        for sub in self._all_subscribers():
+            sub.resync()
+
+    async def run(self) -> None:
+        """Subscribe, dispatch, and reconnect with backoff for as long as the process runs."""
+        delay = 0.1
+        while True:
+            redis: Redis = create_redis(self.redis_url, socket_timeout=None)
+            try:
+                async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.keys.events_channel)
+                    self.connected.set()
+                    delay = 0.1
+                    # anything published while we were away is only in PostgreSQL: re-read it
+                    self._resync_all()
+                    while True:
+                        message = await pubsub.get_message(timeout=None)
+                        if message is not None and message["type"] == "message":
+                            self.dispatch(message["data"])
+            except REDIS_UNAVAILABLE as exc:
+                if self.connected.is_set():
+                    log.warning("event subscription lost, reconnecting", error=str(exc))
+                self.connected.clear()
+                self._resync_all()
+            finally:
+                with contextlib.suppress(Exception):
+                    await redis.aclose()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 2.0)

@@ -1,0 +1,387 @@
+"""/v1/jobs: submit, read (with ETag and long-poll), list, cancel, retry."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jobwire import jobstore
+from jobwire.apikeys import Principal
+from jobwire.ids import new_id
+from jobwire.logs import get_logger
+from jobwire.models import TERMINAL, EventType, Priority, Status, job_view
+from jobwire.queue import QueuedJob, dequeue, enqueue, publish
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.webhooks import ssrf
+from service import metrics
+from service.http import if_none_match, json_response, prefer_wait, query_cursor, query_int, read_json
+from service.problems import Problem, validation_problem
+from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SUBMITTER, TOKENS
+from service.webhooks import check_destination
+
+log = get_logger("jobwire.api")
+routes = web.RouteTableDef()
+
+MAX_WAIT_S = 60
+# how often a waiting request re-reads PostgreSQL even without a notification (a lost publish)
+RECHECK_S = 5.0
+IDEMPOTENCY_KEY_MAX = 255
+# a first request that died before recording its answer stops blocking its key after this long
+IDEMPOTENCY_STALE_S = MAX_WAIT_S + 15
+
+
+class SubmitJob(BaseModel):
+    """The body of POST /v1/jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200, description="a registered job type, e.g. demo.sleep")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the job type's model")
+    priority: Priority = Field(
+        default=Priority.NORMAL, description="`high` starts before queued `normal` jobs"
+    )
+    webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
+
+    _webhook_url = field_validator("webhook_url")(ssrf.require_http_url)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def _job_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["job_id"])
+    except ValueError:
+        raise _not_found(request.match_info["job_id"]) from None
+
+
+def _not_found(job_id: object) -> Problem:
+    return Problem(404, f"no job {job_id}", slug="not-found")
+
+
+def etag(row: jobstore.Row) -> str:
+    # every change of a job bumps last_seq, so it versions the representation
+    return f'W/"{row["last_seq"]}"'
+
+
+def _view(request: web.Request, row: jobstore.Row) -> dict[str, Any]:
+    token = request.app[TOKENS].issue(str(row["id"]), row["tenant"])
+    return job_view(row, events_token=token)
+
+
+def job_response(request: web.Request, row: jobstore.Row, status: int = 200, **headers: str) -> web.Response:
+    hdrs = {"ETag": etag(row), **headers}
+    if row["status"] not in TERMINAL:
+        hdrs["Retry-After"] = "1"
+    return json_response(_view(request, row), status=status, headers=hdrs)
+
+
+async def _wait_until(
+    request: web.Request, job_id: UUID, tenant: str | None, timeout: float, *, done: Any
+) -> jobstore.Row | None:
+    """Hold until `done(row)` or the timeout; returns the last row read."""
+    pool = request.app[DB]
+    deadline = time.monotonic() + timeout
+    with request.app[HUB].subscription(jobs=[str(job_id)]) as sub:
+        row = await jobstore.get_job(pool, job_id, tenant)
+        while row is not None and not done(row):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if await sub.get(min(remaining, RECHECK_S)) is not None:
+                sub.drain()  # one re-read covers every change so far
+            row = await jobstore.get_job(pool, job_id, tenant)
+    return row
+
+
+async def _enqueue_one(
+    request: web.Request, row: jobstore.Row, event: EventType, queued_at: datetime
+) -> bool:
+    """Enqueue a committed job and publish its event; False (logged) when Redis is unreachable."""
+    try:
+        await enqueue(
+            request.app[REDIS],
+            request.app[KEYS],
+            [QueuedJob(row["id"], row["priority"], queued_at)],
+            [jobstore.message_of(row, event)],
+        )
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("enqueue failed; the reconciler will enqueue it", job_id=str(row["id"]), error=str(exc))
+        return False
+    return True
+
+
+# ---- submit ----------------------------------------------------------------------------------
+
+
+def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, dict[str, Any], int]:
+    if not isinstance(body, dict):
+        raise Problem(
+            422,
+            "the body must be a JSON object",
+            slug="validation",
+            errors=[{"loc": ["body"], "msg": "must be an object", "type": "object_type"}],
+        )
+    try:
+        sub = SubmitJob.model_validate(body)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    jt = request.app[REGISTRY].get(sub.type)
+    if jt is None:
+        known = ", ".join(request.app[REGISTRY].names())
+        raise Problem(
+            422,
+            f"unknown job type {sub.type!r}; known types: {known}",
+            slug="validation",
+            title="Validation failed",
+            errors=[
+                {"loc": ["body", "type"], "msg": f"unknown job type {sub.type!r}", "type": "unknown_type"}
+            ],
+        )
+    try:
+        params = jt.params_model.model_validate(sub.params)
+    except ValidationError as exc:
+        raise validation_problem(
+            exc, prefix=("body", "params"), detail=f"params do not match job type {sub.type!r}; see `errors`"
+        ) from None
+    # stored normalised (defaults filled in) so the job shows exactly what it runs with
+    return sub, params.model_dump(mode="json"), jt.max_attempts
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise Problem(
+            400,
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
+            slug="invalid-idempotency-key",
+        )
+    return key
+
+
+@routes.post("/v1/jobs")
+async def submit(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    idem_key = _idempotency_key(request)
+    body = await read_json(request)
+    sub, params, max_attempts = _validate_submission(request, body)
+    if sub.webhook_url is not None:
+        await check_destination(request, sub.webhook_url, field="webhook_url")
+    wait_s = prefer_wait(request, MAX_WAIT_S)
+    job = jobstore.NewJob(
+        id=new_id(),
+        tenant=principal.tenant,
+        type=sub.type,
+        params=params,
+        priority=sub.priority.value,
+        max_attempts=max_attempts,
+        webhook_url=sub.webhook_url,
+    )
+    pool = request.app[DB]
+    if idem_key is None:
+        # group commit: durable (committed) before we answer, sharing the commit with its neighbours
+        row, enqueued = await request.app[SUBMITTER].submit(job)
+    else:
+        request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
+        row, replayed_status = await _insert_idempotent(pool, job, idem_key, request_hash, wait_s is None)
+        if replayed_status is not None:
+            return job_response(
+                request,
+                row,
+                replayed_status,
+                Location=f"/v1/jobs/{row['id']}",
+                **{"Idempotent-Replayed": "true"},
+            )
+
+        enqueued = await _enqueue_one(request, row, EventType.CREATED, row["created_at"])
+
+    # The job is durable: from here on the answer is 202 whatever Redis did, because a job that
+    # did not reach the queue is put there by the reconciler.
+    metrics.count_submitted(row["type"], row["priority"])
+    status, headers = 202, {"Location": f"/v1/jobs/{row['id']}"}
+    if wait_s and enqueued:
+        final = await _wait_until(request, row["id"], None, wait_s, done=lambda r: r["status"] in TERMINAL)
+        if final is not None:
+            row = final
+            if row["status"] in TERMINAL:
+                status, headers["Preference-Applied"] = 200, f"wait={wait_s}"
+    if idem_key is not None and wait_s is not None:
+        await jobstore.set_idempotent_status(pool, principal.tenant, idem_key, status)
+    return job_response(request, row, status, **headers)
+
+
+async def _insert_idempotent(
+    pool: asyncpg.Pool, job: jobstore.NewJob, key: str, request_hash: bytes, answer_known: bool
+) -> tuple[jobstore.Row, int | None]:
+    """Insert the job under its idempotency key and return (row, None); or, when the key was used
+    first by another request, return (its job, the status code it was answered with).
+
+    The key row is inserted in the job's transaction: a concurrent request with the same key blocks
+    on it until the first commits, then replays it (or, if the first is still holding its answer
+    for `Prefer: wait`, gets 409)."""
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = await jobstore.claim_idempotency_key(
+            conn, job.tenant, key, request_hash, job.id, 202 if answer_known else None
+        )
+        if claimed:
+            return await jobstore.insert_job(conn, job), None
+        first = await jobstore.get_idempotency_key(conn, job.tenant, key)
+        assert first is not None  # the conflict proves the row exists, and keys are never deleted early
+        original = await jobstore.get_job(conn, first["job_id"], job.tenant)
+    if bytes(first["request_hash"]) != request_hash:
+        raise Problem(
+            422,
+            "this Idempotency-Key was already used with a different request body",
+            slug="idempotency-key-reuse",
+        )
+    status_code = first["status_code"]
+    if status_code is None and first["age"].total_seconds() < IDEMPOTENCY_STALE_S:
+        raise Problem(
+            409,
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            slug="idempotency-in-progress",
+            headers={"Retry-After": "1"},
+        )
+    if original is None:  # pragma: no cover - the job row commits with the key row
+        raise Problem(409, "the job of this Idempotency-Key no longer exists", slug="idempotency-gone")
+    return original, status_code or 202
+
+
+# ---- read ------------------------------------------------------------------------------------
+
+
+@routes.get("/v1/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    scope = _principal(request).scope()
+    wait_s = query_int(request, "wait", default=0, lo=0, hi=MAX_WAIT_S)
+    tags = if_none_match(request)
+    if wait_s and tags:
+        # long-poll: hold while the client already has the current version
+        row = await _wait_until(
+            request, job_id, scope, wait_s, done=lambda r: etag(r).removeprefix("W/") not in tags
+        )
+    else:
+        row = await jobstore.get_job(request.app[DB], job_id, scope)
+    if row is None:
+        raise _not_found(job_id)
+    current = etag(row)
+    if current.removeprefix("W/") in tags or "*" in tags:
+        headers = {"ETag": current}
+        if row["status"] not in TERMINAL:
+            headers["Retry-After"] = "1"
+        return web.Response(status=304, headers=headers)
+    return job_response(request, row)
+
+
+# ---- list ------------------------------------------------------------------------------------
+
+_STATUSES = {s.value for s in Status}
+
+
+@routes.get("/v1/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    limit = query_int(request, "limit", default=50, lo=1, hi=200)
+    statuses = [s for s in request.query.get("status", "").split(",") if s]
+    bad = [s for s in statuses if s not in _STATUSES]
+    if bad:
+        raise Problem(
+            422,
+            f"unknown status {bad[0]!r}; use one or more of {', '.join(sorted(_STATUSES))}",
+            slug="validation",
+            errors=[{"loc": ["query", "status"], "msg": f"unknown status {bad[0]!r}", "type": "enum"}],
+        )
+    scope = principal.scope()
+    tenant_filter = request.query.get("tenant")
+    if tenant_filter:
+        if not principal.is_admin and tenant_filter != principal.tenant:
+            raise Problem(
+                422,
+                "only an admin key can list another tenant's jobs",
+                slug="validation",
+                errors=[{"loc": ["query", "tenant"], "msg": "needs an admin key", "type": "scope"}],
+            )
+        scope = tenant_filter
+    after = query_cursor(request)
+    rows = await jobstore.list_jobs(
+        request.app[DB],
+        tenant=scope,
+        statuses=statuses or None,
+        type_=request.query.get("type") or None,
+        limit=limit + 1,
+        after=after,
+    )
+    next_cursor = jobstore.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return json_response({"items": [_view(request, r) for r in rows[:limit]], "next_cursor": next_cursor})
+
+
+# ---- cancel and retry ------------------------------------------------------------------------
+
+
+@routes.post("/v1/jobs/{job_id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    scope = _principal(request).scope()
+    pool, redis, keys = request.app[DB], request.app[REDIS], request.app[KEYS]
+    # a job can move between the read and the write (a worker starts it): go round again
+    for _ in range(3):
+        row = await jobstore.get_job(pool, job_id, scope)
+        if row is None:
+            raise _not_found(job_id)
+        status = Status(row["status"])
+        if status.terminal:
+            raise Problem(
+                409,
+                f"the job is {status.value}; only pending or running jobs can be cancelled",
+                slug="invalid-state",
+            )
+        if status == Status.PENDING:
+            cancelled = await jobstore.cancel_pending(pool, job_id, scope)
+            if cancelled is None:
+                continue
+            try:
+                await dequeue(redis, keys, job_id)
+                await publish(redis, keys, [jobstore.message_of(cancelled, EventType.CANCELLED)])
+            except REDIS_UNAVAILABLE as exc:
+                log.warning("cancelled job not removed from the queue", job_id=str(job_id), error=str(exc))
+            return job_response(request, cancelled, 200)
+        flagged = await jobstore.request_cancel(pool, job_id, scope)
+        if flagged is None:
+            continue
+        # the worker running it sees the flag within a second and interrupts the function
+        return job_response(request, flagged, 202)
+    raise Problem(409, "the job kept changing state; try again", slug="invalid-state")
+
+
+@routes.post("/v1/jobs/{job_id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    scope = _principal(request).scope()
+    row = await jobstore.retry(request.app[DB], job_id, scope)
+    if row is None:
+        current = await jobstore.get_job(request.app[DB], job_id, scope)
+        if current is None:
+            raise _not_found(job_id)
+        raise Problem(
+            409,
+            f"the job is {current['status']}; only failed or cancelled jobs can be retried",
+            slug="invalid-state",
+        )
+    # queued as of now, behind jobs that were already waiting
+    await _enqueue_one(request, row, EventType.RETRYING, row["updated_at"])
+    return job_response(request, row, 202, Location=f"/v1/jobs/{job_id}")

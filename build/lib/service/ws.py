@@ -1,0 +1,254 @@
+"""WebSocket `GET /v1/ws`: follow jobs (replaying after `since`) or a whole tenant (the dashboard
+feed), with periodic queue stats for the latter. JSON text frames both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from jobwire import db, jobstore
+from jobwire.apikeys import Principal
+from jobwire.logs import get_logger
+from jobwire.models import event_view
+from service import metrics
+from service.hub import RESYNC, EventHub, Subscriber
+from service.problems import Problem
+from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS, STREAM_LIMITER
+
+log = get_logger("jobwire.ws")
+routes = web.RouteTableDef()
+WS_DELIVERED = metrics.EVENTS_DELIVERED.labels("websocket")
+
+MAX_JOBS_PER_CONNECTION = 1000
+STATS_INTERVAL_S = 5.0
+SEND_TIMEOUT_S = 5.0
+TRY_AGAIN_LATER = 1013  # RFC 6455: "Try Again Later", for clients too slow to keep up
+
+
+class Connection:
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, principal: Principal) -> None:
+        self.request = request
+        self.ws = ws
+        self.principal = principal
+        self.hub: EventHub = request.app[HUB]
+        self.sub = Subscriber(hard_limit=request.app[SETTINGS].stream_queue_max)
+        if self.hub.closing:
+            self.sub.close()
+        self.sent: dict[str, int] = {}  # per followed job: seq of the last event sent
+        self.lock = asyncio.Lock()  # replay (reader) and live events (writer) take turns per frame
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.send_frame(orjson.dumps(message))
+
+    async def error(self, detail: str) -> None:
+        await self.send({"op": "error", "detail": detail})
+
+    # ---- client to server ---------------------------------------------------------------------
+
+    async def handle(self, raw: str | bytes) -> None:
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await self.error("frames must be JSON objects")
+            return
+        if not isinstance(message, dict):
+            await self.error("frames must be JSON objects")
+            return
+        op = message.get("op")
+        if op == "ping":
+            await self.send({"op": "pong"})
+        elif op == "subscribe" and message.get("all") is True:
+            await self.subscribe_all()
+        elif op == "subscribe" and "jobs" in message:
+            await self.subscribe_jobs(message.get("jobs"), message.get("since") or {})
+        elif op == "unsubscribe" and message.get("all") is True:
+            self.hub.remove_tenants(self.sub)
+            await self.send({"op": "unsubscribed", "all": True})
+        elif op == "unsubscribe" and isinstance(message.get("jobs"), list):
+            jobs = [str(j) for j in message["jobs"]]
+            self.hub.remove_jobs(self.sub, jobs)
+            for job in jobs:
+                self.sent.pop(job, None)
+            await self.send({"op": "unsubscribed", "jobs": jobs})
+        else:
+            await self.error(
+                "unknown op; use subscribe (jobs + since, or all), unsubscribe (jobs, or all), or ping"
+            )
+
+    async def subscribe_all(self) -> None:
+        if self.principal.job_scope is not None:
+            await self.error("a stream token follows only its own job; use an API key for the tenant feed")
+            return
+        self.hub.add_tenant(self.sub, self.principal.scope() if not self.principal.is_admin else None)
+        await self.send({"op": "subscribed", "all": True})
+        await self.send_stats()
+
+    async def subscribe_jobs(self, jobs: Any, since: Any) -> None:
+        if not isinstance(jobs, list) or not isinstance(since, dict):
+            await self.error("subscribe needs `jobs`: [ids] and optionally `since`: {id: seq}")
+            return
+        try:
+            ids = [UUID(str(j)) for j in jobs]
+            after = {str(k): int(v) for k, v in since.items()}
+        except (ValueError, TypeError):
+            await self.error("`jobs` must be job ids and `since` a map of job id to seq")
+            return
+        keys = [str(i) for i in dict.fromkeys(ids)]
+        if len(self.sent) + len(keys) > MAX_JOBS_PER_CONNECTION:
+            await self.error(f"one connection follows at most {MAX_JOBS_PER_CONNECTION} jobs")
+            return
+        if self.principal.job_scope is not None and any(k != self.principal.job_scope for k in keys):
+            await self.error("a stream token follows only its own job")
+            return
+        # subscribe first, then read: an event committed in between arrives live and is deduped.
+        # The lock holds live delivery back until the replay is out, so the order is by seq.
+        async with self.lock:
+            self.hub.add_jobs(self.sub, keys)
+            rows = await jobstore.get_jobs(self.request.app[DB], ids, self.principal.scope())
+            found = {str(r["id"]): r for r in rows}
+            unknown = [k for k in keys if k not in found]
+            if unknown:
+                self.hub.remove_jobs(self.sub, unknown)
+                await self.error(f"no job {unknown[0]}")
+            known = [k for k in keys if k in found]
+            if not known:
+                return
+            for job in known:
+                # with `since`, replay after it; without, follow from the job's current event on
+                self.sent.setdefault(job, after.get(job, found[job]["last_seq"]))
+            await self.send({"op": "subscribed", "jobs": known})
+            replay = {UUID(k): after[k] for k in known if k in after}
+            for row in await jobstore.events_after_many(self.request.app[DB], replay):
+                await self.deliver_job_event(event_view(row), None, replay=True)
+
+    # ---- server to client ---------------------------------------------------------------------
+
+    async def deliver_job_event(
+        self, event: dict[str, Any], tenant: str | None, *, replay: bool = False, raw: bytes | None = None
+    ) -> None:
+        """Send one event; for followed jobs, in seq order with no duplicate. Call with the lock."""
+        job = event["job_id"]
+        last = self.sent.get(job)
+        if last is not None:
+            if event["seq"] <= last:
+                return  # sent already (replay and live overlap, or a job and a feed subscription)
+            if not replay and event["seq"] > last + 1 and event["type"] != "progress":
+                # a gap before a state change: fetch what is missing (progress in a gap was coalesced)
+                for row in await jobstore.events_after_many(self.request.app[DB], {UUID(job): last}):
+                    missed = event_view(row)
+                    if missed["seq"] >= event["seq"]:
+                        break
+                    if missed["type"] != "progress":
+                        await self.send_frame(self.envelope(missed, tenant))
+            self.sent[job] = event["seq"]
+        await self.send_frame(self.envelope(event, tenant, raw))
+        WS_DELIVERED.inc()
+
+    def envelope(self, event: dict[str, Any], tenant: str | None, raw: bytes | None = None) -> bytes:
+        """`{"op": "event", "event": …}` (plus `tenant` for admins), around the event's JSON as the hub
+        encoded it once for every client."""
+        data = raw if raw is not None else orjson.dumps(event)
+        if self.principal.is_admin and tenant is not None:
+            return b'{"op":"event","tenant":%s,"event":%s}' % (orjson.dumps(tenant), data)
+        return b'{"op":"event","event":%s}' % data
+
+    async def send_frame(self, frame: bytes) -> None:
+        # a text frame (browsers hand binary frames over as Blobs), from bytes without a decode
+        await asyncio.wait_for(self.ws.send_frame(frame, WSMsgType.TEXT), SEND_TIMEOUT_S)
+
+    async def send_stats(self) -> None:
+        scope = None if self.principal.is_admin else self.principal.tenant
+        await self.send({"op": "stats", "queues": await self.request.app[STATS].get(scope)})
+
+    async def write_loop(self) -> None:
+        next_stats = time.monotonic() + STATS_INTERVAL_S
+        while True:
+            item = await self.sub.get(timeout=max(0.05, next_stats - time.monotonic()))
+            if self.sub.closed:
+                await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                return
+            if self.sub.overflowed:
+                metrics.SLOW_CLIENTS.labels("websocket").inc()
+                await self.close_slow()
+                return
+            if item is RESYNC:
+                await self.resync()
+            elif item is not None and item.event is not None:
+                async with self.lock:
+                    await self.deliver_job_event(item.event, item.tenant, raw=item.raw)
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + STATS_INTERVAL_S
+                if self.sub.tenants or self.sub.firehose:
+                    await self.send_stats()
+
+    async def resync(self) -> None:
+        """The hub lost Redis for a while: replay what followed jobs missed, and tell feed
+        subscribers to reload."""
+        async with self.lock:
+            cursors = {UUID(j): seq for j, seq in self.sent.items()}
+            for row in await jobstore.events_after_many(self.request.app[DB], cursors):
+                await self.deliver_job_event(event_view(row), None, replay=True)
+        if self.sub.tenants or self.sub.firehose:
+            await self.send({"op": "resync"})
+
+    async def close_slow(self) -> None:
+        message = b"client too slow: reconnect and subscribe again with since"
+        try:
+            await asyncio.wait_for(self.ws.close(code=TRY_AGAIN_LATER, message=message), 2)
+        except (TimeoutError, ConnectionResetError):
+            if self.request.transport is not None:
+                self.request.transport.abort()
+
+
+@routes.get("/v1/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    principal = request[PRINCIPAL]
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].sse_heartbeat_s, max_msg_size=64 * 1024)
+    if not ws.can_prepare(request).ok:
+        raise Problem(
+            400,
+            "this endpoint speaks WebSocket: open it with a WebSocket client (Upgrade: websocket)",
+            slug="websocket-required",
+        )
+    with request.app[STREAM_LIMITER].hold(principal):
+        await ws.prepare(request)
+        return await _serve(request, ws, principal)
+
+
+async def _serve(
+    request: web.Request, ws: web.WebSocketResponse, principal: Principal
+) -> web.WebSocketResponse:
+    conn = Connection(request, ws, principal)
+    metrics.WS_CONNECTIONS.inc()
+    writer = asyncio.get_running_loop().create_task(conn.write_loop())
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                try:
+                    await conn.handle(msg.data)
+                except (ConnectionResetError, TimeoutError):
+                    raise  # the client is gone or not reading: handled below
+                except db.UNAVAILABLE:
+                    await conn.error("temporarily unavailable (database); try again shortly")
+                except Exception:
+                    log.exception("websocket request failed")
+                    await conn.error("internal error; it has been logged")
+            if writer.done():
+                break
+    except (ConnectionResetError, TimeoutError):
+        pass
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        request.app[HUB].detach(conn.sub)
+        metrics.WS_CONNECTIONS.dec()
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.GOING_AWAY)
+    return ws

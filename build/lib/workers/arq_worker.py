@@ -1,0 +1,209 @@
+"""jobwire's ARQ worker: ARQ's poll loop, queue and keys, with jobs claimed and finished in batches.
+
+ARQ's own `Worker` spends five Redis round trips per job before the job function runs (WATCH,
+EXISTS, ZSCORE, MULTI/EXEC to take the in-progress lease, then a pipeline reading the job) and one
+after it, each a few tens of µs of the worker's CPU: at a few hundred short jobs a second that
+alone keeps a core busy. Here every job that fits in the free slots is claimed by one Lua call (the
+same checks and lease, atomically, and the job's payload read in the same call), and the jobs that
+end together are finished by one more. Keys, scores, leases and the queue are ARQ's, unchanged, so
+`enqueue_job`, ARQ's tools and a worker of either kind see the same queue.
+
+What jobwire does not use is left out: ARQ's retry counter (attempts are counted in PostgreSQL),
+results in Redis (`keep_result=0`), aborts and cron jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
+
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.jobs import SerializationError, deserialize_job_raw
+from arq.utils import timestamp_ms
+from arq.worker import Retry, Worker
+from redis.exceptions import NoScriptError
+
+from jobwire.batching import Batcher
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+
+log = get_logger("jobwire.worker")
+
+# KEYS: the queue, then per job its in-progress key and its job key; ARGV: now (ms), the lease
+# (ms), then the job ids. A job is claimed when it is still queued, due, and not running anywhere
+# (what ARQ's WATCH/MULTI checks); the reply lists (id, score, payload) for each claimed job.
+_CLAIM_LUA = """
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 3, #ARGV do
+    local k = 2 + (i - 3) * 2
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+    if score and tonumber(score) <= now and redis.call('EXISTS', KEYS[k]) == 0 then
+        redis.call('SET', KEYS[k], '1', 'PX', ARGV[2])
+        out[#out + 1] = ARGV[i]
+        out[#out + 1] = score
+        out[#out + 1] = redis.call('GET', KEYS[k + 1]) or ''
+    end
+end
+return out
+"""
+
+# KEYS: the queue, then per job its in-progress, job and retry keys; ARGV: per job its id and how
+# it ended: DONE (off the queue), AGAIN (stays queued as it is) or a number of ms to push its score
+# by (ARQ's Retry(defer=...)). The lease is released in every case, as ARQ's finish_job does.
+_FINISH_LUA = """
+for i = 1, #ARGV, 2 do
+    local k = 2 + (i - 1) / 2 * 3
+    redis.call('DEL', KEYS[k])
+    local how = ARGV[i + 1]
+    if how == 'done' then
+        redis.call('DEL', KEYS[k + 1], KEYS[k + 2])
+        redis.call('ZREM', KEYS[1], ARGV[i])
+    elseif how ~= 'again' then
+        redis.call('ZINCRBY', KEYS[1], how, ARGV[i])
+    end
+end
+return #ARGV / 2
+"""
+
+DONE = "done"
+AGAIN = "again"
+
+Claimed = tuple[str, int, bytes]  # ARQ job id, score, payload (b"" when the job key is gone)
+
+
+class JobwireWorker(Worker):
+    stopping = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.finishes: Batcher[tuple[str, str], None] = Batcher(self._flush_finishes)
+        self._slot_freed = asyncio.Event()
+
+    async def _poll_iteration(self) -> None:
+        # ARQ's loop has no stop flag of its own, and a cancellation that lands inside a Redis call
+        # can be absorbed by the client: check ours on every turn.
+        if self.stopping:
+            raise asyncio.CancelledError
+        # ARQ lets a Redis error end the worker; a job service should ride out a Redis restart.
+        try:
+            await super()._poll_iteration()
+        except REDIS_UNAVAILABLE as exc:
+            if self.stopping:
+                raise asyncio.CancelledError from exc
+            log.warning("redis unavailable, retrying", error=str(exc))
+            await asyncio.sleep(1)
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Claim and start the polled jobs, as many at a time as there are free slots."""
+        pending = [job_id.decode() for job_id in job_ids]
+        while pending:
+            # wait until a job ends (ARQ's semaphore holds max_jobs + 1, so it cannot be what
+            # waits), then take every free slot at once
+            while self.job_counter >= self.max_jobs and self.allow_pick_jobs and not self.stopping:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            if not self.allow_pick_jobs or self.stopping:
+                return
+            slots = min(len(pending), self.max_jobs - self.job_counter)
+            for _ in range(slots):
+                await self.sem.acquire()  # never waits: see above
+            batch, pending = pending[:slots], pending[slots:]
+            try:
+                claimed = await self._claim(batch)
+            except BaseException:
+                for _ in range(slots):
+                    self.sem.release()
+                raise
+            for _ in range(slots - len(claimed)):  # started elsewhere, finished, or not yet due
+                self.sem.release()
+            for job_id, score, payload in claimed:
+                self.job_counter += 1
+                task = self.loop.create_task(self._run_claimed(job_id, score, payload))
+                task.add_done_callback(self._job_ended)
+                self.tasks[job_id] = task
+
+    def _job_ended(self, _: asyncio.Task[None]) -> None:
+        self._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    async def _claim(self, job_ids: Sequence[str]) -> list[Claimed]:
+        keys: list[str] = [self.queue_name]
+        for job_id in job_ids:
+            keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id]
+        args: list[Any] = [timestamp_ms(), int(self.in_progress_timeout_s * 1000), *job_ids]
+        reply = await _eval(self.pool, _CLAIM_LUA, keys, args)
+        return [(reply[i].decode(), int(float(reply[i + 1])), reply[i + 2]) for i in range(0, len(reply), 3)]
+
+    async def _run_claimed(self, job_id: str, score: int, payload: bytes) -> None:
+        how = DONE
+        try:
+            how = await self._call(job_id, score, payload)
+        except asyncio.CancelledError:
+            # the worker is stopping: the job stays queued and runs again on another worker
+            how = AGAIN
+            self.jobs_retried += 1
+            raise
+        finally:
+            try:
+                await asyncio.shield(self.finishes.submit((job_id, how)))
+            except REDIS_UNAVAILABLE as exc:
+                # the lease expires by itself; whoever takes the job again finds it finished in
+                # PostgreSQL and does nothing
+                log.warning("could not finish the job in redis", error=str(exc), arq_job_id=job_id)
+
+    async def _call(self, job_id: str, score: int, payload: bytes) -> str:
+        """Run the job's function; how the job leaves the queue."""
+        if not payload:
+            log.warning("job key missing (expired), dropping the queue entry", arq_job_id=job_id)
+            self.jobs_failed += 1
+            return DONE
+        try:
+            name, args, kwargs, _, _ = deserialize_job_raw(payload, deserializer=self.job_deserializer)
+        except SerializationError:
+            log.exception("cannot read the job, dropping it", arq_job_id=job_id)
+            self.jobs_failed += 1
+            return DONE
+        function = self.functions.get(name)
+        if function is None:
+            log.warning("no such function, dropping the job", arq_job_id=job_id, function=name)
+            self.jobs_failed += 1
+            return DONE
+        timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        ctx = {**self.ctx, "job_id": job_id, "score": score}
+        try:
+            async with asyncio.timeout(timeout_s):
+                await function.coroutine(ctx, *args, **kwargs)
+        except Retry as exc:
+            self.jobs_retried += 1
+            if not exc.defer_score:
+                return AGAIN
+            # ARQ's rule: due `defer` from now
+            return str(exc.defer_score + timestamp_ms() - score)
+        except Exception:
+            log.exception("job function failed", arq_job_id=job_id)
+            self.jobs_failed += 1
+            return DONE
+        self.jobs_complete += 1
+        return DONE
+
+    async def _flush_finishes(self, finishes: Sequence[tuple[str, str]]) -> list[None]:
+        keys: list[str] = [self.queue_name]
+        args: list[str] = []
+        for job_id, how in finishes:
+            keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id]
+            args += [job_id, how]
+        await _eval(self.pool, _FINISH_LUA, keys, args)
+        return [None] * len(finishes)
+
+
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_CLAIM_LUA, _FINISH_LUA)}
+
+
+async def _eval(redis: Any, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    try:
+        return await cast(Awaitable[Any], redis.evalsha(_SHA[script], len(keys), *keys, *args))
+    except NoScriptError:  # once per server start: load it by sending it whole
+        return await cast(Awaitable[Any], redis.eval(script, len(keys), *keys, *args))

@@ -1,0 +1,331 @@
+"""The wrapper around every job function: status transitions, progress, timeouts, retries with
+backoff, cancellation, and recovery of a job whose worker died.
+
+ARQ delivers only a job id; everything else is read from PostgreSQL, the source of truth. Every
+write is guarded by the attempt number this run owns, so a run that was superseded (its lease
+expired and another worker took the job over) can no longer change the job, and a re-run of a
+finished job does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+import orjson
+import structlog
+from arq.worker import Retry
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from jobwire import db, jobmetrics, jobstore
+from jobwire.config import Settings
+from jobwire.context import JobContext
+from jobwire.errors import (
+    InvalidParams,
+    JobTimeout,
+    PermanentError,
+    ResultNotSerializable,
+    UnknownJobType,
+    WorkerLost,
+    WorkerShutdown,
+)
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.models import EventType, Status, error_info
+from jobwire.queue import add_publish, publish
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.registry import JobType, Registry
+from workers.progress import ProgressReporter
+from workers.transitions import Transitions
+
+log = get_logger("jobwire.runtime")
+T = TypeVar("T")
+
+# a NUL character in JSON text (an escaped backslash before "u0000" is not one)
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+# How long a terminal write keeps trying while PostgreSQL is unreachable before the run gives up
+# (the job then stays `running`, and the reconciler re-runs it once its lease is gone).
+WRITE_PATIENCE_S = 30.0
+
+
+@dataclass
+class RunHandle:
+    """A job function running on this worker, as the heartbeat sees it."""
+
+    job_id: UUID
+    attempt: int
+    task: asyncio.Task[Any]
+    cancel_requested: bool = False
+
+    def cancel(self) -> None:
+        self.cancel_requested = True
+        self.task.cancel()
+
+
+class Runtime:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, redis: Redis, keys: Keys, registry: Registry
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+        self.registry = registry
+        self.runs: dict[UUID, RunHandle] = {}
+        # starts and completions of the jobs running at once share statements and round trips
+        self.transitions = Transitions(pool, redis, keys)
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    async def _publish(self, row: jobstore.Row | None, event: EventType) -> None:
+        if row is None:
+            return
+        try:
+            if event not in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
+                await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
+                return
+            duration = jobstore.run_duration_s(row) if event == EventType.COMPLETED else None
+            # the last event and the job's counters in one round trip
+            async with self.redis.pipeline(transaction=False) as pipe:
+                add_publish(pipe, self.keys, [jobstore.message_of(row, event)])
+                jobmetrics.add_job_outcomes(pipe, self.keys, [(row["type"], event.value, duration)])
+                await pipe.execute()
+        except REDIS_UNAVAILABLE as exc:
+            # live listeners catch up from job_events; the job itself must not suffer
+            log.warning("event publish failed", error=str(exc), event_type=event.value)
+
+    async def _write(self, what: Callable[[], Awaitable[T]]) -> T:
+        """Run a write, retrying while PostgreSQL is unreachable (a finished job's outcome is worth a
+        wait; losing it would mean running the job again)."""
+        deadline = time.monotonic() + WRITE_PATIENCE_S
+        delay = 0.2
+        while True:
+            try:
+                return await what()
+            except db.UNAVAILABLE as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("database unavailable, retrying write", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # ---- the run -------------------------------------------------------------------------------
+
+    async def run(self, job_id_text: str) -> None:
+        job_id = UUID(job_id_text)
+        if not self.settings.tenant_max_running:
+            # nearly every job is simply pending: start it without reading it first (one round
+            # trip less, shared with the other jobs starting now); anything else is sorted out
+            # below from the row
+            started = await self._write(lambda: self.transitions.start_pending(job_id))
+            if started is not None:
+                self._bind(started)
+                try:
+                    await self._execute(started)
+                finally:
+                    self._unbind()
+                return
+        row = await self._write(lambda: jobstore.get_job(self.pool, job_id, None))
+        if row is None:
+            log.warning("job not found, dropping it from the queue", job=job_id_text)
+            return
+        self._bind(row)
+        try:
+            await self._run(row)
+        finally:
+            self._unbind()
+
+    @staticmethod
+    def _bind(row: jobstore.Row) -> None:
+        structlog.contextvars.bind_contextvars(job_id=str(row["id"]), tenant=row["tenant"], type=row["type"])
+
+    @staticmethod
+    def _unbind() -> None:
+        structlog.contextvars.unbind_contextvars("job_id", "tenant", "type", "attempt")
+
+    async def _run(self, row: jobstore.Row) -> None:
+        job_id: UUID = row["id"]
+        status = Status(row["status"])
+        if status.terminal:
+            log.info("job already finished, nothing to do", status=status.value)
+            return
+        if status == Status.RUNNING:
+            # ARQ hands a running job out again only after its lease expired: the worker that ran
+            # it is gone (or cut off). Its attempt counts; the job goes on if budget remains.
+            recovered = await self._recover_lost(row)
+            if recovered is None:
+                return
+            row = recovered
+
+        cap = self.settings.tenant_max_running
+        if cap:
+            room, started = await self._write(
+                lambda: jobstore.start_within_cap(self.pool, job_id, row["attempts"], row["tenant"], cap)
+            )
+            if not room:
+                # stays pending, its attempt unspent; ARQ offers it again shortly
+                log.info("tenant at its running cap, deferring", cap=cap)
+                raise Retry(defer=self.settings.tenant_cap_retry_s)
+        else:
+            started = await self._write(lambda: jobstore.start(self.pool, job_id, row["attempts"]))
+        if started is None:
+            log.info("job changed before it could start (cancelled, or started elsewhere)")
+            return
+        await self._publish(started, EventType.STARTED)
+        await self._execute(started)
+
+    async def _execute(self, started: jobstore.Row) -> None:
+        """Run a job this worker has just started (its `started` event published), and record how
+        it ended."""
+        job_id: UUID = started["id"]
+        attempt: int = started["attempts"]
+        max_attempts: int = started["max_attempts"]
+        structlog.contextvars.bind_contextvars(attempt=attempt)
+        log.info("job started", max_attempts=max_attempts)
+
+        jt = self.registry.get(started["type"])
+        reporter = ProgressReporter(
+            lambda pct, msg: self._progress(job_id, attempt, pct, msg), self.settings.progress_interval_s
+        )
+        handle: RunHandle | None = None
+        t0 = time.monotonic()
+        try:
+            fn_task = self._start_function(jt, started, attempt, max_attempts, reporter)
+            handle = RunHandle(job_id, attempt, fn_task)
+            self.runs[job_id] = handle
+            try:
+                timeout_s = jt.timeout_s if jt else 0
+                async with asyncio.timeout(timeout_s) as deadline:
+                    result = await fn_task
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                raise JobTimeout(f"the job ran longer than its {timeout_s:g}s timeout") from None
+            finally:
+                self.runs.pop(job_id, None)
+            if handle.cancel_requested:  # the function swallowed the cancellation
+                raise asyncio.CancelledError
+            try:
+                encoded = orjson.dumps(result)
+            except TypeError as exc:
+                raise ResultNotSerializable(f"the job returned a value that is not JSON: {exc}") from exc
+            if _JSON_NUL.search(encoded):
+                # PostgreSQL's jsonb cannot hold it: fail the job now rather than fail its write
+                raise ResultNotSerializable("the job returned a string with a NUL character")
+            result_json = orjson.loads(encoded)
+        except asyncio.CancelledError:
+            if handle is not None and handle.cancel_requested:
+                await reporter.close(flush=True)
+                done = await self._write(lambda: jobstore.cancelled_by_worker(self.pool, job_id, attempt))
+                await self._publish(done, EventType.CANCELLED)
+                log.info("job cancelled", duration_s=round(time.monotonic() - t0, 3))
+                return
+            # the worker is shutting down: hand the job back, it runs again elsewhere
+            await asyncio.shield(self._release(job_id, attempt, reporter))
+            raise
+        except Exception as exc:
+            await reporter.close(flush=True)
+            await self._failed(job_id, attempt, max_attempts, jt, exc, time.monotonic() - t0)
+            return
+
+        await reporter.close(flush=True)
+        done = await self._write(lambda: self.transitions.complete(job_id, attempt, result_json))
+        if done is None:
+            log.warning("job result discarded: the job changed while it ran (superseded run)")
+            return
+        log.info("job completed", duration_s=round(time.monotonic() - t0, 3))
+
+    def _start_function(
+        self,
+        jt: JobType | None,
+        row: jobstore.Row,
+        attempt: int,
+        max_attempts: int,
+        reporter: ProgressReporter,
+    ) -> asyncio.Task[Any]:
+        if jt is None:
+            raise UnknownJobType(f"job type {row['type']!r} is not registered on this worker")
+        try:
+            params = jt.params_model.model_validate(row["params"])
+        except ValidationError as exc:
+            raise InvalidParams(f"stored params no longer validate: {exc}") from exc
+        ctx = JobContext(
+            job_id=row["id"],
+            type=row["type"],
+            tenant=row["tenant"],
+            attempt=attempt,
+            max_attempts=max_attempts,
+            db=self.pool,
+            log=log.bind(job_type=jt.name),
+            _report=reporter.report,
+        )
+        # its own task, so that a cancel request can interrupt the function and nothing else
+        return asyncio.get_running_loop().create_task(jt.fn(ctx, params))
+
+    async def _progress(self, job_id: UUID, attempt: int, pct: float, message: str | None) -> None:
+        row = await jobstore.progress(self.pool, job_id, attempt, pct, message)
+        await self._publish(row, EventType.PROGRESS)
+
+    async def _failed(
+        self,
+        job_id: UUID,
+        attempt: int,
+        max_attempts: int,
+        jt: JobType | None,
+        exc: Exception,
+        duration_s: float,
+    ) -> None:
+        error = error_info(exc)
+        permanent = isinstance(exc, PermanentError)
+        if not permanent and attempt < max_attempts and jt is not None:
+            delay = jt.backoff.delay(attempt)
+            row = await self._write(lambda: jobstore.schedule_retry(self.pool, job_id, attempt, error))
+            await self._publish(row, EventType.RETRYING)
+            if row is None:
+                return
+            log.warning("job failed, will retry", error=error, retry_in_s=round(delay, 2))
+            # ARQ keeps the job queued and re-scores it `delay` seconds from now
+            raise Retry(defer=delay)
+        row = await self._write(lambda: jobstore.fail(self.pool, job_id, attempt, error))
+        await self._publish(row, EventType.FAILED)
+        if isinstance(exc, PermanentError | JobTimeout):
+            log.warning("job failed", error=error, duration_s=round(duration_s, 3))
+        else:
+            log.error("job failed", error=error, duration_s=round(duration_s, 3), exc_info=exc)
+
+    async def _release(self, job_id: UUID, attempt: int, reporter: ProgressReporter) -> None:
+        await reporter.close(flush=True)
+        error = error_info(WorkerShutdown("the worker shut down before the job finished; it will run again"))
+        try:
+            row = await jobstore.release(self.pool, job_id, attempt, error)
+        except db.UNAVAILABLE as exc:
+            log.warning("could not release job; it runs again when its lease expires", error=str(exc))
+            return
+        await self._publish(row, EventType.RETRYING)
+        log.info("job released on shutdown")
+
+    async def _recover_lost(self, row: jobstore.Row) -> jobstore.Row | None:
+        job_id: UUID = row["id"]
+        attempt: int = row["attempts"]
+        if row["cancel_requested"]:
+            done = await self._write(lambda: jobstore.cancelled_by_worker(self.pool, job_id, attempt))
+            await self._publish(done, EventType.CANCELLED)
+            return None
+        error = error_info(WorkerLost(f"the worker running attempt {attempt} stopped responding"))
+        if attempt >= row["max_attempts"]:
+            failed = await self._write(lambda: jobstore.fail(self.pool, job_id, attempt, error))
+            await self._publish(failed, EventType.FAILED)
+            log.warning("job lost its worker on its last attempt", attempt=attempt)
+            return None
+        pending = await self._write(lambda: jobstore.schedule_retry(self.pool, job_id, attempt, error))
+        await self._publish(pending, EventType.RETRYING)
+        log.warning("job lost its worker, running it again", attempt=attempt)
+        return pending

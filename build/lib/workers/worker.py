@@ -1,0 +1,117 @@
+"""The worker process: an ARQ worker whose one function hands each job to the runtime, plus the
+heartbeat and reconciler loops. Used by `jobwire worker`, `jobwire dev` and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from arq.worker import func
+
+from jobwire.config import Settings
+from jobwire.db import create_pool
+from jobwire.keys import ARQ_FUNCTION, Keys
+from jobwire.logs import get_logger
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.redis_client import create_redis
+from jobwire.registry import load_job_types
+from workers.arq_worker import JobwireWorker
+from workers.heartbeat import Heartbeat
+from workers.reconciler import Reconciler
+from workers.runtime import Runtime
+
+log = get_logger("jobwire.worker")
+
+# ARQ's own retry budget is not used: attempts are counted in PostgreSQL by the runtime.
+ARQ_MAX_TRIES = 2**31 - 1
+
+
+class WorkerService:
+    def __init__(self, settings: Settings, *, concurrency: int | None = None, burst: bool = False) -> None:
+        self.settings = settings
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.burst = burst
+        self.keys = Keys(settings.namespace)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._main: asyncio.Task[Any] | None = None
+        self.worker: JobwireWorker | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        registry = load_job_types(s.job_modules)
+        self.pool = await create_pool(s.database_url, max_size=max(4, self.concurrency // 2 + 2))
+        self.redis = create_redis(s.redis_url)
+        self.runtime = Runtime(s, self.pool, self.redis, self.keys, registry)
+
+        async def run_job(ctx: dict[str, Any], job_id: str) -> None:
+            await self.runtime.run(job_id)
+
+        self.worker = JobwireWorker(
+            functions=[func(run_job, name=ARQ_FUNCTION, max_tries=ARQ_MAX_TRIES)],
+            queue_name=self.keys.queue,
+            redis_pool=self.redis,
+            burst=self.burst,
+            handle_signals=False,
+            max_jobs=self.concurrency,
+            # the runtime enforces each job type's own timeout; ARQ's is only a backstop
+            job_timeout=registry.max_timeout_s() + 60,
+            keep_result=0,
+            poll_delay=s.worker_poll_delay_s,
+            max_tries=ARQ_MAX_TRIES,
+            health_check_interval=60,
+        )
+        # a short lease, renewed by the heartbeat: see workers/heartbeat.py
+        self.worker.in_progress_timeout_s = s.worker_lease_s
+        heartbeat = Heartbeat(self.runtime, self.pool, self.redis, self.keys, lease_s=s.worker_lease_s)
+        reconciler = Reconciler(self.pool, self.redis, self.keys, interval_s=s.reconcile_interval_s)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(heartbeat.run()),
+            loop.create_task(reconciler.run()),
+            loop.create_task(self.runtime.transitions.run()),
+            loop.create_task(self.worker.finishes.run()),
+        ]
+        self._main = loop.create_task(self.worker.async_run())
+        log.info(
+            "worker started",
+            namespace=s.namespace,
+            concurrency=self.concurrency,
+            job_types=registry.names(),
+        )
+
+    async def wait(self) -> None:
+        """Until the worker ends by itself (burst mode: when the queue is empty)."""
+        assert self._main is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._main
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking jobs, let running ones finish within the grace period, then hand the rest
+        back to the queue (they run again on another worker) and exit."""
+        if self.worker is None:
+            return
+        grace = self.settings.worker_grace_s if grace_s is None else grace_s
+        worker, self.worker = self.worker, None
+        worker.allow_pick_jobs = False
+        running = [t for t in worker.tasks.values() if not t.done()]
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        unfinished = [t for t in worker.tasks.values() if not t.done()]
+        log.info("worker stopping", handing_back=len(unfinished))
+        # cancelled jobs are released by the runtime (back to pending, to run elsewhere)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        worker.stopping = True
+        background = [*self._tasks, *([self._main] if self._main else [])]
+        for task in background:
+            task.cancel()
+        _, stuck = await asyncio.wait(background, timeout=5)
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await self.redis.delete(worker.health_check_key)
+        await self.redis.aclose()  # also ends a poll that absorbed its cancellation
+        if stuck:
+            await asyncio.wait(stuck, timeout=5)
+        await self.pool.close()
+        log.info("worker stopped")
