@@ -4,17 +4,22 @@ keys kept off the database, and X-Forwarded-For believed only from trusted proxi
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from common import apikeys
 from common.apikeys import Principal
 from common.config import Settings
-from tests.conftest import Api, new_key
+from tests.conftest import ROOT, Api, free_port, new_key
 from workers.registry import Registry
 
 LIMIT = 5
@@ -166,3 +171,66 @@ async def test_x_forwarded_for_names_the_client_only_behind_a_trusted_proxy(
             assert (await proxy.get("/v1/jobs", headers=via(f"2001:db8::{n + 1}"))).status_code == 401
         assert_throttled(await proxy.get("/v1/jobs", headers=via("2001:db8::ffff")))
         assert (await proxy.get("/v1/jobs", headers=via("2001:db8:0:1::1"))).status_code == 401
+
+
+# ---- /readyz and settings ------------------------------------------------------------------------
+
+
+async def test_readyz_names_the_backend_that_is_down_and_nothing_else(
+    start_api: Callable[..., Any], settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pg_port, redis_port = free_port(), free_port()
+    dead_pg = f"postgresql://readyz_user:pg-password@127.0.0.1:{pg_port}/jobwire"
+    dead_redis = f"redis://127.0.0.1:{redis_port}/0"
+    cases = {
+        ("unavailable", "ok"): {"database_url": dead_pg},
+        ("ok", "unavailable"): {"redis_url": dead_redis},
+        ("unavailable", "unavailable"): {"database_url": dead_pg, "redis_url": dead_redis},
+    }
+    for (pg, redis), overrides in cases.items():
+        api = await start_api(**overrides)
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as anon:
+            r = await anon.get("/readyz")
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+        body = r.json()
+        assert body["postgresql"] == pg and body["redis"] == redis, body
+        assert set(body) == {"type", "title", "status", "detail", "instance", "postgresql", "redis"}
+        # no exception text: no address, port, user, errno
+        for leak in (str(pg_port), str(redis_port), "127.0.0.1", "readyz_user", "rror", "refused", "("):
+            assert leak not in r.text, (leak, r.text)
+    logged = capfd.readouterr()
+    assert "readiness: postgresql unavailable" in logged.out + logged.err
+    assert "readiness: redis unavailable" in logged.out + logged.err
+
+
+async def test_a_short_secret_key_stops_every_command_with_a_clear_message() -> None:
+    short = "too-short-a-secret"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWIRE_")}
+    env["JOBWIRE_SECRET_KEY"] = short
+    for command in (["api"], ["dev"], ["worker", "--burst"]):
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "service.cli", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2, (command, out.stderr)
+        assert "JOBWIRE_SECRET_KEY" in out.stderr and "at least 32" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr and short not in out.stderr + out.stdout
+
+
+def test_compose_has_no_default_secret_key() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    jobwire = [s for s in services.values() if "JOBWIRE_NAMESPACE" in s.get("environment", {})]
+    assert {"api", "worker", "dispatcher", "migrate"} <= {n for n, s in services.items() if s in jobwire}
+    for service in jobwire:
+        value = service["environment"]["JOBWIRE_SECRET_KEY"]
+        # ${VAR:?message}: compose stops with the message when the variable is unset or empty
+        required = re.fullmatch(r"\$\{JOBWIRE_SECRET_KEY:\?([^}]+)\}", value)
+        assert required is not None, value
+        assert "32" in required.group(1)
