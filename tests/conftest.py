@@ -121,7 +121,7 @@ def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settin
         "database_url": database_url,
         "redis_url": REDIS_URL,
         "namespace": namespace,
-        "secret_key": "test-secret",
+        "secret_key": "test-secret-key-of-32-characters-or-more",
         "access_log": False,
         "worker_poll_delay_s": 0.05,
         "worker_grace_s": 2,

@@ -9,6 +9,7 @@ import time
 from pydantic import BaseModel
 
 from workers.context import JobContext
+from workers.errors import PermanentError
 from workers.registry import Backoff, job_type
 
 # what the in-process workers' job functions observed, by job id
@@ -110,3 +111,19 @@ async def stall(ctx: JobContext, params: Stall) -> str:
         return "stale"
     await RELEASE.setdefault(str(ctx.job_id), asyncio.Event()).wait()
     return "fresh"
+
+
+class Say(BaseModel):
+    text: str
+    fail: bool = False
+
+
+@job_type("test.say", timeout=10, max_attempts=1)
+async def say(ctx: JobContext, params: Say) -> dict[str, str]:
+    """Puts `text` in everything a job shows: its progress message, its result, or its error's
+    message and type (an exception class named `text`)."""
+    ctx.progress(50, params.text)
+    await asyncio.sleep(0.3)  # a progress event on the stream before the end
+    if params.fail:
+        raise type(params.text, (PermanentError,), {})(params.text)
+    return {"said": params.text}

@@ -46,7 +46,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         JOBWIRE_DATABASE_URL=settings.database_url,
         JOBWIRE_REDIS_URL=settings.redis_url,
         JOBWIRE_NAMESPACE=settings.namespace,
-        JOBWIRE_SECRET_KEY="test-secret",
+        JOBWIRE_SECRET_KEY="test-secret-key-of-32-characters-or-more",
         JOBWIRE_JOB_MODULES='["tests.jobtypes"]',
         JOBWIRE_WORKER_POLL_DELAY_S="0.05",
         JOBWIRE_LOG_FORMAT="json",
@@ -296,7 +296,8 @@ async def test_postgres_unreachable_is_503_with_retry_after(
     api = Api(make_settings(dead, namespace), registry)
     await api.start()
     api_on.append(api)
-    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": "Bearer jw_whatever"}) as client:
+    unknown = "jw_" + "x" * 43  # of the form of a real key, so that it is looked up
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {unknown}"}) as client:
         for method, path in (("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/readyz")):
             r = await client.request(method, path, json={"type": "demo.sleep"})
             assert r.status_code == 503, (path, r.text)
