@@ -55,7 +55,10 @@ _TERMINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.C
 def _outbox(event: EventType) -> str:
     """The deliveries an event owes, inserted by the same statement as the change (transactional
     outbox): one per registered endpoint of the tenant that asked for this type and, for terminal
-    events, one to the job's own webhook_url."""
+    events, one to the job's own webhook_url. Its destination (what the dispatcher's concurrency cap
+    counts) is the canonical URL's origin; a stored URL without one (written around the api) still
+    gets its delivery, which the dispatcher refuses with a clear error: nothing stored in a job may
+    make its transition fail."""
     webhook_event = WEBHOOK_EVENT.get(event)
     if webhook_event is None:
         return ""
@@ -63,7 +66,8 @@ def _outbox(event: EventType) -> str:
     if event in _TERMINAL_EVENTS:
         own_url = f"""
     SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, NULL::uuid, j.webhook_url,
-           'url:' || substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+           'url:' || coalesce(substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+                              'unparsable'),
            '{webhook_event}', to_jsonb(j)
     FROM j WHERE j.webhook_url IS NOT NULL
     UNION ALL"""

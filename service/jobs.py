@@ -49,7 +49,7 @@ class SubmitJob(BaseModel):
     )
     webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
 
-    _webhook_url = field_validator("webhook_url")(ssrf.require_http_url)
+    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
