@@ -179,9 +179,7 @@ MAX_LOOKUPS = 64
 _lookup_threads = ThreadPoolExecutor(max_workers=MAX_LOOKUPS, thread_name_prefix="webhook-dns")
 _lookup_slots = threading.BoundedSemaphore(MAX_LOOKUPS)
 
-NOT_ALLOWED = (
-    "the URL's host is not an allowed webhook destination: webhooks go to public addresses only"
-)
+NOT_ALLOWED = "the URL's host is not an allowed webhook destination: webhooks go to public addresses only"
 
 
 async def _lookup(host: str, port: int) -> list[Address]:

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -96,7 +97,7 @@ async def test_a_job_whose_stored_url_is_corrupt_still_finishes(
             return d if d["status"] != "pending" else None
 
         for job, url in zip(jobs, corrupt, strict=True):
-            d = await eventually(lambda j=job: settled(j["id"]), timeout=20, what="the delivery settled")
+            d = await eventually(partial(settled, job["id"]), timeout=20, what="the delivery settled")
             assert d["url"] == url and d["status"] == "failed" and d["last_error"], d
     finally:
         await dispatcher.stop()
