@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -215,10 +215,15 @@ def encode_cursor(row: Row) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     """Raises ValueError for anything that is not a cursor this API issued."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = orjson.loads(raw)
-        return datetime.fromisoformat(created_at), UUID(job_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            raise ValueError("not a pair of strings")
+        created_at = datetime.fromisoformat(value[0])
+        if created_at.tzinfo is None:
+            raise ValueError("no time zone")
+        # in UTC here, where a date at the edge of Python's range fails, not in asyncpg's encoder
+        return created_at.astimezone(UTC), UUID(value[1])
+    except (ValueError, OverflowError, orjson.JSONDecodeError) as exc:
         raise ValueError("not a cursor returned by this API") from exc
 
 
