@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -56,7 +56,10 @@ def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
     """The deliveries an event owes, inserted by the same statement as the change (transactional
     outbox): one per registered endpoint of the tenant that asked for this type and, for terminal
     events, one to the job's own webhook_url. `when` limits them to the changed rows it holds for
-    (a statement that writes different events for different rows has one outbox per event)."""
+    (a statement that writes different events for different rows has one outbox per event). Its
+    destination (what the dispatcher's concurrency cap counts) is the canonical URL's origin; a
+    stored URL without one (written around the api) still gets its delivery, which the dispatcher
+    refuses with a clear error: nothing stored in a job may make its transition fail."""
     webhook_event = WEBHOOK_EVENT.get(event)
     if webhook_event is None:
         return ""
@@ -64,7 +67,8 @@ def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
     if event in _TERMINAL_EVENTS:
         own_url = f"""
     SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, NULL::uuid, j.webhook_url,
-           'url:' || substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+           'url:' || coalesce(substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+                              'unparsable'),
            '{webhook_event}', to_jsonb(j)
     FROM j WHERE j.webhook_url IS NOT NULL AND ({when})
     UNION ALL"""
@@ -251,10 +255,15 @@ def encode_cursor(row: Row) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     """Raises ValueError for anything that is not a cursor this API issued."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = orjson.loads(raw)
-        return datetime.fromisoformat(created_at), UUID(job_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            raise ValueError("not a pair of strings")
+        created_at = datetime.fromisoformat(value[0])
+        if created_at.tzinfo is None:
+            raise ValueError("no time zone")
+        # in UTC here, where a date at the edge of Python's range fails, not in asyncpg's encoder
+        return created_at.astimezone(UTC), UUID(value[1])
+    except (ValueError, OverflowError, orjson.JSONDecodeError) as exc:
         raise ValueError("not a cursor returned by this API") from exc
 
 
