@@ -166,3 +166,11 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER deliveries_notify AFTER INSERT ON deliveries
     FOR EACH ROW EXECUTE FUNCTION jobwire_notify_delivery();
+
+-- ---- worker runs ------------------------------------------------------------------------------
+
+-- How many times the job has been started. Every start takes the next number and hands it to the
+-- worker, whose writes (progress, outcome, hand-back) only apply while the row still holds that
+-- number. Unlike `attempts`, a manual retry never resets it, so a worker whose lease lapsed can
+-- never act on a later run. A constant default: adding it does not rewrite the table.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS runs bigint NOT NULL DEFAULT 0;

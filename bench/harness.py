@@ -42,7 +42,7 @@ ENV = {
     "JOBWIRE_DATABASE_URL": DATABASE_URL,
     "JOBWIRE_REDIS_URL": REDIS_URL,
     "JOBWIRE_NAMESPACE": "bench",
-    "JOBWIRE_SECRET_KEY": "bench-secret",
+    "JOBWIRE_SECRET_KEY": "bench-secret-key-of-32-characters-or-more",
     "JOBWIRE_ACCESS_LOG": "false",
     "JOBWIRE_LOG_LEVEL": "warning",
     # one key drives the whole load: the per-key rate limit would be what gets measured

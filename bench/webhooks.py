@@ -337,7 +337,7 @@ async def complete_paced(pool: asyncpg.Pool, jobs: Sequence[NewJob], every_s: fl
         t0 = time.monotonic()
         for i, job in enumerate(jobs):
             await asyncio.sleep(max(0.0, t0 + i * every_s - time.monotonic()))
-            row = await jobstore.complete(conn, job.id, 1, {"ok": True})
+            row = await jobstore.complete(conn, job.id, 1, {"ok": True})  # its first run
             at = time.time()
             if row is None:
                 raise SystemExit(f"job {job.id} could not be completed")
@@ -354,7 +354,7 @@ async def measure_latency(
     async with pool.acquire() as conn:
         for job in jobs:
             # a worker's start: a job's own webhook_url is owed its terminal event only
-            await jobstore.start(conn, job.id, 0)
+            await jobstore.start_pending(conn, job.id)
     dispatcher = await start_dispatcher(procs, pool)
     try:
         await complete_paced(pool, jobs[:LATENCY_WARMUP], every_s)

@@ -14,6 +14,10 @@ from jobwire.jobstore import Conn
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_PREFIX = "jw_"
+KEY_BYTES = 32
+# what create_key makes: the prefix and token_urlsafe(KEY_BYTES), 43 characters of base64url; a key
+# of any other form was never issued, and is refused without a database lookup
+KEY_RE = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{{len(secrets.token_urlsafe(KEY_BYTES))}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,11 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def well_formed(key: str) -> bool:
+    """Whether `key` has the form of the keys create_key makes (so could exist at all)."""
+    return KEY_RE.fullmatch(key) is not None
+
+
 def validate_tenant(tenant: str) -> str:
     if not TENANT_RE.match(tenant):
         raise ValueError(
@@ -46,7 +55,7 @@ def validate_tenant(tenant: str) -> str:
 
 async def create_key(conn: Conn, tenant: str, *, admin: bool) -> str:
     validate_tenant(tenant)
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     await conn.execute(
         "INSERT INTO api_keys (tenant, key_hash, key_prefix, is_admin) VALUES ($1, $2, $3, $4)",
         tenant,

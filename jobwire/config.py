@@ -7,10 +7,13 @@ import sys
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# the secret key signs stream tokens: shorter than this, it could be guessed or brute-forced
+SECRET_KEY_MIN_CHARS = 32
+GENERATE_SECRET_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class Settings(BaseSettings):
@@ -56,6 +59,13 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=2000, ge=1)
     # SSE streams and WebSockets open at once per API key (or per job token's tenant), per api process
     max_streams_per_key: int = Field(default=1000, ge=1)
+    # failed authentications (a bad key or stream token) per client address in a window, per api
+    # process; past it the address is answered 429 without its keys being looked up. 0: off
+    auth_failure_limit: int = Field(default=20, ge=0)
+    auth_failure_window_s: float = Field(default=60, gt=0)
+    # proxies (addresses or CIDRs, a JSON list) whose X-Forwarded-For names the client; empty: the
+    # peer of the connection is the client, and X-Forwarded-For is ignored (anyone can send it)
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     access_log: bool = True
     db_pool_max: int = Field(default=10, ge=1)
     stream_token_ttl_s: int = Field(default=3600, ge=60)
@@ -86,6 +96,18 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_long(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # unset (or empty): `dev` generates one, `api` refuses to start
+        if len(value) < SECRET_KEY_MIN_CHARS:
+            raise ValueError(
+                f"JOBWIRE_SECRET_KEY is {len(value)} characters; it must be at least "
+                f"{SECRET_KEY_MIN_CHARS} (generate one with: {GENERATE_SECRET_KEY})"
+            )
+        return value
+
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:
         if self.webhook_lease_s <= self.webhook_timeout_s:
@@ -105,6 +127,6 @@ class Settings(BaseSettings):
         if not self.secret_key:
             raise SystemExit(
                 "JOBWIRE_SECRET_KEY is not set: it signs stream tokens and must be the same on every api "
-                "process (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                f"process (generate one with: {GENERATE_SECRET_KEY})"
             )
         return self.secret_key

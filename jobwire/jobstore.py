@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -52,10 +52,14 @@ WEBHOOK_EVENT = {
 _TERMINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
 
 
-def _outbox(event: EventType) -> str:
+def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
     """The deliveries an event owes, inserted by the same statement as the change (transactional
     outbox): one per registered endpoint of the tenant that asked for this type and, for terminal
-    events, one to the job's own webhook_url."""
+    events, one to the job's own webhook_url. `when` limits them to the changed rows it holds for
+    (a statement that writes different events for different rows has one outbox per event). Its
+    destination (what the dispatcher's concurrency cap counts) is the canonical URL's origin; a
+    stored URL without one (written around the api) still gets its delivery, which the dispatcher
+    refuses with a clear error: nothing stored in a job may make its transition fail."""
     webhook_event = WEBHOOK_EVENT.get(event)
     if webhook_event is None:
         return ""
@@ -63,24 +67,62 @@ def _outbox(event: EventType) -> str:
     if event in _TERMINAL_EVENTS:
         own_url = f"""
     SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, NULL::uuid, j.webhook_url,
-           'url:' || substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+           'url:' || coalesce(substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
+                              'unparsable'),
            '{webhook_event}', to_jsonb(j)
-    FROM j WHERE j.webhook_url IS NOT NULL
+    FROM j WHERE j.webhook_url IS NOT NULL AND ({when})
     UNION ALL"""
-    return f""", w AS (
+    return f""", {name} AS (
     INSERT INTO deliveries (id, tenant, job_id, seq, endpoint_id, url, destination, event_type, job){own_url}
     SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, ep.id, ep.url, 'endpoint:' || ep.id,
            '{webhook_event}', to_jsonb(j)
     FROM j JOIN webhook_endpoints ep
       ON ep.tenant = j.tenant AND ep.disabled_at IS NULL AND '{webhook_event}' = ANY(ep.events)
+    WHERE ({when})
 )"""
 
 
-def _transition(event: EventType, set_sql: str, where_sql: str, *, batch: str | None = None) -> str:
+# what a transition that honours a cancel request does instead of its own change
+_CANCEL_INSTEAD = {"status": "'cancelled'", "finished_at": "now()"}
+
+
+def _or_cancel(assignments: dict[str, str]) -> str:
+    """SET items that make the change or, when a cancel was requested, end the job `cancelled`
+    instead (its other columns left as they are)."""
+    items = []
+    for col in dict.fromkeys([*assignments, *_CANCEL_INSTEAD]):
+        cancel, change = _CANCEL_INSTEAD.get(col, col), assignments.get(col, col)
+        items.append(f"{col} = CASE WHEN cancel_requested THEN {cancel} ELSE {change} END")
+    return ", ".join(items)
+
+
+def _transition(
+    event: EventType,
+    set_sql: str | dict[str, str],
+    where_sql: str,
+    *,
+    batch: str | None = None,
+) -> str:
     """One job's change (its id is $1), or with `batch` (a FROM item yielding `b_id` and the other
-    inputs as b_* columns) the same change to many jobs in one statement and one commit."""
+    inputs as b_* columns) the same change to many jobs in one statement and one commit.
+
+    `set_sql` given as a dict of assignments makes a transition that honours a cancel request: a
+    job whose cancel was requested ends `cancelled` instead (its `cancelled` event and the
+    deliveries that one owes written in the same statement, as every other cancel path does). Every
+    transition that can leave a job unfinished and not running (a start, a retry, a hand-back) is of
+    this kind, so that no path can leave a requested cancel behind."""
     data = _EVENT_DATA.get(event, "NULL::jsonb")
     target = "WHERE id = $1" if batch is None else f"FROM {batch} WHERE id = b_id"
+    if isinstance(set_sql, str):
+        event_type, outbox = f"'{event.value}'", _outbox(event)
+    else:
+        set_sql = _or_cancel(set_sql)
+        cancelled = "j.status = 'cancelled'"
+        event_type = f"CASE WHEN {cancelled} THEN 'cancelled' ELSE '{event.value}' END"
+        data = f"CASE WHEN {cancelled} THEN NULL ELSE {data} END"
+        outbox = _outbox(event, when=f"NOT {cancelled}") + _outbox(
+            EventType.CANCELLED, when=cancelled, name="wc"
+        )
     return f"""
 WITH j AS (
     UPDATE jobs SET {set_sql}, last_seq = last_seq + 1, updated_at = now()
@@ -88,9 +130,14 @@ WITH j AS (
     RETURNING jobs.*
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
-    SELECT id, last_seq, '{event.value}', status, progress, message, {data}, updated_at FROM j
-){_outbox(event)}
+    SELECT id, last_seq, {event_type}, status, progress, message, {data}, updated_at FROM j
+){outbox}
 SELECT * FROM j"""
+
+
+def event_written(row: Row, event: EventType) -> EventType:
+    """The event a transition that honours cancel requests wrote: its own, or `cancelled`."""
+    return EventType.CANCELLED if row["status"] == "cancelled" else event
 
 
 _INSERT_JOB = """
@@ -104,65 +151,61 @@ WITH j AS (
 )
 SELECT * FROM j"""
 
-# worker side: $2 is always the attempt number the caller is running, so a superseded run
-# (its lease expired and another worker took the job over) changes nothing
-_START = _transition(
-    EventType.STARTED,
-    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
-    "status = 'pending' AND NOT cancel_requested AND attempts = $2",
-)
-# the common case, tried before reading the job at all: a pending job starts (the status guard
-# alone makes the start exclusive)
-_START_PENDING = _transition(
-    EventType.STARTED,
-    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
-    "status = 'pending' AND NOT cancel_requested",
-)
+# A start gives the run the next `runs` number (never reset, unlike `attempts`). Every later write
+# of that run carries it ($2, or b_run) and changes nothing once the row holds another: a run that
+# was superseded (its lease lapsed and another worker took the job over, or the job was retried
+# and started again since) can never touch the job. A pending job whose cancel was requested is
+# cancelled by its start rather than left waiting.
+_START_SET = {
+    "status": "'running'",
+    "attempts": "attempts + 1",
+    "runs": "runs + 1",
+    "started_at": "now()",
+    "progress": "0",
+    "message": "NULL",
+}
+# a pending job starts (the status guard alone makes the start exclusive)
+_START_PENDING = _transition(EventType.STARTED, _START_SET, "status = 'pending'")
 # the group-committed forms the worker uses for the jobs it runs concurrently: inputs are arrays
 # sorted by job id, so two batches that share rows lock them in the same order
 _START_PENDING_MANY = _transition(
-    EventType.STARTED,
-    "status = 'running', attempts = attempts + 1, started_at = now(), progress = 0, message = NULL",
-    "status = 'pending' AND NOT cancel_requested",
-    batch="unnest($1::uuid[]) AS b(b_id)",
+    EventType.STARTED, _START_SET, "status = 'pending'", batch="unnest($1::uuid[]) AS b(b_id)"
 )
 _COMPLETE_MANY = _transition(
     EventType.COMPLETED,
     "status = 'completed', progress = 100, result = b_result::jsonb, error = NULL, finished_at = now()",
-    "status = 'running' AND attempts = b_attempt",
+    "status = 'running' AND runs = b_run",
     # results travel as JSON text: asyncpg would read a list inside a jsonb[] as another dimension
-    batch="unnest($1::uuid[], $2::int[], $3::text[]) AS b(b_id, b_attempt, b_result)",
+    batch="unnest($1::uuid[], $2::bigint[], $3::text[]) AS b(b_id, b_run, b_result)",
 )
 _PROGRESS = _transition(
     EventType.PROGRESS,
     "progress = GREATEST(progress, $3), message = $4",
-    "status = 'running' AND attempts = $2",
+    "status = 'running' AND runs = $2",
 )
 _COMPLETE = _transition(
     EventType.COMPLETED,
     "status = 'completed', progress = 100, result = $3, error = NULL, finished_at = now()",
-    "status = 'running' AND attempts = $2",
+    "status = 'running' AND runs = $2",
 )
 _FAIL = _transition(
     EventType.FAILED,
     "status = 'failed', error = $3, finished_at = now()",
-    "status = 'running' AND attempts = $2",
+    "status = 'running' AND runs = $2",
 )
 _SCHEDULE_RETRY = _transition(
-    EventType.RETRYING,
-    "status = 'pending', error = $3",
-    "status = 'running' AND attempts = $2",
+    EventType.RETRYING, {"status": "'pending'", "error": "$3::jsonb"}, "status = 'running' AND runs = $2"
 )
 # a graceful worker shutdown hands the job back without spending an attempt on it
 _RELEASE = _transition(
     EventType.RETRYING,
-    "status = 'pending', error = $3, attempts = attempts - 1",
-    "status = 'running' AND attempts = $2",
+    {"status": "'pending'", "error": "$3::jsonb", "attempts": "attempts - 1"},
+    "status = 'running' AND runs = $2",
 )
 _CANCELLED_BY_WORKER = _transition(
     EventType.CANCELLED,
     "status = 'cancelled', finished_at = now()",
-    "status = 'running' AND attempts = $2",
+    "status = 'running' AND runs = $2",
 )
 # api side
 _CANCEL_PENDING = _transition(
@@ -170,6 +213,7 @@ _CANCEL_PENDING = _transition(
     "status = 'cancelled', finished_at = now()",
     "status = 'pending' AND ($2::text IS NULL OR tenant = $2)",
 )
+# `runs` is left alone: the next start gives the new run a number no earlier run had
 _RETRY = _transition(
     EventType.RETRYING,
     "status = 'pending', attempts = 0, progress = 0, message = NULL, result = NULL, started_at = NULL,"
@@ -211,10 +255,15 @@ def encode_cursor(row: Row) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     """Raises ValueError for anything that is not a cursor this API issued."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = orjson.loads(raw)
-        return datetime.fromisoformat(created_at), UUID(job_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            raise ValueError("not a pair of strings")
+        created_at = datetime.fromisoformat(value[0])
+        if created_at.tzinfo is None:
+            raise ValueError("no time zone")
+        # in UTC here, where a date at the edge of Python's range fails, not in asyncpg's encoder
+        return created_at.astimezone(UTC), UUID(value[1])
+    except (ValueError, OverflowError, orjson.JSONDecodeError) as exc:
         raise ValueError("not a cursor returned by this API") from exc
 
 
@@ -273,27 +322,26 @@ async def retry(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
 
 
 # ---- transitions, worker side ----------------------------------------------------------------
-
-
-async def start(conn: Conn, job_id: UUID, attempts_before: int) -> Row | None:
-    return await conn.fetchrow(_START, job_id, attempts_before)
+# `run` is always the `runs` number the caller's start returned (see _START_SET).
 
 
 async def start_pending(conn: Conn, job_id: UUID) -> Row | None:
-    """Start a pending job whatever its attempt count; None when it is not pending."""
+    """Start a pending job whatever its attempt count (or cancel it, when its cancel was requested:
+    see `event_written`); None when it is not pending."""
     return await conn.fetchrow(_START_PENDING, job_id)
 
 
 async def start_pending_many(conn: Conn, job_ids: Sequence[UUID]) -> dict[UUID, Row]:
-    """`start_pending` for many jobs in one statement: the rows of those that started."""
+    """`start_pending` for many jobs in one statement: the rows of those that changed."""
     rows = await conn.fetch(_START_PENDING_MANY, sorted(job_ids))
     return {r["id"]: r for r in rows}
 
 
 async def start_within_cap(
-    pool: asyncpg.Pool[Row], job_id: UUID, attempts_before: int, tenant: str, cap: int
+    pool: asyncpg.Pool[Row], job_id: UUID, tenant: str, cap: int
 ) -> tuple[bool, Row | None]:
-    """Start the job unless its tenant already has `cap` running: (False, None) when over the cap.
+    """`start_pending` unless the job's tenant already has `cap` running: (False, None) when over
+    the cap.
 
     Starts of one tenant take turns on a transaction-scoped advisory lock, and count the running
     jobs in a statement that begins after the lock is held, so two workers cannot both see room
@@ -305,39 +353,41 @@ async def start_within_cap(
         )
         if running >= cap:
             return False, None
-        return True, await c.fetchrow(_START, job_id, attempts_before)
+        return True, await c.fetchrow(_START_PENDING, job_id)
 
 
-async def progress(conn: Conn, job_id: UUID, attempt: int, pct: float, message: str | None) -> Row | None:
-    return await conn.fetchrow(_PROGRESS, job_id, attempt, pct, message)
+async def progress(conn: Conn, job_id: UUID, run: int, pct: float, message: str | None) -> Row | None:
+    return await conn.fetchrow(_PROGRESS, job_id, run, pct, message)
 
 
-async def complete(conn: Conn, job_id: UUID, attempt: int, result: Any) -> Row | None:
-    return await conn.fetchrow(_COMPLETE, job_id, attempt, result)
+async def complete(conn: Conn, job_id: UUID, run: int, result: Any) -> Row | None:
+    return await conn.fetchrow(_COMPLETE, job_id, run, result)
 
 
 async def complete_many(conn: Conn, done: Sequence[tuple[UUID, int, Any]]) -> dict[UUID, Row]:
-    """`complete` for many (job id, attempt, result) in one statement: the rows that changed."""
+    """`complete` for many (job id, run, result) in one statement: the rows that changed."""
     ordered = sorted(done, key=lambda d: d[0])
     results = [None if d[2] is None else orjson.dumps(d[2]).decode() for d in ordered]
     rows = await conn.fetch(_COMPLETE_MANY, [d[0] for d in ordered], [d[1] for d in ordered], results)
     return {r["id"]: r for r in rows}
 
 
-async def fail(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
-    return await conn.fetchrow(_FAIL, job_id, attempt, error)
+async def fail(conn: Conn, job_id: UUID, run: int, error: dict[str, str]) -> Row | None:
+    return await conn.fetchrow(_FAIL, job_id, run, error)
 
 
-async def schedule_retry(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
-    return await conn.fetchrow(_SCHEDULE_RETRY, job_id, attempt, error)
+async def schedule_retry(conn: Conn, job_id: UUID, run: int, error: dict[str, str]) -> Row | None:
+    """Back to pending for another attempt, or `cancelled` when a cancel was requested."""
+    return await conn.fetchrow(_SCHEDULE_RETRY, job_id, run, error)
 
 
-async def release(conn: Conn, job_id: UUID, attempt: int, error: dict[str, str]) -> Row | None:
-    return await conn.fetchrow(_RELEASE, job_id, attempt, error)
+async def release(conn: Conn, job_id: UUID, run: int, error: dict[str, str]) -> Row | None:
+    """Handed back unspent at shutdown, or `cancelled` when a cancel was requested."""
+    return await conn.fetchrow(_RELEASE, job_id, run, error)
 
 
-async def cancelled_by_worker(conn: Conn, job_id: UUID, attempt: int) -> Row | None:
-    return await conn.fetchrow(_CANCELLED_BY_WORKER, job_id, attempt)
+async def cancelled_by_worker(conn: Conn, job_id: UUID, run: int) -> Row | None:
+    return await conn.fetchrow(_CANCELLED_BY_WORKER, job_id, run)
 
 
 async def cancel_requested_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:

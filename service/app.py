@@ -17,10 +17,10 @@ from jobwire.redis_client import create_redis
 from jobwire.registry import Registry, load_job_types
 from jobwire.tokens import StreamTokens
 from service import dashboard, health, jobs, metrics, openapi, sse, webhooks, ws
-from service.auth import KEY_CACHE, KeyCache, auth_middleware
+from service.auth import AUTH_FAILURES, KEY_CACHE, KeyCache, auth_middleware
 from service.http import reject_nul_middleware
 from service.hub import EventHub
-from service.limits import RateLimiter, StreamLimiter
+from service.limits import FailureLimiter, RateLimiter, StreamLimiter
 from service.problems import Handler, problem_middleware
 from service.state import (
     DB,
@@ -115,6 +115,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app[REGISTRY] = registry or load_job_types(settings.job_modules)
     app[TOKENS] = StreamTokens(settings.require_secret_key(), settings.stream_token_ttl_s)
     app[KEY_CACHE] = KeyCache()
+    app[AUTH_FAILURES] = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_s)
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app[STREAM_LIMITER] = StreamLimiter(settings.max_streams_per_key)
     app.cleanup_ctx.append(_resources)

@@ -2,41 +2,81 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from collections import OrderedDict
 
 from aiohttp import web
 
 from jobwire import apikeys
 from jobwire.apikeys import Principal
-from service.limits import limit_key
+from service.limits import FailureLimiter, limit_key
 from service.problems import Handler, Problem
-from service.state import DB, PRINCIPAL, RATE_LIMITER, TOKENS
+from service.state import DB, PRINCIPAL, RATE_LIMITER, SETTINGS, TOKENS
 
 # Lookups are cached briefly so that a busy client costs one indexed query per key per half minute,
 # not one per request. A revoked key therefore keeps working for up to this long.
 CACHE_TTL_S = 30.0
 NEGATIVE_TTL_S = 2.0
 CACHE_MAX = 10_000
+# refused keys have a table of their own, so that a flood of bad keys cannot evict the good ones
+NEGATIVE_CACHE_MAX = 1_000
+
+
+class _LRU:
+    """Entries that expire, at most `size` of them: when full, the least recently used goes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, tuple[Principal | None, float]] = OrderedDict()
+
+    def get(self, digest: bytes) -> tuple[Principal | None, float] | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return entry
+
+    def put(self, digest: bytes, principal: Principal | None, ttl_s: float) -> None:
+        self._entries[digest] = (principal, time.monotonic() + ttl_s)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def pop(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class KeyCache:
-    def __init__(self) -> None:
-        self._entries: dict[bytes, tuple[Principal | None, float]] = {}
+    def __init__(self, size: int = CACHE_MAX, negative_size: int = NEGATIVE_CACHE_MAX) -> None:
+        self._valid = _LRU(size)
+        self._refused = _LRU(negative_size)
 
     def get(self, digest: bytes) -> tuple[bool, Principal | None]:
-        entry = self._entries.get(digest)
-        if entry is None or entry[1] < time.monotonic():
+        """(True, principal) for a cached key, (True, None) for a key refused moments ago,
+        (False, None) when it has to be looked up."""
+        entry = self._valid.get(digest) or self._refused.get(digest)
+        if entry is None:
             return False, None
         return True, entry[0]
 
     def put(self, digest: bytes, principal: Principal | None) -> None:
-        if len(self._entries) >= CACHE_MAX:
-            self._entries.clear()
-        ttl = CACHE_TTL_S if principal is not None else NEGATIVE_TTL_S
-        self._entries[digest] = (principal, time.monotonic() + ttl)
+        if principal is not None:
+            self._refused.pop(digest)
+            self._valid.put(digest, principal, CACHE_TTL_S)
+        else:
+            self._valid.pop(digest)
+            self._refused.put(digest, None, NEGATIVE_TTL_S)
 
 
 KEY_CACHE = web.AppKey("key_cache", KeyCache)
+AUTH_FAILURES = web.AppKey("auth_failures", FailureLimiter)
 
 
 def _unauthorized(detail: str, *, invalid: bool) -> Problem:
@@ -44,16 +84,71 @@ def _unauthorized(detail: str, *, invalid: bool) -> Problem:
     return Problem(401, detail, slug="unauthorized", headers={"WWW-Authenticate": challenge})
 
 
+def client_address(request: web.Request) -> str:
+    """Who failed authentication, for AUTH_FAILURES: the connection's peer; behind a proxy listed in
+    JOBWIRE_TRUSTED_PROXIES, the nearest X-Forwarded-For hop that is not such a proxy (a client can
+    write anything in that header, so it is read only from proxies that are trusted to set it)."""
+    trusted = request.app[SETTINGS].trusted_proxies
+    address = _ip(request.remote)
+    if address is None:
+        return request.remote or ""  # not an IP connection (a unix socket)
+    if trusted:
+        hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+        for hop in reversed(hops):
+            if not any(address in net for net in trusted):
+                break
+            forwarded = _ip(hop.strip())
+            if forwarded is None:
+                break  # a garbled hop: the last address known good stands
+            address = forwarded
+    if address.version == 6:
+        # one host holds a whole /64 and can change address within it at will
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text or "")
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def refuse(request: web.Request, problem: Problem) -> Problem:
+    """Count a failed authentication against the client's address and return the problem to raise:
+    the 401 given, or a 429 once the address is over JOBWIRE_AUTH_FAILURE_LIMIT."""
+    address = client_address(request)
+    failures = request.app[AUTH_FAILURES]
+    failures.check(address)
+    failures.failed(address)
+    return problem
+
+
 async def authenticate(request: web.Request, key: str) -> Principal:
     cache = request.app[KEY_CACHE]
     digest = apikeys.hash_key(key)
     hit, principal = cache.get(digest)
-    if not hit:
-        async with request.app[DB].acquire() as conn:
-            principal = await apikeys.lookup(conn, key)
-        cache.put(digest, principal)
+    if principal is not None:
+        return principal  # a key in use is never throttled, whatever its address did
+    refused = _unauthorized("the API key is not valid", invalid=True)
+    if hit or not apikeys.well_formed(key):
+        # refused moments ago, or never issued in this form: no lookup
+        raise refuse(request, refused)
+    # the lookup is charged as a failure before it runs (and refunded if the key is found), so that
+    # an address past its limit costs no lookup, concurrent guesses included
+    address = client_address(request)
+    failures = request.app[AUTH_FAILURES]
+    failures.check(address)
+    failures.failed(address)
+    async with request.app[DB].acquire() as conn:
+        principal = await apikeys.lookup(conn, key)
+    cache.put(digest, principal)
     if principal is None:
-        raise _unauthorized("the API key is not valid", invalid=True)
+        raise refused
+    failures.refund(address)
     return principal
 
 
@@ -63,7 +158,7 @@ def bearer_key(request: web.Request) -> str | None:
         return None
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
-        raise _unauthorized("use `Authorization: Bearer <api key>`", invalid=True)
+        raise refuse(request, _unauthorized("use `Authorization: Bearer <api key>`", invalid=True))
     return credentials.strip()
 
 
@@ -77,8 +172,11 @@ async def _query_token(request: web.Request, token: str) -> Principal:
         return await authenticate(request, token)
     granted = request.app[TOKENS].verify(token)
     if granted is None:
-        raise _unauthorized(
-            "the stream token is invalid or expired; read the job again for a fresh one", invalid=True
+        raise refuse(
+            request,
+            _unauthorized(
+                "the stream token is invalid or expired; read the job again for a fresh one", invalid=True
+            ),
         )
     job_id, tenant = granted
     return Principal(tenant=tenant, is_admin=False, key_id=0, job_scope=job_id)

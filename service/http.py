@@ -71,15 +71,41 @@ async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
+# ---- numbers ---------------------------------------------------------------------------------
+# Every number the api reads from a query, a header or a frame goes through `decimal`: ASCII digits
+# only (str.isdigit() and int() also take "١٢" and "²"), and never more of them than the largest
+# value allowed has (int() of thousands of digits is slow, and past 4300 a ValueError), so a
+# hostile value is a 400/422 answer, never a 500 or a PostgreSQL overflow.
+
+# job_events.seq, and so every event id and cursor, is a PostgreSQL integer
+MAX_SEQ = 2**31 - 1
+
+
+def decimal(text: str, *, hi: int) -> int | None:
+    """`text` as an integer from 0 to `hi` when it is written in ASCII decimal digits, else None."""
+    if not 0 < len(text) <= len(str(hi)) or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= hi else None
+
+
+def seq_value(value: object) -> int | None:
+    """An event seq sent in JSON (a number or a string of digits), or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_SEQ else None
+    if isinstance(value, str):
+        return decimal(value, hi=MAX_SEQ)
+    return None
+
+
 def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
-    if not lo <= value <= hi:
+    value = decimal(raw, hi=hi)
+    if value is None or value < lo:
         raise Problem(
             422,
             f"query parameter {name!r} must be an integer from {lo} to {hi}",
@@ -107,18 +133,28 @@ def query_cursor(request: web.Request) -> tuple[datetime, UUID] | None:
         ) from None
 
 
-_WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+_WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?([^\s;,\"]*)\"?", re.IGNORECASE)
 
 
 def prefer_wait(request: web.Request, limit: int) -> int | None:
-    """The `wait` preference of a `Prefer` header (RFC 7240), capped at `limit` seconds."""
+    """The `wait` preference of a `Prefer` header (RFC 7240), capped at `limit` seconds; 400 when
+    its value is not a number of seconds."""
     header = request.headers.get("Prefer")
     if not header:
         return None
     match = _WAIT_RE.search(header)
     if match is None:
         return None
-    return min(int(match.group(1)), limit)
+    text = match.group(1)
+    if not text.isascii() or not text.isdigit():
+        raise Problem(
+            400,
+            "the wait preference must be a whole number of seconds (Prefer: wait=10)",
+            slug="invalid-prefer",
+            errors=[{"loc": ["header", "Prefer"], "msg": "wait must be digits", "type": "int_parsing"}],
+        )
+    value = decimal(text, hi=limit)
+    return limit if value is None else value  # digits, but more than the cap
 
 
 def if_none_match(request: web.Request) -> list[str]:

@@ -50,7 +50,7 @@ class SubmitJob(BaseModel):
     )
     webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
 
-    _webhook_url = field_validator("webhook_url")(ssrf.require_http_url)
+    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -177,11 +177,11 @@ def _idempotency_key(request: web.Request) -> str | None:
 async def submit(request: web.Request) -> web.Response:
     principal = _principal(request)
     idem_key = _idempotency_key(request)
+    wait_s = prefer_wait(request, MAX_WAIT_S)
     body = await read_json(request)
     sub, params, max_attempts = _validate_submission(request, body)
     if sub.webhook_url is not None:
         await check_destination(request, sub.webhook_url, field="webhook_url")
-    wait_s = prefer_wait(request, MAX_WAIT_S)
     job = jobstore.NewJob(
         id=new_id(),
         tenant=principal.tenant,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -78,3 +79,67 @@ class StreamLimiter:
 def limit_key(principal: Principal) -> object:
     """API keys are limited one by one; job-scoped stream tokens (no key) by their tenant."""
     return principal.key_id if principal.key_id else ("token", principal.tenant)
+
+
+class FailureLimiter:
+    """Failed authentications per client address: past `limit` failures in `window_s`, the address
+    is answered 429 until its window ends, before any key is looked up. A fixed window per address
+    (its first failure starts it) is enough here: the point is to make guessing keys slow and to
+    keep a flood of bad keys off the database, not to shape traffic."""
+
+    def __init__(self, limit: int, window_s: float, max_addresses: int = 100_000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_addresses = max_addresses
+        # address -> (window end, failures in it); oldest window first, so the table is bounded by
+        # dropping the front: a flood of addresses forgets the oldest, never grows without end
+        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def check(self, address: str) -> None:
+        """Raise a 429 (with Retry-After) while `address` is over the limit."""
+        if self.limit <= 0:
+            return
+        entry = self._windows.get(address)
+        if entry is None:
+            return
+        ends, failures = entry
+        now = time.monotonic()
+        if ends <= now:
+            del self._windows[address]
+            return
+        if failures >= self.limit:
+            wait_s = max(1, math.ceil(ends - now))
+            raise Problem(
+                429,
+                f"too many failed authentications from this address: at most {self.limit} in "
+                f"{self.window_s:g} s; try again in {wait_s} s",
+                slug="auth-rate-limited",
+                headers={"Retry-After": str(wait_s)},
+            )
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication from `address`."""
+        if self.limit <= 0:
+            return
+        now = time.monotonic()
+        entry = self._windows.get(address)
+        if entry is None or entry[0] <= now:
+            self._windows.pop(address, None)
+            self._windows[address] = (now + self.window_s, 1)
+            self._evict(now)
+        else:
+            self._windows[address] = (entry[0], entry[1] + 1)
+
+    def refund(self, address: str) -> None:
+        """Take back one failure counted ahead of an outcome that turned out a success."""
+        entry = self._windows.get(address)
+        if entry is not None and entry[1] > 0:
+            self._windows[address] = (entry[0], entry[1] - 1)
+
+    def _evict(self, now: float) -> None:
+        # windows are kept in the order they started, so the expired ones are at the front
+        while self._windows:
+            address, (ends, _) = next(iter(self._windows.items()))
+            if ends > now and len(self._windows) <= self.max_addresses:
+                break
+            del self._windows[address]

@@ -18,6 +18,7 @@ from jobwire.apikeys import Principal
 from jobwire.logs import get_logger
 from jobwire.models import TERMINAL, event_view
 from service import metrics
+from service.http import MAX_SEQ, decimal
 from service.hub import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STREAM_LIMITER
@@ -104,11 +105,12 @@ class Cursor:
     def restore(self, text: str) -> None:
         digest, _, seqs = text.partition("-")
         parts = seqs.split(".")
-        if digest != self.digest or len(parts) != len(self.jobs) or not all(p.isdigit() for p in parts):
+        values = [seq for p in parts if (seq := decimal(p, hi=MAX_SEQ)) is not None]
+        if digest != self.digest or len(values) != len(parts) or len(values) != len(self.jobs):
             raise _problem_422(
                 ["header", "Last-Event-ID"], "Last-Event-ID is not a cursor of this set of jobs"
             )
-        self.seqs = {job: int(p) for job, p in zip(self.jobs, parts, strict=True)}
+        self.seqs = dict(zip(self.jobs, values, strict=True))
 
 
 async def _pump(
@@ -187,11 +189,12 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
     last = _last_event_id(request)
     if last is not None:
         if single:
-            if not last.isdigit():
+            seq = decimal(last, hi=MAX_SEQ)
+            if seq is None:
                 raise _problem_422(
                     ["header", "Last-Event-ID"], "Last-Event-ID must be an event id of this stream"
                 )
-            cursor.seqs[keys[0]] = int(last)
+            cursor.seqs[keys[0]] = seq
         else:
             cursor.restore(last)
     hub = request.app[HUB]

@@ -51,7 +51,7 @@ class CreateEndpoint(BaseModel):
     )
     description: str = Field(default="", max_length=500)
 
-    _url = field_validator("url")(ssrf.require_http_url)
+    _url = field_validator("url")(ssrf.canonical_url_field)
     _unique = field_validator("events")(_events)
 
 
@@ -67,7 +67,7 @@ class UpdateEndpoint(BaseModel):
         default=None, description="false re-enables an endpoint disabled by failures"
     )
 
-    _url = field_validator("url")(ssrf.require_http_url)
+    _url = field_validator("url")(ssrf.canonical_url_field)
     _unique = field_validator("events")(_events)
 
 
@@ -151,7 +151,8 @@ async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
 
 
 async def check_destination(request: web.Request, url: str, *, field: str = "url") -> None:
-    """422 unless the URL's host resolves to public addresses only (or private ones are allowed)."""
+    """422 unless the (canonical) URL's host resolves to public addresses only (or private ones are
+    allowed); 503 when its name could not be resolved in time."""
     try:
         await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
     except ssrf.BlockedDestination as exc:
@@ -161,6 +162,13 @@ async def check_destination(request: web.Request, url: str, *, field: str = "url
             slug="validation",
             title="Validation failed",
             errors=[{"loc": ["body", field], "msg": str(exc), "type": "blocked_destination"}],
+        ) from None
+    except ssrf.DestinationUnchecked as exc:
+        raise Problem(
+            503,
+            f"could not check the webhook URL's host: {exc}; try again shortly",
+            slug="unavailable",
+            headers={"Retry-After": "5"},
         ) from None
 
 

@@ -17,6 +17,7 @@ from jobwire.apikeys import Principal
 from jobwire.logs import get_logger
 from jobwire.models import event_view
 from service import metrics
+from service.http import seq_value
 from service.hub import RESYNC, EventHub, Subscriber
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS, STREAM_LIMITER
@@ -95,7 +96,10 @@ class Connection:
             return
         try:
             ids = [UUID(str(j)) for j in jobs]
-            after = {str(k): int(v) for k, v in since.items()}
+            seqs = {str(k): seq_value(v) for k, v in since.items()}
+            after = {k: v for k, v in seqs.items() if v is not None}
+            if len(after) != len(seqs):
+                raise ValueError("`since` holds a value that is not a seq")
         except (ValueError, TypeError):
             await self.error("`jobs` must be job ids and `since` a map of job id to seq")
             return

@@ -4,6 +4,7 @@ schema.sql) and its own Redis namespace, and talks to real servers over real soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -22,6 +23,7 @@ from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
 from jobwire.registry import Registry, load_job_types
 from service.app import create_app
+from workers.transitions import Transitions
 from workers.worker import WorkerService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +121,7 @@ def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settin
         "database_url": database_url,
         "redis_url": REDIS_URL,
         "namespace": namespace,
-        "secret_key": "test-secret",
+        "secret_key": "test-secret-key-of-32-characters-or-more",
         "access_log": False,
         "worker_poll_delay_s": 0.05,
         "worker_grace_s": 2,
@@ -296,3 +298,19 @@ async def receiver() -> AsyncIterator[Any]:
     await r.start()
     yield r
     await r.stop()
+
+
+@pytest.fixture
+async def transitions(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[Transitions]:
+    redis = create_redis(settings.redis_url)
+    keys = Keys(settings.namespace)
+    t = Transitions(pool, redis, keys)
+    task = asyncio.ensure_future(t.run())
+    try:
+        yield t
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await redis_client.delete_namespace(redis, keys)
+        await redis.aclose()

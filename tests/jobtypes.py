@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 from pydantic import BaseModel
 
 from jobwire.context import JobContext
+from jobwire.errors import PermanentError
 from jobwire.registry import Backoff, job_type
 
 # what the in-process workers' job functions observed, by job id
 OBSERVED: dict[str, list[str]] = {}
+# set by a test to let an in-process `test.stall` run finish, by job id
+RELEASE: dict[str, asyncio.Event] = {}
 
 
 class Empty(BaseModel):
@@ -74,3 +79,51 @@ async def bad_result(ctx: JobContext, params: Empty) -> object:
 async def nul_result(ctx: JobContext, params: Empty) -> object:
     """Returns JSON that PostgreSQL's jsonb cannot hold (a NUL character)."""
     return {"text": "a\x00b"}
+
+
+@job_type(
+    "test.fail_on_cancel", timeout=30, max_attempts=3, backoff=Backoff(base_s=0.05, factor=1, max_s=0.05)
+)
+async def fail_on_cancel(ctx: JobContext, params: Empty) -> None:
+    """Fails with a retryable error the moment its cancel is requested, whether it sees the flag
+    itself or is interrupted by the heartbeat delivering it."""
+    try:
+        # polls the row: the flag is set by another process, nothing here could signal it
+        while not await ctx.db.fetchval("SELECT cancel_requested FROM jobs WHERE id = $1", ctx.job_id):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    except asyncio.CancelledError:
+        pass
+    raise ConnectionError("the connection dropped just as the job was cancelled")
+
+
+class Stall(BaseModel):
+    stall_s: float = 15
+
+
+@job_type("test.stall", timeout=120, max_attempts=1)
+async def stall(ctx: JobContext, params: Stall) -> str:
+    """In a worker process started with TEST_STALL_WORKER set: blocks its event loop (its heartbeat
+    stops, its lease lapses), then reports progress and returns. In the tests' own worker: waits
+    until the test sets RELEASE[job id]."""
+    if os.environ.get("TEST_STALL_WORKER"):
+        time.sleep(params.stall_s)  # noqa: ASYNC251 (blocking the loop is the point)
+        ctx.progress(50, "stale")
+        return "stale"
+    await RELEASE.setdefault(str(ctx.job_id), asyncio.Event()).wait()
+    return "fresh"
+
+
+class Say(BaseModel):
+    text: str
+    fail: bool = False
+
+
+@job_type("test.say", timeout=10, max_attempts=1)
+async def say(ctx: JobContext, params: Say) -> dict[str, str]:
+    """Puts `text` in everything a job shows: its progress message, its result, or its error's
+    message and type (an exception class named `text`)."""
+    ctx.progress(50, params.text)
+    await asyncio.sleep(0.3)  # a progress event on the stream before the end
+    if params.fail:
+        raise type(params.text, (PermanentError,), {})(params.text)
+    return {"said": params.text}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
@@ -32,16 +33,17 @@ from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 log = get_logger("jobwire.worker")
 
 # KEYS: the queue, then per job its in-progress key and its job key; ARGV: now (ms), the lease
-# (ms), then the job ids. A job is claimed when it is still queued, due, and not running anywhere
-# (what ARQ's WATCH/MULTI checks); the reply lists (id, score, payload) for each claimed job.
+# (ms), a token unique to this claim, then the job ids. A job is claimed when it is still queued,
+# due, and not running anywhere (what ARQ's WATCH/MULTI checks); the lease holds the claim's token.
+# The reply lists (id, score, payload) for each claimed job.
 _CLAIM_LUA = """
 local now = tonumber(ARGV[1])
 local out = {}
-for i = 3, #ARGV do
-    local k = 2 + (i - 3) * 2
+for i = 4, #ARGV do
+    local k = 2 + (i - 4) * 2
     local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
     if score and tonumber(score) <= now and redis.call('EXISTS', KEYS[k]) == 0 then
-        redis.call('SET', KEYS[k], '1', 'PX', ARGV[2])
+        redis.call('SET', KEYS[k], ARGV[3], 'PX', ARGV[2])
         out[#out + 1] = ARGV[i]
         out[#out + 1] = score
         out[#out + 1] = redis.call('GET', KEYS[k + 1]) or ''
@@ -50,28 +52,37 @@ end
 return out
 """
 
-# KEYS: the queue, then per job its in-progress, job and retry keys; ARGV: per job its id and how
-# it ended: DONE (off the queue), AGAIN (stays queued as it is) or a number of ms to push its score
-# by (ARQ's Retry(defer=...)). The lease is released in every case, as ARQ's finish_job does.
+# KEYS: the queue, then per job its in-progress, job and retry keys; ARGV: per job its id, how it
+# ended: DONE (off the queue), AGAIN (stays queued as it is) or a number of ms to push its score by
+# (ARQ's Retry(defer=...)), and the token of the claim that ran it. The lease is released, as ARQ's
+# finish_job does, unless it now holds another claim's token: then this run's lease lapsed and
+# another worker holds the job (it may be running it right now), so its lease, job key and queue
+# entry are that worker's to finish, and this one touches nothing.
 _FINISH_LUA = """
-for i = 1, #ARGV, 2 do
-    local k = 2 + (i - 1) / 2 * 3
-    redis.call('DEL', KEYS[k])
-    local how = ARGV[i + 1]
-    if how == 'done' then
-        redis.call('DEL', KEYS[k + 1], KEYS[k + 2])
-        redis.call('ZREM', KEYS[1], ARGV[i])
-    elseif how ~= 'again' then
-        redis.call('ZINCRBY', KEYS[1], how, ARGV[i])
+for i = 1, #ARGV, 3 do
+    local k = 2 + (i - 1) / 3 * 3
+    local holder = redis.call('GET', KEYS[k])
+    if not holder or holder == ARGV[i + 2] then
+        redis.call('DEL', KEYS[k])
+        local how = ARGV[i + 1]
+        if how == 'done' then
+            redis.call('DEL', KEYS[k + 1], KEYS[k + 2])
+            redis.call('ZREM', KEYS[1], ARGV[i])
+        elseif how ~= 'again' then
+            redis.call('ZINCRBY', KEYS[1], how, ARGV[i])
+        end
     end
 end
-return #ARGV / 2
+return #ARGV / 3
 """
 
 DONE = "done"
 AGAIN = "again"
 
-Claimed = tuple[str, int, bytes]  # ARQ job id, score, payload (b"" when the job key is gone)
+Claimed = tuple[
+    str, int, bytes, str
+]  # ARQ job id, score, payload (b"" when the job key is gone), claim token
+Finish = tuple[str, str, str]  # ARQ job id, how it ended, claim token
 
 
 class JobwireWorker(Worker):
@@ -79,7 +90,7 @@ class JobwireWorker(Worker):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.finishes: Batcher[tuple[str, str], None] = Batcher(self._flush_finishes)
+        self.finishes: Batcher[Finish, None] = Batcher(self._flush_finishes)
         self._slot_freed = asyncio.Event()
 
     async def _poll_iteration(self) -> None:
@@ -119,9 +130,9 @@ class JobwireWorker(Worker):
                 raise
             for _ in range(slots - len(claimed)):  # started elsewhere, finished, or not yet due
                 self.sem.release()
-            for job_id, score, payload in claimed:
+            for job_id, score, payload, token in claimed:
                 self.job_counter += 1
-                task = self.loop.create_task(self._run_claimed(job_id, score, payload))
+                task = self.loop.create_task(self._run_claimed(job_id, score, payload, token))
                 task.add_done_callback(self._job_ended)
                 self.tasks[job_id] = task
 
@@ -133,11 +144,15 @@ class JobwireWorker(Worker):
         keys: list[str] = [self.queue_name]
         for job_id in job_ids:
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id]
-        args: list[Any] = [timestamp_ms(), int(self.in_progress_timeout_s * 1000), *job_ids]
+        token = uuid.uuid4().hex
+        args: list[Any] = [timestamp_ms(), int(self.in_progress_timeout_s * 1000), token, *job_ids]
         reply = await _eval(self.pool, _CLAIM_LUA, keys, args)
-        return [(reply[i].decode(), int(float(reply[i + 1])), reply[i + 2]) for i in range(0, len(reply), 3)]
+        return [
+            (reply[i].decode(), int(float(reply[i + 1])), reply[i + 2], token)
+            for i in range(0, len(reply), 3)
+        ]
 
-    async def _run_claimed(self, job_id: str, score: int, payload: bytes) -> None:
+    async def _run_claimed(self, job_id: str, score: int, payload: bytes, token: str) -> None:
         how = DONE
         try:
             how = await self._call(job_id, score, payload)
@@ -148,7 +163,7 @@ class JobwireWorker(Worker):
             raise
         finally:
             try:
-                await asyncio.shield(self.finishes.submit((job_id, how)))
+                await asyncio.shield(self.finishes.submit((job_id, how, token)))
             except REDIS_UNAVAILABLE as exc:
                 # the lease expires by itself; whoever takes the job again finds it finished in
                 # PostgreSQL and does nothing
@@ -189,12 +204,12 @@ class JobwireWorker(Worker):
         self.jobs_complete += 1
         return DONE
 
-    async def _flush_finishes(self, finishes: Sequence[tuple[str, str]]) -> list[None]:
+    async def _flush_finishes(self, finishes: Sequence[Finish]) -> list[None]:
         keys: list[str] = [self.queue_name]
         args: list[str] = []
-        for job_id, how in finishes:
+        for job_id, how, token in finishes:
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id]
-            args += [job_id, how]
+            args += [job_id, how, token]
         await _eval(self.pool, _FINISH_LUA, keys, args)
         return [None] * len(finishes)
 

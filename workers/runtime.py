@@ -2,9 +2,11 @@
 backoff, cancellation, and recovery of a job whose worker died.
 
 ARQ delivers only a job id; everything else is read from PostgreSQL, the source of truth. Every
-write is guarded by the attempt number this run owns, so a run that was superseded (its lease
-expired and another worker took the job over) can no longer change the job, and a re-run of a
-finished job does nothing.
+write is guarded by the run number this run's start was given (`jobs.runs`, which only grows), so a
+run that was superseded (its lease expired and another worker took the job over, even if the job
+was retried and started again since) can no longer change the job, and a re-run of a finished job
+does nothing. A cancel request is honoured by the transitions themselves: a job whose cancel was
+requested ends `cancelled` whether its run ends in a retry, a hand-back or a start.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class RunHandle:
     """A job function running on this worker, as the heartbeat sees it."""
 
     job_id: UUID
-    attempt: int
+    run: int  # the job's `runs` number this run's start was given
     task: asyncio.Task[Any]
     cancel_requested: bool = False
 
@@ -127,6 +129,8 @@ class Runtime:
             # below from the row
             started = await self._write(lambda: self.transitions.start_pending(job_id))
             if started is not None:
+                if started["status"] == Status.CANCELLED:  # its cancel was pending: now done
+                    return
                 self._bind(started)
                 try:
                     await self._execute(started)
@@ -168,18 +172,22 @@ class Runtime:
         cap = self.settings.tenant_max_running
         if cap:
             room, started = await self._write(
-                lambda: jobstore.start_within_cap(self.pool, job_id, row["attempts"], row["tenant"], cap)
+                lambda: jobstore.start_within_cap(self.pool, job_id, row["tenant"], cap)
             )
             if not room:
                 # stays pending, its attempt unspent; ARQ offers it again shortly
                 log.info("tenant at its running cap, deferring", cap=cap)
                 raise Retry(defer=self.settings.tenant_cap_retry_s)
         else:
-            started = await self._write(lambda: jobstore.start(self.pool, job_id, row["attempts"]))
+            started = await self._write(lambda: jobstore.start_pending(self.pool, job_id))
         if started is None:
             log.info("job changed before it could start (cancelled, or started elsewhere)")
             return
-        await self._publish(started, EventType.STARTED)
+        event = jobstore.event_written(started, EventType.STARTED)
+        await self._publish(started, event)
+        if event == EventType.CANCELLED:
+            log.info("job cancelled before it started")
+            return
         await self._execute(started)
 
     async def _execute(self, started: jobstore.Row) -> None:
@@ -187,19 +195,20 @@ class Runtime:
         it ended."""
         job_id: UUID = started["id"]
         attempt: int = started["attempts"]
+        run: int = started["runs"]
         max_attempts: int = started["max_attempts"]
         structlog.contextvars.bind_contextvars(attempt=attempt)
         log.info("job started", max_attempts=max_attempts)
 
         jt = self.registry.get(started["type"])
         reporter = ProgressReporter(
-            lambda pct, msg: self._progress(job_id, attempt, pct, msg), self.settings.progress_interval_s
+            lambda pct, msg: self._progress(job_id, run, pct, msg), self.settings.progress_interval_s
         )
         handle: RunHandle | None = None
         t0 = time.monotonic()
         try:
             fn_task = self._start_function(jt, started, attempt, max_attempts, reporter)
-            handle = RunHandle(job_id, attempt, fn_task)
+            handle = RunHandle(job_id, run, fn_task)
             self.runs[job_id] = handle
             try:
                 timeout_s = jt.timeout_s if jt else 0
@@ -224,20 +233,20 @@ class Runtime:
         except asyncio.CancelledError:
             if handle is not None and handle.cancel_requested:
                 await reporter.close(flush=True)
-                done = await self._write(lambda: jobstore.cancelled_by_worker(self.pool, job_id, attempt))
+                done = await self._write(lambda: jobstore.cancelled_by_worker(self.pool, job_id, run))
                 await self._publish(done, EventType.CANCELLED)
                 log.info("job cancelled", duration_s=round(time.monotonic() - t0, 3))
                 return
             # the worker is shutting down: hand the job back, it runs again elsewhere
-            await asyncio.shield(self._release(job_id, attempt, reporter))
+            await asyncio.shield(self._release(job_id, run, reporter))
             raise
         except Exception as exc:
             await reporter.close(flush=True)
-            await self._failed(job_id, attempt, max_attempts, jt, exc, time.monotonic() - t0)
+            await self._failed(job_id, run, attempt, max_attempts, jt, exc, time.monotonic() - t0)
             return
 
         await reporter.close(flush=True)
-        done = await self._write(lambda: self.transitions.complete(job_id, attempt, result_json))
+        done = await self._write(lambda: self.transitions.complete(job_id, run, result_json))
         if done is None:
             log.warning("job result discarded: the job changed while it ran (superseded run)")
             return
@@ -270,13 +279,14 @@ class Runtime:
         # its own task, so that a cancel request can interrupt the function and nothing else
         return asyncio.get_running_loop().create_task(jt.fn(ctx, params))
 
-    async def _progress(self, job_id: UUID, attempt: int, pct: float, message: str | None) -> None:
-        row = await jobstore.progress(self.pool, job_id, attempt, pct, message)
+    async def _progress(self, job_id: UUID, run: int, pct: float, message: str | None) -> None:
+        row = await jobstore.progress(self.pool, job_id, run, pct, message)
         await self._publish(row, EventType.PROGRESS)
 
     async def _failed(
         self,
         job_id: UUID,
+        run: int,
         attempt: int,
         max_attempts: int,
         jt: JobType | None,
@@ -287,45 +297,59 @@ class Runtime:
         permanent = isinstance(exc, PermanentError)
         if not permanent and attempt < max_attempts and jt is not None:
             delay = jt.backoff.delay(attempt)
-            row = await self._write(lambda: jobstore.schedule_retry(self.pool, job_id, attempt, error))
-            await self._publish(row, EventType.RETRYING)
+            row = await self._write(lambda: jobstore.schedule_retry(self.pool, job_id, run, error))
             if row is None:
                 return
+            if jobstore.event_written(row, EventType.RETRYING) == EventType.CANCELLED:
+                # its cancel was requested while it ran: the retry became the cancel
+                await self._publish(row, EventType.CANCELLED)
+                log.info("job failed after its cancel was requested: cancelled", error=error)
+                return
+            await self._publish(row, EventType.RETRYING)
             log.warning("job failed, will retry", error=error, retry_in_s=round(delay, 2))
             # ARQ keeps the job queued and re-scores it `delay` seconds from now
             raise Retry(defer=delay)
-        row = await self._write(lambda: jobstore.fail(self.pool, job_id, attempt, error))
+        row = await self._write(lambda: jobstore.fail(self.pool, job_id, run, error))
         await self._publish(row, EventType.FAILED)
         if isinstance(exc, PermanentError | JobTimeout):
             log.warning("job failed", error=error, duration_s=round(duration_s, 3))
         else:
             log.error("job failed", error=error, duration_s=round(duration_s, 3), exc_info=exc)
 
-    async def _release(self, job_id: UUID, attempt: int, reporter: ProgressReporter) -> None:
+    async def _release(self, job_id: UUID, run: int, reporter: ProgressReporter) -> None:
         await reporter.close(flush=True)
         error = error_info(WorkerShutdown("the worker shut down before the job finished; it will run again"))
         try:
-            row = await jobstore.release(self.pool, job_id, attempt, error)
+            row = await jobstore.release(self.pool, job_id, run, error)
         except db.UNAVAILABLE as exc:
             log.warning("could not release job; it runs again when its lease expires", error=str(exc))
             return
-        await self._publish(row, EventType.RETRYING)
-        log.info("job released on shutdown")
+        if row is None:
+            return
+        event = jobstore.event_written(row, EventType.RETRYING)
+        await self._publish(row, event)
+        log.info("job cancelled on shutdown" if event == EventType.CANCELLED else "job released on shutdown")
 
     async def _recover_lost(self, row: jobstore.Row) -> jobstore.Row | None:
         job_id: UUID = row["id"]
         attempt: int = row["attempts"]
+        run: int = row["runs"]  # the lost run's number: what its own writes would have carried
         if row["cancel_requested"]:
-            done = await self._write(lambda: jobstore.cancelled_by_worker(self.pool, job_id, attempt))
+            done = await self._write(lambda: jobstore.cancelled_by_worker(self.pool, job_id, run))
             await self._publish(done, EventType.CANCELLED)
             return None
         error = error_info(WorkerLost(f"the worker running attempt {attempt} stopped responding"))
         if attempt >= row["max_attempts"]:
-            failed = await self._write(lambda: jobstore.fail(self.pool, job_id, attempt, error))
+            failed = await self._write(lambda: jobstore.fail(self.pool, job_id, run, error))
             await self._publish(failed, EventType.FAILED)
             log.warning("job lost its worker on its last attempt", attempt=attempt)
             return None
-        pending = await self._write(lambda: jobstore.schedule_retry(self.pool, job_id, attempt, error))
-        await self._publish(pending, EventType.RETRYING)
+        pending = await self._write(lambda: jobstore.schedule_retry(self.pool, job_id, run, error))
+        if pending is None:
+            return None
+        event = jobstore.event_written(pending, EventType.RETRYING)
+        await self._publish(pending, event)
+        if event == EventType.CANCELLED:  # a cancel was requested since the row was read
+            return None
         log.warning("job lost its worker, running it again", attempt=attempt)
         return pending

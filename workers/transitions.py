@@ -26,7 +26,7 @@ from jobwire.batching import Batcher
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.models import EventType
-from jobwire.queue import add_publish, publish
+from jobwire.queue import add_publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.transitions")
@@ -37,7 +37,7 @@ T = TypeVar("T")
 # own; two in flight keep the disk busy while the next batch fills
 MAX_IN_FLIGHT = 2
 
-Completion = tuple[UUID, int, Any]  # job id, the attempt that ran, its result
+Completion = tuple[UUID, int, Any]  # job id, the run that ran (its `runs` number), its result
 
 
 class Transitions:
@@ -64,13 +64,14 @@ class Transitions:
 
     async def start_pending(self, job_id: UUID) -> jobstore.Row | None:
         """Start a pending job (committed and its `started` event published before this returns);
-        None when the job is not pending."""
+        None when the job is not pending. A job whose cancel was requested is cancelled instead
+        (the row returned is `cancelled`, its event published)."""
         return await self._starts.submit(job_id)
 
-    async def complete(self, job_id: UUID, attempt: int, result: Any) -> jobstore.Row | None:
-        """Complete the job's attempt (committed and published before this returns); None when the
+    async def complete(self, job_id: UUID, run: int, result: Any) -> jobstore.Row | None:
+        """Complete the job's run (committed and published before this returns); None when the
         job changed while it ran (a superseded run)."""
-        return await self._completions.submit((job_id, attempt, result))
+        return await self._completions.submit((job_id, run, result))
 
     # ---- flushes -------------------------------------------------------------------------------
 
@@ -81,12 +82,18 @@ class Transitions:
             lambda job_id: jobstore.start_pending(self.pool, job_id),
             key=lambda job_id: job_id,
         )
-        started = [a for a in answers if isinstance(a, asyncpg.Record)]
+        changed = [a for a in answers if isinstance(a, asyncpg.Record)]
+        events = [(r, jobstore.event_written(r, EventType.STARTED)) for r in changed]
+        # the jobs cancelled instead of started (their cancel was pending) are finished: count them
+        outcomes = [(r["type"], e.value, None) for r, e in events if e == EventType.CANCELLED]
         try:
-            await publish(self.redis, self.keys, [jobstore.message_of(r, EventType.STARTED) for r in started])
+            async with self.redis.pipeline(transaction=False) as pipe:
+                add_publish(pipe, self.keys, [jobstore.message_of(r, e) for r, e in events])
+                jobmetrics.add_job_outcomes(pipe, self.keys, outcomes)
+                await pipe.execute()
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the jobs themselves must not suffer
-            log.warning("event publish failed", error=str(exc), event_type="started", jobs=len(started))
+            log.warning("event publish failed", error=str(exc), event_type="started", jobs=len(changed))
         return answers
 
     async def _flush_completions(

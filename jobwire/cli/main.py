@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import asyncpg
 from aiohttp import web
+from pydantic import ValidationError
 
 from jobwire import __version__, apikeys, db
 from jobwire.config import Settings
@@ -348,7 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except ValidationError as exc:
+        # each setting and what is wrong with it; never the value (it may be the secret key)
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        print("jobwire: invalid settings:\n" + "\n".join(lines), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import connect_sse
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 TERMINAL = {"completed", "failed", "cancelled"}
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -20,6 +23,25 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class ClientError(Exception):
     """Something the user must fix or know about; printed without a traceback."""
+
+
+# Everything the server sends (job types, messages, results, errors) is a tenant's text, and is shown
+# as text: the console interprets no markup or emoji codes, and visible() writes out the characters a
+# terminal would act on (escape sequences, bells, carriage returns, bidirectional overrides).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(value: object) -> str:
+    """`value` as text that does to a terminal nothing but appear: control characters as escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value))
+
+
+def shown(value: object) -> Text:
+    return Text(visible(value))
+
+
+def _console(*, stderr: bool) -> Console:
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False)
 
 
 def _base_url() -> str:
@@ -77,17 +99,21 @@ def follow(client: httpx.Client, job: dict[str, Any], *, as_json: bool, console:
     last_id: str | None = None
     quiet = as_json or not console.is_terminal
     with Progress(
-        TextColumn("{task.fields[status]:>9}"),
+        TextColumn("{task.fields[status]:>9}", markup=False),
         BarColumn(),
         TextColumn("{task.percentage:>5.1f}%"),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[message]}"),
+        TextColumn("{task.fields[message]}", markup=False),
         console=console,
         disable=quiet,
         transient=False,
     ) as progress:
         bar = progress.add_task(
-            job["type"], total=100, status=job["status"], message="", completed=job["progress"]
+            visible(job["type"]),
+            total=100,
+            status=visible(job["status"]),
+            message="",
+            completed=job["progress"],
         )
         done = False
         failures = 0
@@ -108,12 +134,14 @@ def follow(client: httpx.Client, job: dict[str, Any], *, as_json: bool, console:
                         progress.update(
                             bar,
                             completed=event["progress"],
-                            status=event["status"],
-                            message=event["message"] or "",
+                            status=visible(event["status"]),
+                            message=visible(event["message"] or ""),
                         )
                         if quiet and not as_json:
                             console.print(
-                                f"{event['type']:>9} {event['progress']:5.1f}% {event['message'] or ''}"
+                                shown(
+                                    f"{event['type']:>9} {event['progress']:5.1f}% {event['message'] or ''}"
+                                )
                             )
                         if event["status"] in TERMINAL:
                             done = True
@@ -133,12 +161,16 @@ def _finish(job: dict[str, Any], *, as_json: bool, console: Console) -> int:
     if as_json:
         print(json.dumps(job))
     elif job["status"] == "completed":
-        console.print(f"[green]completed[/green] {job['id']}")
-        print(json.dumps(job["result"], indent=2))
+        console.print(Text.assemble(("completed", "green"), " ", shown(job["id"])))
+        print(json.dumps(job["result"], indent=2))  # JSON escapes every control character
     else:
         error = job.get("error") or {}
         console.print(
-            f"[red]{job['status']}[/red] {job['id']}: {error.get('type', '')} {error.get('message', '')}"
+            Text.assemble(
+                (visible(job["status"]), "red"),
+                " ",
+                shown(f"{job['id']}: {error.get('type', '')} {error.get('message', '')}"),
+            )
         )
     return EXIT_OK if job["status"] == "completed" else EXIT_FAILED
 
@@ -152,7 +184,7 @@ def submit(
     as_json: bool,
     idempotency_key: str | None,
 ) -> int:
-    console = Console(stderr=not as_json)
+    console = _console(stderr=not as_json)
     with _client() as client:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         job = _check(
@@ -164,7 +196,7 @@ def submit(
             if as_json:
                 print(json.dumps(job))
             else:
-                console.print(f"submitted {job['id']} ({job['type']}, {job['status']})")
+                console.print(shown(f"submitted {job['id']} ({job['type']}, {job['status']})"))
                 print(job["id"])
             return EXIT_OK
         return _finish(
@@ -173,9 +205,10 @@ def submit(
 
 
 def watch(job_id: str, *, as_json: bool) -> int:
-    console = Console(stderr=not as_json)
+    console = _console(stderr=not as_json)
     with _client() as client:
-        job = _check(client.get(f"/v1/jobs/{job_id}"))
+        # the id as one path segment, whatever the user typed (a 404 for anything not an id)
+        job = _check(client.get(f"/v1/jobs/{quote(job_id, safe='')}"))
         return _finish(
             follow(client, job, as_json=as_json, console=console), as_json=as_json, console=console
         )
@@ -186,8 +219,8 @@ def run(command: Any) -> int:
     try:
         return int(command())
     except ClientError as exc:
-        print(f"jobwire: {exc}", file=sys.stderr)
+        print(f"jobwire: {visible(exc)}", file=sys.stderr)  # it may carry the server's text
         return EXIT_USAGE
     except httpx.TransportError as exc:
-        print(f"jobwire: cannot reach {_base_url()}: {exc}", file=sys.stderr)
+        print(f"jobwire: cannot reach {visible(_base_url())}: {visible(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -156,7 +156,10 @@ async def test_dev_runs_a_job_from_submission_to_completion(fresh_db: str, tmp_p
             assert r.json()["status"] in ("running", "completed")
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0
-        assert "JOBWIRE_SECRET_KEY was not set" in (tmp_path / "dev.log").read_text()
+        logged = (tmp_path / "dev.log").read_text()
+        assert "JOBWIRE_SECRET_KEY was not set" in logged
+        generated = logged.split("JOBWIRE_SECRET_KEY=", 1)[1].split()[0]
+        assert len(generated) >= 32  # long enough for the settings' minimum
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -217,3 +220,47 @@ async def test_client_errors_are_clear(api: Api, settings: Settings) -> None:
         run, ["watch", "x"], {**env, "JOBWIRE_URL": f"http://127.0.0.1:{free_port()}"}
     )
     assert down.returncode == 2 and "cannot reach" in down.stderr
+
+
+# markup that would crash rich, markup that would fake output, an emoji code, and terminal control
+# sequences (clear the screen, then red); all must reach the terminal as the text they are
+HOSTILE = "[/link] [bold red]FAKE[/] :thumbs_up: \x1b[2J\x1b[31mRED\x07 \u202eevil"
+
+
+def assert_shown_as_text(output: str) -> None:
+    assert "Traceback" not in output and "MarkupError" not in output
+    assert "[/link] [bold red]FAKE[/] :thumbs_up:" in output
+    assert "\\x1b[2J\\x1b[31mRED\\x07 \\u202eevil" in output  # visible, not acted on
+    for raw in ("\x1b[2J", "\x1b[31mRED", "\x07", "\u202e", "\U0001f44d"):
+        assert raw not in output, repr(raw)
+
+
+@pytest.mark.parametrize("terminal", ["1", "0"], ids=["progress-bar", "plain-lines"])
+async def test_tenant_text_is_printed_as_text_on_every_output_path(
+    api: Api, settings: Settings, worker: WorkerService, terminal: str
+) -> None:
+    # TTY_COMPATIBLE=1: rich draws the live progress bar as on a terminal; 0: one line per event
+    env = {**client_env(api, await new_key(settings.database_url, "acme")), "TTY_COMPATIBLE": terminal}
+    env["COLUMNS"] = "400"  # no wrapping inside the text looked for
+    for fail, code in ((False, 0), (True, 1)):
+        params = json.dumps({"text": HOSTILE, "fail": fail})
+        # submit --wait: the progress (bar or lines), then the result or the error's type and message
+        out = await asyncio.to_thread(run, ["submit", "test.say", "--params-json", params, "--wait"], env)
+        assert out.returncode == code, out.stderr
+        assert_shown_as_text(out.stderr)
+        if not fail:
+            assert json.loads(out.stdout) == {"said": HOSTILE}  # the data itself, unchanged
+        # watch: the finished job, through the same paths
+        job_id = json.loads(
+            (
+                await asyncio.to_thread(run, ["submit", "test.say", "--params-json", params, "--json"], env)
+            ).stdout
+        )["id"]
+        out = await asyncio.to_thread(run, ["watch", job_id], env)
+        assert out.returncode == code, out.stderr
+        assert_shown_as_text(out.stderr)
+    # the server's error answers (which echo what was sent) printed as text too
+    for args in (["submit", HOSTILE], ["watch", HOSTILE]):
+        out = await asyncio.to_thread(run, args, env)
+        assert out.returncode == 2, out.stderr
+        assert "\x1b" not in out.stderr and "\u202e" not in out.stderr and "Traceback" not in out.stderr

@@ -36,6 +36,7 @@ from tests.conftest import (
     submit,
     wait_status,
 )
+from tests.jobtypes import RELEASE
 from workers.worker import WorkerService
 
 
@@ -45,7 +46,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         JOBWIRE_DATABASE_URL=settings.database_url,
         JOBWIRE_REDIS_URL=settings.redis_url,
         JOBWIRE_NAMESPACE=settings.namespace,
-        JOBWIRE_SECRET_KEY="test-secret",
+        JOBWIRE_SECRET_KEY="test-secret-key-of-32-characters-or-more",
         JOBWIRE_JOB_MODULES='["tests.jobtypes"]',
         JOBWIRE_WORKER_POLL_DELAY_S="0.05",
         JOBWIRE_LOG_FORMAT="json",
@@ -152,6 +153,45 @@ async def test_sigterm_lets_short_jobs_finish_and_hands_long_ones_back(
         assert again["attempts"] == 1
 
 
+@pytest.mark.slow
+async def test_a_worker_whose_lease_lapsed_cannot_touch_a_later_run_after_a_manual_retry(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    processes: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    # this worker blocks its event loop in the job for 15 s: its heartbeat stops and its 3 s lease
+    # lapses while its run still believes it owns attempt 1
+    stale = WorkerProcess(settings, tmp_path, "stale", JOBWIRE_WORKER_LEASE_S="3", TEST_STALL_WORKER="1")
+    processes.append(stale)
+    job = await submit(client, "test.stall", {"stall_s": 15})
+    await wait_status(client, job["id"], "running", timeout=15)
+    async with running_worker(settings):
+        # another worker finds the run lost (its last attempt: failed), and the job is retried,
+        # which resets attempts: the later run is attempt 1 again
+        lost = await wait_status(client, job["id"], "failed", timeout=20)
+        assert lost["error"]["type"] == "WorkerLost"
+        assert (await client.post(f"/v1/jobs/{job['id']}/retry")).status_code == 202
+        later = await wait_status(client, job["id"], "running", timeout=10)
+        assert later["attempts"] == 1
+
+        # the stale worker wakes, reports progress and completes its run
+        async def stale_run_ended() -> bool:
+            if "job result discarded" in stale.log_path.read_text():
+                return True
+            return bool((await client.get(f"/v1/jobs/{job['id']}")).json()["status"] != "running")
+
+        await eventually(stale_run_ended, timeout=30, what="the stale worker to finish its run")
+        RELEASE.setdefault(job["id"], asyncio.Event()).set()
+        done = await wait_status(client, job["id"], "completed", timeout=10)
+    assert done["result"] == "fresh" and done["attempts"] == 1
+    events = await events_of(pool, job["id"])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    # nothing of the stale run's after it was lost: no progress, no second outcome
+    assert [e["type"] for e in events] == ["created", "started", "failed", "retrying", "started", "completed"]
+
+
 class running_worker:
     def __init__(self, settings: Settings) -> None:
         self.service = WorkerService(settings)
@@ -256,7 +296,8 @@ async def test_postgres_unreachable_is_503_with_retry_after(
     api = Api(make_settings(dead, namespace), registry)
     await api.start()
     api_on.append(api)
-    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": "Bearer jw_whatever"}) as client:
+    unknown = "jw_" + "x" * 43  # of the form of a real key, so that it is looked up
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {unknown}"}) as client:
         for method, path in (("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/readyz")):
             r = await client.request(method, path, json={"type": "demo.sleep"})
             assert r.status_code == 503, (path, r.text)

@@ -4,13 +4,23 @@ secrets never show up in logs or metrics."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import inspect
+import re
+import sys
 import time
+import uuid
 
 import httpx
+import orjson
 import pytest
+import websockets
+from aiohttp import web
 
 from jobwire.config import Settings
+from service import jobs, sse, webhooks
 from tests.conftest import Api, ClientFactory, eventually, make_settings, submit
+from tests.integration.test_isolation import PARAM, v1_routes
 from tests.receiver import Receiver
 from workers.dispatcher import Dispatcher
 
@@ -138,3 +148,167 @@ async def test_keys_and_secrets_never_reach_logs_or_metrics(
 
 async def _attempted(receiver: Receiver, n: int) -> bool:
     return len(receiver.requests) >= n
+
+
+# ---- numbers and cursors ---------------------------------------------------------------------
+
+# what a careless or hostile client puts where the api reads a number: digits that are not ASCII
+# (str.isdigit() and int() take them), values past PostgreSQL's integer and bigint, more digits
+# than int() converts (4300), signs, separators and other spellings int() accepts
+HOSTILE_NUMBERS = [
+    "١٢",  # Arabic-Indic digits
+    "²",  # isdigit() is True, int() fails
+    "\uff11\uff12",  # fullwidth 12
+    "2147483648",  # int4 + 1
+    "9223372036854775808",  # int8 + 1
+    "9" * 5000,
+    "-1",
+    " 1",
+    "1 ",
+    "+1",
+    "1_0",
+    "0x10",
+    "1e3",
+    "1.0",
+]
+
+
+def _b64(value: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+
+
+HOSTILE_CURSORS = [
+    *HOSTILE_NUMBERS,
+    _b64(["2026-01-01T00:00:00+00:00", 5]),  # not a job id
+    _b64(["2026-01-01T00:00:00+00:00", str(uuid.uuid4()), 1]),
+    _b64(["2026-01-01T00:00:00", str(uuid.uuid4())]),  # no time zone
+    _b64(["0001-01-01T00:00:00+14:00", str(uuid.uuid4())]),  # before year 1 in UTC
+    _b64(["9999-12-31T23:59:59-14:00", str(uuid.uuid4())]),  # after 9999 in UTC
+    _b64({"a": 1, "b": 2}),
+    "é" * 10,
+]
+
+_READS_QUERY = re.compile(r"""query_int\(request, "(\w+)"|request\.query\.get\("(\w+)"\)""")
+
+
+def _numeric_inputs() -> set[tuple[str, str, str]]:
+    """(method, path template, input) for every number or cursor a route reads, found in the
+    handler's source and in the module functions it calls (a new route or parameter is walked the
+    day it is added)."""
+    found: set[tuple[str, str, str]] = set()
+    for method, path in v1_routes():
+        if path == "/v1/ws":
+            continue  # frames: below
+        handler = next(
+            r.handler
+            for table in (jobs.routes, sse.routes, webhooks.routes)
+            for r in table
+            if isinstance(r, web.RouteDef) and (r.method, r.path) == (method, path)
+        )
+        module = sys.modules[handler.__module__]
+        source = inspect.getsource(handler)
+        for name, value in vars(module).items():
+            if (
+                inspect.isfunction(value)
+                and value is not handler
+                and re.search(rf"(?<![.\w]){name}\(", source)
+            ):
+                source += inspect.getsource(value)
+        for match in _READS_QUERY.finditer(source):
+            name = match.group(1) or match.group(2)
+            if name in ("limit", "wait", "last_event_id"):
+                found.add((method, path, f"query:{name}"))
+        if "query_cursor(" in source:
+            found.add((method, path, "query:cursor"))
+        if "_last_event_id(" in source:  # the header, or ?last_event_id= for EventSource polyfills
+            found.add((method, path, "header:Last-Event-ID"))
+            found.add((method, path, "query:last_event_id"))
+        if "prefer_wait(" in source:
+            found.add((method, path, "header:Prefer"))
+    return found
+
+
+async def test_every_number_and_cursor_the_api_reads_answers_hostile_values_with_a_problem(
+    client: httpx.AsyncClient, worker: object
+) -> None:
+    job = await submit(client, "test.block", {"seconds": 0})
+    endpoint = (await client.post("/v1/webhooks", json={"url": "https://93.184.216.34/h"})).json()
+    ids = {"job_id": job["id"], "endpoint_id": endpoint["id"], "delivery_id": str(uuid.uuid4())}
+    digest = sse.Cursor([job["id"]]).digest
+    inputs = _numeric_inputs()
+    walked = {(m, p, i) for m, p, i in inputs}
+    # the walk finds at least what the api documents
+    assert {
+        ("GET", "/v1/jobs", "query:limit"),
+        ("GET", "/v1/jobs", "query:cursor"),
+        ("GET", "/v1/jobs/{job_id}", "query:wait"),
+        ("POST", "/v1/jobs", "header:Prefer"),
+        ("GET", "/v1/jobs/{job_id}/events", "header:Last-Event-ID"),
+        ("GET", "/v1/jobs/{job_id}/events", "query:last_event_id"),
+        ("GET", "/v1/events", "header:Last-Event-ID"),
+        ("GET", "/v1/webhooks", "query:cursor"),
+        ("GET", "/v1/jobs/{job_id}/deliveries", "query:limit"),
+    } <= walked, sorted(walked)
+
+    checked = 0
+    for method, template, where in sorted(inputs):
+        path = PARAM.sub(lambda m: ids[m.group(1)], template)
+        if path == "/v1/deliveries/" + ids["delivery_id"]:
+            continue
+        kind, _, name = where.partition(":")
+        values = HOSTILE_CURSORS if name == "cursor" else HOSTILE_NUMBERS
+        for value in values:
+            if name == "Prefer":
+                if value.strip().isascii() and value.strip().isdigit():
+                    continue  # a long wait in seconds is capped, as documented: below
+                value = f"wait={value}"
+            elif path == "/v1/events" and name in ("Last-Event-ID", "last_event_id"):
+                value = f"{digest}-{value}"
+            if kind == "header" and value != value.strip():
+                continue  # not sendable: HTTP strips the whitespace around a header value
+            params = {"jobs": job["id"]} if path == "/v1/events" else {}
+            headers: dict[bytes, bytes] = {}
+            if kind == "query":
+                params[name] = value
+            else:
+                headers[name.encode()] = value.encode()  # UTF-8 bytes on the wire
+            body = {"type": "test.block", "params": {"seconds": 0}} if method == "POST" else None
+            r = await client.request(method, path, params=params, headers=headers, json=body)
+            assert r.status_code in (400, 422), (method, path, where, value[:40], r.status_code, r.text)
+            assert r.headers["Content-Type"].startswith(PROBLEM)
+            checked += 1
+    assert checked > 100
+
+    # a wait preference of thousands of ASCII digits is a long wait: capped, as documented
+    r = await client.post(
+        "/v1/jobs",
+        json={"type": "test.block", "params": {"seconds": 0}},
+        headers={"Prefer": "wait=" + "9" * 5000},
+    )
+    assert r.status_code in (200, 202) and r.headers.get("Preference-Applied", "wait=60") == "wait=60"
+
+
+async def test_websocket_since_values_answer_hostile_values_with_an_error_frame(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    job = await submit(client, "test.block", {"seconds": 30})
+    ws_url = api.url.replace("http://", "ws://") + "/v1/ws"
+    async with websockets.connect(ws_url, additional_headers=dict(client.headers)) as ws:
+        hostile: list[object] = [
+            *HOSTILE_NUMBERS,
+            2**31,
+            2**63 - 1,
+            -1,
+            1.5,
+            True,
+            None,
+            [1],
+            {"a": 1},
+        ]
+        for value in hostile:
+            await ws.send(orjson.dumps({"op": "subscribe", "jobs": [job["id"]], "since": {job["id"]: value}}))
+            answer = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert answer["op"] == "error", (value, answer)
+        # the socket still works, and a plain number is a seq
+        await ws.send(orjson.dumps({"op": "subscribe", "jobs": [job["id"]], "since": {job["id"]: 0}}))
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["op"] == "subscribed"

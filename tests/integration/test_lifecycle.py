@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+import pytest
 
 from jobwire.config import Settings
 from jobwire.keys import Keys
@@ -247,3 +248,80 @@ async def test_metrics_count_finished_jobs_across_processes(
     assert 'jobwire_job_duration_seconds_bucket{le="+Inf",type="demo.sleep"} 1.0' in text
     assert 'jobwire_job_duration_seconds_bucket{le="0.01",type="demo.sleep"} 0.0' in text
     assert 'jobwire_job_duration_seconds_count{type="demo.sleep"} 1.0' in text
+
+
+# ---- a requested cancel always ends the job `cancelled` ------------------------------------------
+
+HOOK = "http://127.0.0.1:9/hook"
+
+
+async def assert_cancelled_once(pool: asyncpg.Pool, job_id: str) -> list[str]:
+    """The job is cancelled, with one terminal event (the last), gapless seqs, and the delivery its
+    own webhook_url is owed for that event; returns the event types."""
+    events = await events_of(pool, job_id)
+    assert_gapless(events)
+    types = [e["type"] for e in events]
+    assert [t for t in types if t in ("completed", "failed", "cancelled")] == ["cancelled"], types
+    assert types[-1] == "cancelled"
+    row = await pool.fetchrow("SELECT status, cancel_requested FROM jobs WHERE id = $1", uuid.UUID(job_id))
+    assert row is not None and row["status"] == "cancelled"
+    owed = await pool.fetch("SELECT seq, event_type FROM deliveries WHERE job_id = $1", uuid.UUID(job_id))
+    assert [(d["seq"], d["event_type"]) for d in owed] == [(len(events), "job.cancelled")]
+    return types
+
+
+async def with_hook(pool: asyncpg.Pool, job_id: str) -> None:
+    # stored directly: no dispatcher runs here, only the deliveries the transitions owe are checked
+    await pool.execute("UPDATE jobs SET webhook_url = $2 WHERE id = $1", uuid.UUID(job_id), HOOK)
+
+
+async def test_a_job_that_fails_retryably_as_it_is_cancelled_ends_cancelled(
+    client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
+) -> None:
+    job = await submit(client, "test.fail_on_cancel")
+    await with_hook(pool, job["id"])
+    await wait_status(client, job["id"], "running")
+    assert (await client.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 202
+    # the run fails into a retry before (or as) the heartbeat delivers the cancel
+    cancelled = await wait_status(client, job["id"], "cancelled", timeout=10)
+    assert cancelled["attempts"] == 1
+    types = await assert_cancelled_once(pool, job["id"])
+    assert types == ["created", "started", "cancelled"]
+
+
+async def test_a_job_handed_back_at_shutdown_with_a_cancel_pending_ends_cancelled(
+    client: httpx.AsyncClient, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    service = WorkerService(settings)
+    await service.start()
+    try:
+        job = await submit(client, "test.block", {"seconds": 60})
+        await with_hook(pool, job["id"])
+        await wait_status(client, job["id"], "running")
+        # stop the heartbeat, so the cancel request is still undelivered when the worker shuts down
+        heartbeat = service._tasks[0]
+        heartbeat.cancel()
+        await asyncio.wait([heartbeat])
+        assert (await client.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 202
+    finally:
+        await service.stop(grace_s=0)
+    assert OBSERVED[job["id"]] == ["start 1", "cancelled"]  # interrupted by the shutdown
+    assert (await client.get(f"/v1/jobs/{job['id']}")).json()["status"] == "cancelled"
+    await assert_cancelled_once(pool, job["id"])
+
+
+@pytest.mark.parametrize("cap", [0, 5], ids=["batched-start", "start-within-cap"])
+async def test_a_pending_job_with_a_cancel_requested_is_cancelled_by_its_start(
+    client: httpx.AsyncClient, settings: Settings, pool: asyncpg.Pool, cap: int
+) -> None:
+    # as an older worker could leave it: pending, the cancel flag still set
+    job = await submit(client, "demo.sleep", {"seconds": 0})
+    await with_hook(pool, job["id"])
+    await pool.execute("UPDATE jobs SET cancel_requested = true WHERE id = $1", uuid.UUID(job["id"]))
+    service = WorkerService(settings.model_copy(update={"tenant_max_running": cap}))
+    await service.start()
+    try:
+        await wait_status(client, job["id"], "cancelled")
+    finally:
+        await service.stop(grace_s=0)
+    assert await assert_cancelled_once(pool, job["id"]) == ["created", "cancelled"]

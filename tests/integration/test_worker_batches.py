@@ -10,12 +10,11 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import pytest
 
 from jobwire import jobstore
 from jobwire.config import Settings
 from jobwire.keys import Keys
-from jobwire.redis_client import create_redis, delete_namespace
+from jobwire.redis_client import create_redis
 from tests.conftest import eventually, submit, wait_status
 from workers.transitions import Transitions
 from workers.worker import WorkerService
@@ -85,22 +84,6 @@ async def test_a_result_postgres_refuses_fails_its_job_and_no_other(
     assert "NUL" in failed["error"]["message"]
     assert failed["attempts"] == 1  # not a retryable failure: it would fail the same way again
     await wait_status(client, good["id"], "completed")
-
-
-@pytest.fixture
-async def transitions(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[Transitions]:
-    redis = create_redis(settings.redis_url)
-    keys = Keys(settings.namespace)
-    t = Transitions(pool, redis, keys)
-    task = asyncio.ensure_future(t.run())
-    try:
-        yield t
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await delete_namespace(redis, keys)
-        await redis.aclose()
 
 
 async def test_a_failing_batch_is_written_one_by_one(pool: asyncpg.Pool, transitions: Transitions) -> None:

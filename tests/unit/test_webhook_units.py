@@ -20,7 +20,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def settings(**overrides: Any) -> Settings:
-    return Settings(secret_key="x", **overrides)
+    return Settings(secret_key="unit-test-secret-key-of-32-characters", **overrides)
 
 
 def row(attempts: int = 0, schedule_base: int = 0) -> dict[str, Any]:
