@@ -10,6 +10,7 @@ from common import apikeys
 from common.apikeys import Principal
 from service.limits import limit_key
 from service.problems import Handler, Problem
+from service.revocation import REVOCATIONS
 from service.state import DB, PRINCIPAL, RATE_LIMITER, TOKENS
 
 # Lookups are cached briefly so that a busy client costs one indexed query per key per half minute,
@@ -52,7 +53,7 @@ async def authenticate(request: web.Request, key: str) -> Principal:
         async with request.app[DB].acquire() as conn:
             principal = await apikeys.lookup(conn, key)
         cache.put(digest, principal)
-    if principal is None:
+    if principal is None or request.app[REVOCATIONS].is_revoked(principal.key_id):
         raise _unauthorized("the API key is not valid", invalid=True)
     return principal
 
@@ -80,8 +81,10 @@ async def _query_token(request: web.Request, token: str) -> Principal:
         raise _unauthorized(
             "the stream token is invalid or expired; read the job again for a fresh one", invalid=True
         )
-    job_id, tenant = granted
-    return Principal(tenant=tenant, is_admin=False, key_id=0, job_scope=job_id)
+    job_id, tenant, key_id = granted
+    if not await request.app[REVOCATIONS].key_is_live(request.app[DB], key_id):
+        raise _unauthorized("the key that issued this stream token was revoked", invalid=True)
+    return Principal(tenant=tenant, is_admin=False, key_id=key_id, job_scope=job_id)
 
 
 @web.middleware

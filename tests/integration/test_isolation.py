@@ -81,7 +81,7 @@ async def test_stream_tokens_open_their_own_job_only(
     token = mine["events_url"].split("token=")[1]
     ws_url = api.url.replace("http://", "ws://") + "/v1/ws"
     # another tenant's job, another job, a forged signature, an expired token, a token for a key route
-    expired = StreamTokens("test-secret", 60).issue(mine["id"], "acme", now=time.time() - 3600)
+    expired = StreamTokens("test-secret", 60).issue(mine["id"], "acme", 1, now=time.time() - 3600)
     payload, _ = token.split(".")
     forged = f"{payload}.AAAAAAAAAAAAAAAAAAAAAAAA"
     assert (await anon.get(f"/v1/jobs/{other['id']}/events?token={token}")).status_code == 404
