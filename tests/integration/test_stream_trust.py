@@ -164,7 +164,7 @@ async def test_long_histories_are_replayed_in_pages(
     await long_history(pool, job["id"], total)
     reads = ReadCounter(monkeypatch)
     async with aconnect_sse(client, "GET", f"/v1/jobs/{job['id']}/events") as source:
-        seqs = []
+        seqs: list[int] = []
         async for sse in source.aiter_sse():
             if sse.data:
                 seqs.append(json.loads(sse.data)["seq"])
@@ -173,7 +173,7 @@ async def test_long_histories_are_replayed_in_pages(
     assert seqs == list(range(1, total + 1))
     async with websockets.connect(ws_url(api.url), additional_headers=auth_of(client)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "jobs": [job["id"]], "since": {job["id"]: 0}}))
-        replayed = []
+        replayed: list[int] = []
         while len(replayed) < total:
             message = json.loads(await asyncio.wait_for(ws.recv(), 10))
             if message["op"] == "event":
