@@ -9,7 +9,7 @@ sequence gapless under any concurrency, and the event commits with the change or
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -456,19 +456,47 @@ def message_of(row: Row, event: EventType) -> dict[str, Any]:
     return {"tenant": row["tenant"], "event": event_of(row, event)}
 
 
-async def events_after_many(conn: Conn, cursors: dict[UUID, int]) -> list[Row]:
-    """Events of several jobs, each after its own seq, in commit-time order."""
+# events read from job_events in one query at most: a long history is replayed in pages
+EVENT_PAGE = 500
+
+
+async def events_after_many(
+    conn: Conn, cursors: dict[UUID, int], tenant: str | None, *, limit: int = EVENT_PAGE
+) -> list[Row]:
+    """The first `limit` events of several jobs of `tenant` (None: of any tenant), each after its
+    own seq, in commit-time order. Each job reads at most `limit` rows by its primary key, so one
+    page costs at most len(cursors) * limit rows however long the histories; page on with
+    `event_pages`."""
     if not cursors:
         return []
     return list(
         await conn.fetch(
-            "SELECT e.* FROM job_events e JOIN unnest($1::uuid[], $2::int[]) AS c(job_id, after)"
-            " ON e.job_id = c.job_id AND e.seq > c.after"
-            " ORDER BY e.at, e.job_id, e.seq",
+            "SELECT e.* FROM unnest($1::uuid[], $2::int[]) AS c(job_id, after)"
+            " JOIN jobs j ON j.id = c.job_id AND ($3::text IS NULL OR j.tenant = $3)"
+            " CROSS JOIN LATERAL (SELECT * FROM job_events x WHERE x.job_id = c.job_id"
+            "   AND x.seq > c.after ORDER BY x.seq LIMIT $4) e"
+            " ORDER BY e.at, e.job_id, e.seq LIMIT $4",
             list(cursors),
             list(cursors.values()),
+            tenant,
+            limit,
         )
     )
+
+
+async def event_pages(
+    conn: Conn, cursors: dict[UUID, int], tenant: str | None, *, page: int = EVENT_PAGE
+) -> AsyncIterator[list[Row]]:
+    """Every event of several jobs of `tenant` after their cursors, one page (one query) at a time."""
+    cursors = dict(cursors)
+    while cursors:
+        rows = await events_after_many(conn, cursors, tenant, limit=page)
+        if rows:
+            yield rows
+        if len(rows) < page:
+            return
+        for row in rows:
+            cursors[row["job_id"]] = max(cursors[row["job_id"]], row["seq"])
 
 
 async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> list[Row]:

@@ -1,5 +1,6 @@
 """Short-lived, job-scoped stream tokens for `events_url` (browsers cannot set an Authorization
-header on EventSource or WebSocket)."""
+header on EventSource or WebSocket). A token names the API key that minted it, so that the api can
+refuse it once that key is revoked."""
 
 from __future__ import annotations
 
@@ -26,24 +27,25 @@ class StreamTokens:
         # hmac.digest is the one-call C path: a token is issued with every job representation
         return hmac.digest(self._key, payload, "sha256")[:18]
 
-    def issue(self, job_id: str, tenant: str, now: float | None = None) -> str:
+    def issue(self, job_id: str, tenant: str, key_id: int, now: float | None = None) -> str:
         # Expiry rounded up to a whole TTL window: the token, and with it the job representation,
         # stays byte-identical within a window, which keeps responses cacheable.
         now = time.time() if now is None else now
         expires = (int(now) // self._ttl_s + 2) * self._ttl_s
-        payload = f"{job_id}|{tenant}|{expires}".encode()
+        payload = f"{job_id}|{tenant}|{key_id}|{expires}".encode()
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
-    def verify(self, token: str, now: float | None = None) -> tuple[str, str] | None:
-        """The (job_id, tenant) a valid, unexpired token grants, else None."""
+    def verify(self, token: str, now: float | None = None) -> tuple[str, str, int] | None:
+        """The (job_id, tenant, minting key id) of a valid, unexpired token, else None (the caller
+        still checks that the key is not revoked)."""
         try:
             payload_b64, sig_b64 = token.split(".", 1)
             payload, sig = _unb64(payload_b64), _unb64(sig_b64)
             if not hmac.compare_digest(sig, self._sign(payload)):
                 return None
-            job_id, tenant, expires = payload.decode().split("|")
+            job_id, tenant, key_id, expires = payload.decode().split("|")
             if int(expires) < (time.time() if now is None else now):
                 return None
+            return job_id, tenant, int(key_id)
         except (ValueError, UnicodeDecodeError):
             return None
-        return job_id, tenant

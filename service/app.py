@@ -22,6 +22,7 @@ from service.http import reject_nul_middleware
 from service.hub import EventHub
 from service.limits import FailureLimiter, RateLimiter, StreamLimiter
 from service.problems import Handler, problem_middleware
+from service.revocation import REVOCATIONS, Revocations
 from service.state import (
     DB,
     HUB,
@@ -88,6 +89,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         loop.create_task(app[HUB].run()),
         loop.create_task(app[HUB].sweep()),
         loop.create_task(app[SUBMITTER].run()),
+        loop.create_task(app[REVOCATIONS].run(app[DB], app[HUB])),
     ]
     log.info("api ready", namespace=settings.namespace)
     yield
@@ -116,6 +118,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app[TOKENS] = StreamTokens(settings.require_secret_key(), settings.stream_token_ttl_s)
     app[KEY_CACHE] = KeyCache()
     app[AUTH_FAILURES] = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_s)
+    app[REVOCATIONS] = Revocations()
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app[STREAM_LIMITER] = StreamLimiter(settings.max_streams_per_key)
     app.cleanup_ctx.append(_resources)

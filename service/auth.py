@@ -12,6 +12,7 @@ from jobwire import apikeys
 from jobwire.apikeys import Principal
 from service.limits import FailureLimiter, limit_key
 from service.problems import Handler, Problem
+from service.revocation import REVOCATIONS
 from service.state import DB, PRINCIPAL, RATE_LIMITER, SETTINGS, TOKENS
 
 # Lookups are cached briefly so that a busy client costs one indexed query per key per half minute,
@@ -132,6 +133,9 @@ async def authenticate(request: web.Request, key: str) -> Principal:
     digest = apikeys.hash_key(key)
     hit, principal = cache.get(digest)
     if principal is not None:
+        if request.app[REVOCATIONS].is_revoked(principal.key_id):
+            # revoked on some api since it was cached here: refused now, not when the cache expires
+            raise _unauthorized("the API key is not valid", invalid=True)
         return principal  # a key in use is never throttled, whatever its address did
     refused = _unauthorized("the API key is not valid", invalid=True)
     if hit or not apikeys.well_formed(key):
@@ -178,8 +182,12 @@ async def _query_token(request: web.Request, token: str) -> Principal:
                 "the stream token is invalid or expired; read the job again for a fresh one", invalid=True
             ),
         )
-    job_id, tenant = granted
-    return Principal(tenant=tenant, is_admin=False, key_id=0, job_scope=job_id)
+    job_id, tenant, key_id = granted
+    if not await request.app[REVOCATIONS].key_is_live(request.app[DB], key_id):
+        raise refuse(
+            request, _unauthorized("the key that issued this stream token was revoked", invalid=True)
+        )
+    return Principal(tenant=tenant, is_admin=False, key_id=key_id, job_scope=job_id)
 
 
 @web.middleware

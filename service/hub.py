@@ -19,12 +19,13 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
+from jobwire.apikeys import Principal
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
@@ -68,7 +69,17 @@ HEARTBEAT = Item(None, None)  # pushed by the hub's sweep to an idle stream: tim
 
 
 class Subscriber:
-    def __init__(self, *, soft_limit: int = SOFT_LIMIT, hard_limit: int = HARD_LIMIT) -> None:
+    """One client's queue. It knows whose it is: `push` refuses every event its principal may not
+    see (another tenant's, or for a stream token any job but its own), whatever the subscription
+    state, so no routing mistake or race in a stream can hand a client someone else's event."""
+
+    def __init__(
+        self, principal: Principal, *, soft_limit: int = SOFT_LIMIT, hard_limit: int = HARD_LIMIT
+    ) -> None:
+        self.scope = principal.scope()  # None: an admin, who sees every tenant
+        self.job_scope = principal.job_scope
+        self.key_id = principal.key_id  # the API key (or the key that minted the stream token)
+        self.revoked = False  # closed because its key was revoked
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
         self.overflowed = False
@@ -100,6 +111,10 @@ class Subscriber:
         if self.overflowed:
             return
         job_id = event["job_id"]
+        if (self.scope is not None and tenant != self.scope) or (
+            self.job_scope is not None and job_id != self.job_scope
+        ):
+            return
         if event["type"] == "progress" and len(self._items) >= self.soft_limit:
             last = self._last_of_job.get(job_id)
             if last is not None and last.event is not None and last.event["type"] == "progress":
@@ -119,6 +134,11 @@ class Subscriber:
     def close(self) -> None:
         self.closed = True
         self._wake()
+
+    def revoke(self) -> None:
+        """Its key was revoked: the stream ends (and a WebSocket says why)."""
+        self.revoked = True
+        self.close()
 
     def heartbeat(self) -> None:
         self._items.append(HEARTBEAT)
@@ -177,10 +197,16 @@ class EventHub:
         self._by_job: dict[str, set[Subscriber]] = {}
         self._by_tenant: dict[str, set[Subscriber]] = {}
         self._firehose: set[Subscriber] = set()
+        # every open stream, subscribed to anything or not: revocation and shutdown reach them all
+        self._open: set[Subscriber] = set()
         self.connected = asyncio.Event()
         self.closing = False
 
     # ---- routing -------------------------------------------------------------------------------
+
+    def attach(self, sub: Subscriber) -> None:
+        """Count `sub` as an open stream until `detach`."""
+        self._open.add(sub)
 
     def add_jobs(self, sub: Subscriber, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
@@ -197,7 +223,8 @@ class EventHub:
             sub.jobs.discard(job_id)
 
     def add_tenant(self, sub: Subscriber, tenant: str | None) -> None:
-        """Every event of `tenant`; None: every event of every tenant."""
+        """Every event of `tenant`; None: every event of every tenant (the subscriber's own scope
+        still filters what it is handed)."""
         if tenant is None:
             self._firehose.add(sub)
             sub.firehose = True
@@ -219,12 +246,11 @@ class EventHub:
     def detach(self, sub: Subscriber) -> None:
         self.remove_jobs(sub, sub.jobs)
         self.remove_tenants(sub)
+        self._open.discard(sub)
 
     @contextlib.contextmanager
-    def subscription(
-        self, sub: Subscriber | None = None, *, jobs: Iterable[str] = ()
-    ) -> Iterator[Subscriber]:
-        sub = sub or Subscriber()
+    def subscription(self, sub: Subscriber, *, jobs: Iterable[str] = ()) -> Iterator[Subscriber]:
+        self.attach(sub)
         self.add_jobs(sub, jobs)
         try:
             yield sub
@@ -237,8 +263,17 @@ class EventHub:
         for sub in self._all_subscribers():
             sub.close()
 
+    def close_keys(self, key_ids: Collection[int]) -> int:
+        """End every open stream of these (revoked) keys, and of the stream tokens they minted."""
+        ended = 0
+        for sub in self._all_subscribers():
+            if sub.key_id in key_ids and not sub.closed:
+                sub.revoke()
+                ended += 1
+        return ended
+
     def _all_subscribers(self) -> set[Subscriber]:
-        subs: set[Subscriber] = set(self._firehose)
+        subs: set[Subscriber] = self._firehose | self._open
         for group in (*self._by_job.values(), *self._by_tenant.values()):
             subs |= group
         return subs

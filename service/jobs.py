@@ -23,8 +23,9 @@ from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.webhooks import ssrf
 from service import metrics
 from service.http import if_none_match, json_response, prefer_wait, query_cursor, query_int, read_json
+from service.hub import Subscriber
 from service.problems import Problem, validation_problem
-from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, SUBMITTER, TOKENS
+from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, STREAM_LIMITER, SUBMITTER, TOKENS
 from service.webhooks import check_destination
 
 log = get_logger("jobwire.api")
@@ -77,7 +78,8 @@ def etag(row: jobstore.Row) -> str:
 
 
 def _view(request: web.Request, row: jobstore.Row) -> dict[str, Any]:
-    token = request.app[TOKENS].issue(str(row["id"]), row["tenant"])
+    # the token names the key that minted it: it stops working when that key is revoked
+    token = request.app[TOKENS].issue(str(row["id"]), row["tenant"], _principal(request).key_id)
     return job_view(row, events_token=token)
 
 
@@ -91,10 +93,11 @@ def job_response(request: web.Request, row: jobstore.Row, status: int = 200, **h
 async def _wait_until(
     request: web.Request, job_id: UUID, tenant: str | None, timeout: float, *, done: Any
 ) -> jobstore.Row | None:
-    """Hold until `done(row)` or the timeout; returns the last row read."""
+    """Hold until `done(row)` or the timeout; returns the last row read. The caller holds a slot of
+    the stream limiter: a held request is a connection like a stream."""
     pool = request.app[DB]
     deadline = time.monotonic() + timeout
-    with request.app[HUB].subscription(jobs=[str(job_id)]) as sub:
+    with request.app[HUB].subscription(Subscriber(_principal(request)), jobs=[str(job_id)]) as sub:
         row = await jobstore.get_job(pool, job_id, tenant)
         while row is not None and not done(row):
             remaining = deadline - time.monotonic()
@@ -214,7 +217,14 @@ async def submit(request: web.Request) -> web.Response:
     metrics.count_submitted(row["type"], row["priority"])
     status, headers = 202, {"Location": f"/v1/jobs/{row['id']}"}
     if wait_s and enqueued:
-        final = await _wait_until(request, row["id"], None, wait_s, done=lambda r: r["status"] in TERMINAL)
+        # the job exists already: at the key's cap of held connections the preference is not
+        # applied (the usual 202) rather than refused
+        with request.app[STREAM_LIMITER].hold_if_free(principal) as slot:
+            final = None
+            if slot:
+                final = await _wait_until(
+                    request, row["id"], principal.scope(), wait_s, done=lambda r: r["status"] in TERMINAL
+                )
         if final is not None:
             row = final
             if row["status"] in TERMINAL:
@@ -271,10 +281,11 @@ async def get_job(request: web.Request) -> web.Response:
     wait_s = query_int(request, "wait", default=0, lo=0, hi=MAX_WAIT_S)
     tags = if_none_match(request)
     if wait_s and tags:
-        # long-poll: hold while the client already has the current version
-        row = await _wait_until(
-            request, job_id, scope, wait_s, done=lambda r: etag(r).removeprefix("W/") not in tags
-        )
+        # long-poll: hold while the client already has the current version (429 past the key's cap)
+        with request.app[STREAM_LIMITER].hold(_principal(request)):
+            row = await _wait_until(
+                request, job_id, scope, wait_s, done=lambda r: etag(r).removeprefix("W/") not in tags
+            )
     else:
         row = await jobstore.get_job(request.app[DB], job_id, scope)
     if row is None:

@@ -119,6 +119,7 @@ async def _pump(
     cursor: Cursor,
     finished: set[str],
     single: bool,
+    scope: str | None,
 ) -> None:
     """Backlog first, then live events, until every job has sent its terminal event."""
     pool = stream.request.app[DB]
@@ -126,8 +127,11 @@ async def _pump(
     async def backfill(only_jobs: Iterable[str] | None = None) -> None:
         jobs = cursor.jobs if only_jobs is None else list(only_jobs)
         wanted = {UUID(j): cursor.seqs[j] for j in jobs if j not in finished}
-        for row in await jobstore.events_after_many(pool, wanted):
-            await deliver(event_view(row), from_backlog=True)
+        async for page in jobstore.event_pages(pool, wanted, scope):
+            if sub.closed:
+                return  # the key was revoked or the api is stopping: no point reading on
+            for row in page:
+                await deliver(event_view(row), from_backlog=True)
 
     async def deliver(
         event: dict[str, Any],
@@ -200,7 +204,9 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
     hub = request.app[HUB]
     with (
         request.app[STREAM_LIMITER].hold(principal),
-        hub.subscription(Subscriber(hard_limit=request.app[SETTINGS].stream_queue_max), jobs=keys) as sub,
+        hub.subscription(
+            Subscriber(principal, hard_limit=request.app[SETTINGS].stream_queue_max), jobs=keys
+        ) as sub,
     ):
         # subscribed first, then the state read: nothing committed in between is missed
         rows = await jobstore.get_jobs(request.app[DB], job_ids, scope)
@@ -217,7 +223,7 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
         stream = EventStream(request)
         await stream.open(sub)
         try:
-            await _pump(stream, sub, cursor, finished, single)
+            await _pump(stream, sub, cursor, finished, single, scope)
         except (ConnectionResetError, asyncio.CancelledError):
             pass  # the client left; it resumes with Last-Event-ID
         except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from typing import Any
 from uuid import UUID
 
@@ -19,14 +20,21 @@ from jobwire.models import event_view
 from service import metrics
 from service.http import seq_value
 from service.hub import RESYNC, EventHub, Subscriber
+from service.limits import limit_key
 from service.problems import Problem
-from service.state import DB, HUB, PRINCIPAL, SETTINGS, STATS, STREAM_LIMITER
+from service.state import DB, HUB, PRINCIPAL, RATE_LIMITER, SETTINGS, STATS, STREAM_LIMITER
 
 log = get_logger("jobwire.ws")
 routes = web.RouteTableDef()
 WS_DELIVERED = metrics.EVENTS_DELIVERED.labels("websocket")
 
 MAX_JOBS_PER_CONNECTION = 1000
+# one subscribe frame reads the state of at most this many jobs, and replays their backlogs in pages
+# (jobstore.EVENT_PAGE events each); every page after the first is one more request of the key
+MAX_JOBS_PER_SUBSCRIBE = 100
+# a socket whose ops were refused this many times within REFUSALS_WINDOW_S is closed
+MAX_REFUSALS = 20
+REFUSALS_WINDOW_S = 10.0
 STATS_INTERVAL_S = 5.0
 SEND_TIMEOUT_S = 5.0
 TRY_AGAIN_LATER = 1013  # RFC 6455: "Try Again Later", for clients too slow to keep up
@@ -38,11 +46,15 @@ class Connection:
         self.ws = ws
         self.principal = principal
         self.hub: EventHub = request.app[HUB]
-        self.sub = Subscriber(hard_limit=request.app[SETTINGS].stream_queue_max)
+        self.sub = Subscriber(principal, hard_limit=request.app[SETTINGS].stream_queue_max)
+        self.hub.attach(self.sub)  # an open stream (revocation and shutdown reach it) from now on
         if self.hub.closing:
             self.sub.close()
         self.sent: dict[str, int] = {}  # per followed job: seq of the last event sent
         self.lock = asyncio.Lock()  # replay (reader) and live events (writer) take turns per frame
+        self.limiter = request.app[RATE_LIMITER]
+        self.limit_key = limit_key(principal)
+        self.refusals: deque[float] = deque()  # when ops were refused, within REFUSALS_WINDOW_S
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.send_frame(orjson.dumps(message))
@@ -52,7 +64,28 @@ class Connection:
 
     # ---- client to server ---------------------------------------------------------------------
 
+    async def admit(self) -> bool:
+        """Charge one op to the key's request budget, as a REST request is. A refused op gets an
+        error; a socket that keeps going over its budget is closed (policy violation)."""
+        wait_s = self.limiter.take(self.limit_key)
+        if not wait_s:
+            return True
+        now = time.monotonic()
+        self.refusals.append(now)
+        while self.refusals[0] < now - REFUSALS_WINDOW_S:
+            self.refusals.popleft()
+        if len(self.refusals) >= MAX_REFUSALS:
+            await self.ws.close(
+                code=WSCloseCode.POLICY_VIOLATION,
+                message=b"too many requests over this API key's rate limit; slow down and reconnect",
+            )
+            return False
+        await self.error(str(self.limiter.refusal(wait_s).detail))
+        return False
+
     async def handle(self, raw: str | bytes) -> None:
+        if not await self.admit():
+            return
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -104,31 +137,49 @@ class Connection:
             await self.error("`jobs` must be job ids and `since` a map of job id to seq")
             return
         keys = [str(i) for i in dict.fromkeys(ids)]
+        if len(keys) > MAX_JOBS_PER_SUBSCRIBE:
+            await self.error(f"one subscribe names at most {MAX_JOBS_PER_SUBSCRIBE} jobs")
+            return
         if len(self.sent) + len(keys) > MAX_JOBS_PER_CONNECTION:
             await self.error(f"one connection follows at most {MAX_JOBS_PER_CONNECTION} jobs")
             return
         if self.principal.job_scope is not None and any(k != self.principal.job_scope for k in keys):
             await self.error("a stream token follows only its own job")
             return
-        # subscribe first, then read: an event committed in between arrives live and is deduped.
-        # The lock holds live delivery back until the replay is out, so the order is by seq.
+        scope = self.principal.scope()
+        # The tenant check comes first: a job is registered with the hub only once it is known to
+        # be the principal's. Then the replay reads everything after the cursor (for a job without
+        # `since`, after the seq just read), so an event committed between the read and the
+        # registration is replayed, and one that also arrives live is deduped. The lock holds live
+        # delivery back until the replay is out, so the order is by seq.
         async with self.lock:
-            self.hub.add_jobs(self.sub, keys)
-            rows = await jobstore.get_jobs(self.request.app[DB], ids, self.principal.scope())
+            rows = await jobstore.get_jobs(self.request.app[DB], ids, scope)
             found = {str(r["id"]): r for r in rows}
             unknown = [k for k in keys if k not in found]
             if unknown:
-                self.hub.remove_jobs(self.sub, unknown)
                 await self.error(f"no job {unknown[0]}")
             known = [k for k in keys if k in found]
             if not known:
                 return
+            self.hub.add_jobs(self.sub, known)
             for job in known:
                 # with `since`, replay after it; without, follow from the job's current event on
                 self.sent.setdefault(job, after.get(job, found[job]["last_seq"]))
             await self.send({"op": "subscribed", "jobs": known})
-            replay = {UUID(k): after[k] for k in known if k in after}
-            for row in await jobstore.events_after_many(self.request.app[DB], replay):
+            await self.replay({UUID(k): self.sent[k] for k in known})
+
+    async def replay(self, cursors: dict[UUID, int]) -> None:
+        """Send what followed jobs have after their cursors, one page at a time; each page after
+        the first is charged to the key's budget (waited for), so no op reads unboundedly fast.
+        Call with the lock."""
+        first = True
+        async for page in jobstore.event_pages(self.request.app[DB], cursors, self.principal.scope()):
+            if not first:
+                await self.limiter.wait(self.limit_key)
+            first = False
+            if self.sub.closed:
+                return
+            for row in page:
                 await self.deliver_job_event(event_view(row), None, replay=True)
 
     # ---- server to client ---------------------------------------------------------------------
@@ -143,8 +194,15 @@ class Connection:
             if event["seq"] <= last:
                 return  # sent already (replay and live overlap, or a job and a feed subscription)
             if not replay and event["seq"] > last + 1 and event["type"] != "progress":
-                # a gap before a state change: fetch what is missing (progress in a gap was coalesced)
-                for row in await jobstore.events_after_many(self.request.app[DB], {UUID(job): last}):
+                # a gap before a state change: fetch what is missing (progress in a gap was
+                # coalesced); at most the gap, which the queue's hard limit bounds
+                missing = await jobstore.events_after_many(
+                    self.request.app[DB],
+                    {UUID(job): last},
+                    self.principal.scope(),
+                    limit=event["seq"] - last - 1,
+                )
+                for row in missing:
                     missed = event_view(row)
                     if missed["seq"] >= event["seq"]:
                         break
@@ -174,6 +232,9 @@ class Connection:
         next_stats = time.monotonic() + STATS_INTERVAL_S
         while True:
             item = await self.sub.get(timeout=max(0.05, next_stats - time.monotonic()))
+            if self.sub.revoked:
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"the API key was revoked")
+                return
             if self.sub.closed:
                 await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
                 return
@@ -195,9 +256,7 @@ class Connection:
         """The hub lost Redis for a while: replay what followed jobs missed, and tell feed
         subscribers to reload."""
         async with self.lock:
-            cursors = {UUID(j): seq for j, seq in self.sent.items()}
-            for row in await jobstore.events_after_many(self.request.app[DB], cursors):
-                await self.deliver_job_event(event_view(row), None, replay=True)
+            await self.replay({UUID(j): seq for j, seq in self.sent.items()})
         if self.sub.tenants or self.sub.firehose:
             await self.send({"op": "resync"})
 

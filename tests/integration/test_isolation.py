@@ -82,7 +82,7 @@ async def test_stream_tokens_open_their_own_job_only(
     ws_url = api.url.replace("http://", "ws://") + "/v1/ws"
     # another tenant's job, another job, a forged signature, an expired token, a token for a key route
     signer = StreamTokens(api.settings.require_secret_key(), 60)
-    expired = signer.issue(mine["id"], "acme", now=time.time() - 3600)
+    expired = signer.issue(mine["id"], "acme", 1, now=time.time() - 3600)
     payload, _ = token.split(".")
     forged = f"{payload}.AAAAAAAAAAAAAAAAAAAAAAAA"
     assert (await anon.get(f"/v1/jobs/{other['id']}/events?token={token}")).status_code == 404
