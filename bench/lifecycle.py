@@ -79,8 +79,8 @@ from bench.jobtypes import Noop
 from jobwire import db, jobstore
 from jobwire.config import Settings
 from jobwire.ids import new_id
+from jobwire.job import Priority
 from jobwire.keys import Keys
-from jobwire.models import Priority
 from jobwire.redis_client import create_redis, delete_namespace
 from jobwire.registry import REGISTRY
 from service.submitter import Submitter

@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from jobwire.models import EventType, iso
+from jobwire.events import EVENT_DATA, WEBHOOK_EVENTS, EventType
 
 Row = asyncpg.Record
 # anything that runs a statement: a pool (autocommit) or a connection (inside a transaction)
@@ -36,22 +36,6 @@ class NewJob:
     webhook_url: str | None
 
 
-_EVENT_DATA = {EventType.COMPLETED: "result", EventType.FAILED: "error", EventType.RETRYING: "error"}
-
-
-# the webhook event type each job event is delivered as (job events missing here are not delivered)
-WEBHOOK_EVENT = {
-    EventType.STARTED: "job.started",
-    EventType.PROGRESS: "job.progress",
-    EventType.COMPLETED: "job.completed",
-    EventType.FAILED: "job.failed",
-    EventType.CANCELLED: "job.cancelled",
-}
-
-
-_TERMINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
-
-
 def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
     """The deliveries an event owes, inserted by the same statement as the change (transactional
     outbox): one per registered endpoint of the tenant that asked for this type and, for terminal
@@ -60,11 +44,11 @@ def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
     destination (what the dispatcher's concurrency cap counts) is the canonical URL's origin; a
     stored URL without one (written around the api) still gets its delivery, which the dispatcher
     refuses with a clear error: nothing stored in a job may make its transition fail."""
-    webhook_event = WEBHOOK_EVENT.get(event)
+    webhook_event = WEBHOOK_EVENTS.get(event)
     if webhook_event is None:
         return ""
     own_url = ""
-    if event in _TERMINAL_EVENTS:
+    if event.terminal:
         own_url = f"""
     SELECT gen_random_uuid(), j.tenant, j.id, j.last_seq, NULL::uuid, j.webhook_url,
            'url:' || coalesce(substring(j.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
@@ -111,7 +95,7 @@ def _transition(
     deliveries that one owes written in the same statement, as every other cancel path does). Every
     transition that can leave a job unfinished and not running (a start, a retry, a hand-back) is of
     this kind, so that no path can leave a requested cancel behind."""
-    data = _EVENT_DATA.get(event, "NULL::jsonb")
+    data = EVENT_DATA.get(event, "NULL::jsonb")
     target = "WHERE id = $1" if batch is None else f"FROM {batch} WHERE id = b_id"
     if isinstance(set_sql, str):
         event_type, outbox = f"'{event.value}'", _outbox(event)
@@ -425,35 +409,11 @@ async def unfinished_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:
 # ---- events ----------------------------------------------------------------------------------
 
 
-def event_of(row: Row, event: EventType) -> dict[str, Any]:
-    """The payload of the event a transition just wrote, from the job row it returned (the event row
-    holds the same values: same statement, same snapshot)."""
-    payload: dict[str, Any] = {
-        "job_id": str(row["id"]),
-        "seq": row["last_seq"],
-        "type": event.value,
-        "status": row["status"],
-        "progress": float(row["progress"]),
-        "message": row["message"],
-        "at": iso(row["updated_at"]),
-    }
-    if event == EventType.COMPLETED:
-        payload["result"] = row["result"]
-    elif event in (EventType.FAILED, EventType.RETRYING):
-        payload["error"] = row["error"]
-    return payload
-
-
 def run_duration_s(row: Row) -> float | None:
     """How long a finished job's last run took (None when it never started)."""
     if row["started_at"] and row["finished_at"]:
         return float((row["finished_at"] - row["started_at"]).total_seconds())
     return None
-
-
-def message_of(row: Row, event: EventType) -> dict[str, Any]:
-    """What goes on the pub/sub channel: the public event and, for routing, the job's tenant."""
-    return {"tenant": row["tenant"], "event": event_of(row, event)}
 
 
 # events read from job_events in one query at most: a long history is replayed in pages

@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from jobwire.events import Message
+from jobwire.job import Priority
 from jobwire.keys import ARQ_FUNCTION, Keys
-from jobwire.models import Priority
 
 # ARQ pops jobs in score order (the run-at time in ms). A high-priority job is scored this far in
 # the past, so it starts before every normal job queued less than ten years before it, and high jobs
@@ -68,7 +69,7 @@ return #KEYS - 1
 _ENQUEUE_SHA = hashlib.sha1(_ENQUEUE_LUA.encode()).hexdigest()
 
 
-def _messages_payload(messages: Sequence[dict[str, Any]]) -> bytes:
+def _messages_payload(messages: Sequence[Message]) -> bytes:
     """One pub/sub payload: a single message as an object, several as a list."""
     if not messages:
         return b""
@@ -79,9 +80,9 @@ async def enqueue(
     redis: Redis,
     keys: Keys,
     jobs: Sequence[QueuedJob],
-    messages: Iterable[dict[str, Any]] = (),
+    messages: Iterable[Message] = (),
 ) -> None:
-    """Enqueue `jobs` and publish event `messages` (jobstore.message_of), in one round trip."""
+    """Enqueue `jobs` and publish event `messages` (`jobwire.events.message`), in one round trip."""
     now_ms = int(time.time() * 1000)
     job_keys: list[str] = [keys.queue]
     args: list[Any] = [JOB_KEY_TTL_MS, keys.events_channel, _messages_payload(list(messages))]
@@ -107,14 +108,14 @@ async def dequeue(redis: Redis, keys: Keys, job_id: UUID) -> None:
         await pipe.execute()
 
 
-async def publish(redis: Redis, keys: Keys, messages: Iterable[dict[str, Any]]) -> None:
+async def publish(redis: Redis, keys: Keys, messages: Iterable[Message]) -> None:
     """Publish committed events. A lost publish is repaired by replay from job_events, never by luck."""
     payload = _messages_payload(list(messages))
     if payload:
         await redis.publish(keys.events_channel, payload)
 
 
-def add_publish(pipe: Pipeline, keys: Keys, messages: Iterable[dict[str, Any]]) -> None:
+def add_publish(pipe: Pipeline, keys: Keys, messages: Iterable[Message]) -> None:
     """`publish`, queued on a pipeline with other commands."""
     payload = _messages_payload(list(messages))
     if payload:

@@ -20,12 +20,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
 from jobwire.apikeys import Principal
+from jobwire.events import Event
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
@@ -48,7 +48,7 @@ class Item:
     def __init__(
         self,
         tenant: str | None,
-        event: dict[str, Any] | None,
+        event: Event | None,
         raw: bytes | None = None,
         frame: bytes | None = None,
     ) -> None:
@@ -58,7 +58,7 @@ class Item:
         self.frame = frame
 
 
-def sse_frame(event: dict[str, Any], event_id: str, raw: bytes | None = None) -> bytes:
+def sse_frame(event: Event, event_id: str, raw: bytes | None = None) -> bytes:
     """An event as an SSE frame; `raw`: its JSON, when already encoded."""
     data = raw if raw is not None else orjson.dumps(event)
     return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event["type"].encode(), data)
@@ -106,7 +106,7 @@ class Subscriber:
         return len(self._items)
 
     def push(
-        self, tenant: str | None, event: dict[str, Any], raw: bytes | None = None, frame: bytes | None = None
+        self, tenant: str | None, event: Event, raw: bytes | None = None, frame: bytes | None = None
     ) -> None:
         if self.overflowed:
             return

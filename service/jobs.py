@@ -13,11 +13,12 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobwire import jobstore
+from jobwire import events, jobstore
 from jobwire.apikeys import Principal
+from jobwire.events import EventType
 from jobwire.ids import new_id
+from jobwire.job import TERMINAL, Priority, Status, job_view
 from jobwire.logs import get_logger
-from jobwire.models import TERMINAL, EventType, Priority, Status, job_view
 from jobwire.queue import QueuedJob, dequeue, enqueue, publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.webhooks import ssrf
@@ -118,7 +119,7 @@ async def _enqueue_one(
             request.app[REDIS],
             request.app[KEYS],
             [QueuedJob(row["id"], row["priority"], queued_at)],
-            [jobstore.message_of(row, event)],
+            [events.message(row, event)],
         )
     except REDIS_UNAVAILABLE as exc:
         log.warning("enqueue failed; the reconciler will enqueue it", job_id=str(row["id"]), error=str(exc))
@@ -367,7 +368,7 @@ async def cancel(request: web.Request) -> web.Response:
                 continue
             try:
                 await dequeue(redis, keys, job_id)
-                await publish(redis, keys, [jobstore.message_of(cancelled, EventType.CANCELLED)])
+                await publish(redis, keys, [events.message(cancelled, EventType.CANCELLED)])
             except REDIS_UNAVAILABLE as exc:
                 log.warning("cancelled job not removed from the queue", job_id=str(job_id), error=str(exc))
             return job_response(request, cancelled, 200)

@@ -8,15 +8,15 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Iterable
-from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from jobwire import db, jobstore
 from jobwire.apikeys import Principal
+from jobwire.events import Event, stored_event
+from jobwire.job import TERMINAL
 from jobwire.logs import get_logger
-from jobwire.models import TERMINAL, event_view
 from service import metrics
 from service.http import MAX_SEQ, decimal
 from service.hub import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
@@ -40,7 +40,7 @@ def _last_event_id(request: web.Request) -> str | None:
     return request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
 
 
-def _terminal(event: dict[str, Any]) -> bool:
+def _terminal(event: Event) -> bool:
     return event["status"] in TERMINAL
 
 
@@ -131,10 +131,10 @@ async def _pump(
             if sub.closed:
                 return  # the key was revoked or the api is stopping: no point reading on
             for row in page:
-                await deliver(event_view(row), from_backlog=True)
+                await deliver(stored_event(row), from_backlog=True)
 
     async def deliver(
-        event: dict[str, Any],
+        event: Event,
         *,
         from_backlog: bool = False,
         raw: bytes | None = None,

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import jobstore
+from jobwire import events, jobstore
 from jobwire.batching import Batcher
+from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.models import EventType
 from jobwire.queue import QueuedJob, enqueue
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
@@ -60,7 +60,7 @@ class Submitter:
                 self.redis,
                 self.keys,
                 [QueuedJob(r["id"], r["priority"], r["created_at"]) for r in rows],
-                [jobstore.message_of(r, EventType.CREATED) for r in rows],
+                [events.message(r, EventType.CREATED) for r in rows],
             )
         except REDIS_UNAVAILABLE as exc:
             log.warning(

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from jobwire import jobstore
 from jobwire.apikeys import Principal
 from jobwire.ids import new_id
+from jobwire.job import iso
 from jobwire.jobstore import Row
-from jobwire.models import iso
 from jobwire.webhooks import signing, ssrf
 from jobwire.webhooks import store as webhookstore
 from service.http import json_response, query_cursor, query_int, read_json

@@ -15,8 +15,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobwire import db, jobstore
 from jobwire.apikeys import Principal
+from jobwire.events import Event, stored_event
 from jobwire.logs import get_logger
-from jobwire.models import event_view
 from service import metrics
 from service.http import seq_value
 from service.hub import RESYNC, EventHub, Subscriber
@@ -180,12 +180,12 @@ class Connection:
             if self.sub.closed:
                 return
             for row in page:
-                await self.deliver_job_event(event_view(row), None, replay=True)
+                await self.deliver_job_event(stored_event(row), None, replay=True)
 
     # ---- server to client ---------------------------------------------------------------------
 
     async def deliver_job_event(
-        self, event: dict[str, Any], tenant: str | None, *, replay: bool = False, raw: bytes | None = None
+        self, event: Event, tenant: str | None, *, replay: bool = False, raw: bytes | None = None
     ) -> None:
         """Send one event; for followed jobs, in seq order with no duplicate. Call with the lock."""
         job = event["job_id"]
@@ -203,7 +203,7 @@ class Connection:
                     limit=event["seq"] - last - 1,
                 )
                 for row in missing:
-                    missed = event_view(row)
+                    missed = stored_event(row)
                     if missed["seq"] >= event["seq"]:
                         break
                     if missed["type"] != "progress":
@@ -212,7 +212,7 @@ class Connection:
         await self.send_frame(self.envelope(event, tenant, raw))
         WS_DELIVERED.inc()
 
-    def envelope(self, event: dict[str, Any], tenant: str | None, raw: bytes | None = None) -> bytes:
+    def envelope(self, event: Event, tenant: str | None, raw: bytes | None = None) -> bytes:
         """`{"op": "event", "event": …}` (plus `tenant` for admins), around the event's JSON as the hub
         encoded it once for every client."""
         data = raw if raw is not None else orjson.dumps(event)

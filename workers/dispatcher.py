@@ -32,9 +32,9 @@ from redis.asyncio import Redis
 
 from jobwire import db, jobmetrics
 from jobwire.config import Settings
+from jobwire.job import iso, job_view
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.models import iso, job_view
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
 from jobwire.webhooks import signing, ssrf

@@ -26,7 +26,7 @@ from arq.worker import Retry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from jobwire import db, jobmetrics, jobstore
+from jobwire import db, events, jobmetrics, jobstore
 from jobwire.config import Settings
 from jobwire.context import JobContext
 from jobwire.errors import (
@@ -38,9 +38,10 @@ from jobwire.errors import (
     WorkerLost,
     WorkerShutdown,
 )
+from jobwire.events import EventType
+from jobwire.job import Status, error_info
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.models import EventType, Status, error_info
 from jobwire.queue import add_publish, publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.registry import JobType, Registry
@@ -92,12 +93,12 @@ class Runtime:
             return
         try:
             if event not in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
-                await publish(self.redis, self.keys, [jobstore.message_of(row, event)])
+                await publish(self.redis, self.keys, [events.message(row, event)])
                 return
             duration = jobstore.run_duration_s(row) if event == EventType.COMPLETED else None
             # the last event and the job's counters in one round trip
             async with self.redis.pipeline(transaction=False) as pipe:
-                add_publish(pipe, self.keys, [jobstore.message_of(row, event)])
+                add_publish(pipe, self.keys, [events.message(row, event)])
                 jobmetrics.add_job_outcomes(pipe, self.keys, [(row["type"], event.value, duration)])
                 await pipe.execute()
         except REDIS_UNAVAILABLE as exc:

@@ -21,11 +21,11 @@ from uuid import UUID
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import db, jobmetrics, jobstore
+from jobwire import db, events, jobmetrics, jobstore
 from jobwire.batching import Batcher
+from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.models import EventType
 from jobwire.queue import add_publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
@@ -83,12 +83,12 @@ class Transitions:
             key=lambda job_id: job_id,
         )
         changed = [a for a in answers if isinstance(a, asyncpg.Record)]
-        events = [(r, jobstore.event_written(r, EventType.STARTED)) for r in changed]
+        written = [(r, jobstore.event_written(r, EventType.STARTED)) for r in changed]
         # the jobs cancelled instead of started (their cancel was pending) are finished: count them
-        outcomes = [(r["type"], e.value, None) for r, e in events if e == EventType.CANCELLED]
+        outcomes = [(r["type"], e.value, None) for r, e in written if e == EventType.CANCELLED]
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                add_publish(pipe, self.keys, [jobstore.message_of(r, e) for r, e in events])
+                add_publish(pipe, self.keys, [events.message(r, e) for r, e in written])
                 jobmetrics.add_job_outcomes(pipe, self.keys, outcomes)
                 await pipe.execute()
         except REDIS_UNAVAILABLE as exc:
@@ -107,7 +107,7 @@ class Transitions:
         )
         completed = [a for a in answers if isinstance(a, asyncpg.Record)]
         if completed:
-            messages = [jobstore.message_of(r, EventType.COMPLETED) for r in completed]
+            messages = [events.message(r, EventType.COMPLETED) for r in completed]
             outcomes = [(r["type"], EventType.COMPLETED.value, jobstore.run_duration_s(r)) for r in completed]
             try:
                 # the last events and the jobs' counters in one round trip

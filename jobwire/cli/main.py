@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from jobwire import __version__, apikeys, db
 from jobwire.config import Settings
+from jobwire.job import iso
 from jobwire.logs import configure, get_logger
-from jobwire.models import iso
 
 log = get_logger("jobwire.cli")
 T = TypeVar("T")

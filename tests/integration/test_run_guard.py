@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from jobwire import jobstore
-from jobwire.models import EventType
+from jobwire.events import EventType
 from tests.conftest import events_of
 from workers.transitions import Transitions
 

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from jobwire.config import Settings
 from jobwire.context import JobContext
 from jobwire.ids import new_id
+from jobwire.job import iso
 from jobwire.jobstore import decode_cursor, encode_cursor
 from jobwire.keys import Keys
-from jobwire.models import iso
 from jobwire.queue import HIGH_PRIORITY_LEAD_MS, QueuedJob, score
 from jobwire.registry import Backoff, Registry, job_type
 from jobwire.tokens import StreamTokens

@@ -1,4 +1,5 @@
-"""The job and event vocabulary, and the JSON shapes the outside world sees (API.md)."""
+"""What a job is: its statuses and priorities, and its representation as API.md shows it (the
+events that happen to it are `jobwire.events`)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,6 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 UNFINISHED = frozenset({Status.PENDING, Status.RUNNING})
-
-
-class EventType(StrEnum):
-    CREATED = "created"
-    STARTED = "started"
-    PROGRESS = "progress"
-    RETRYING = "retrying"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 class Priority(StrEnum):
@@ -90,25 +81,6 @@ def job_view(row: Record | Mapping[str, Any], *, events_token: str | None) -> di
         "status_url": status_url,
         "events_url": f"{status_url}/events" + (f"?token={events_token}" if events_token else ""),
     }
-
-
-def event_view(row: Record | Mapping[str, Any]) -> dict[str, Any]:
-    """An event payload from a `job_events` row (columns job_id, seq, type, status, progress, message,
-    data, at)."""
-    event: dict[str, Any] = {
-        "job_id": str(row["job_id"]),
-        "seq": row["seq"],
-        "type": row["type"],
-        "status": row["status"],
-        "progress": float(row["progress"]),
-        "message": row["message"],
-        "at": iso(row["at"]),
-    }
-    if row["type"] == EventType.COMPLETED:
-        event["result"] = row["data"]
-    elif row["type"] in (EventType.FAILED, EventType.RETRYING):
-        event["error"] = row["data"]
-    return event
 
 
 def error_info(exc: BaseException, *, limit: int = 2000) -> dict[str, str]:
