@@ -101,3 +101,17 @@ async def revoke_key(conn: Conn, key_or_id: str) -> asyncpg.Record | None:
         " RETURNING id, tenant, key_prefix, is_admin, created_at, revoked_at",
         arg,
     )
+
+
+async def is_live(conn: Conn, key_id: int) -> bool:
+    """Whether the key exists and is not revoked (stream tokens carry the id of the key that minted
+    them, and die with it)."""
+    return await conn.fetchval("SELECT revoked_at IS NULL FROM api_keys WHERE id = $1", key_id) is True
+
+
+async def revoked_since(conn: Conn, window_s: float) -> list[int]:
+    """Ids of the keys revoked within the last `window_s` seconds."""
+    rows = await conn.fetch(
+        "SELECT id FROM api_keys WHERE revoked_at > now() - make_interval(secs => $1)", window_s
+    )
+    return [r["id"] for r in rows]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import time
-from collections import OrderedDict
 
 from aiohttp import web
 
@@ -14,6 +12,7 @@ from service.limits import FailureLimiter, limit_key
 from service.problems import Handler, Problem
 from service.revocation import REVOCATIONS
 from service.state import DB, PRINCIPAL, RATE_LIMITER, SETTINGS, TOKENS
+from service.ttlcache import TTLCache
 
 # Lookups are cached briefly so that a busy client costs one indexed query per key per half minute,
 # not one per request. A revoked key therefore keeps working for up to this long.
@@ -24,48 +23,18 @@ CACHE_MAX = 10_000
 NEGATIVE_CACHE_MAX = 1_000
 
 
-class _LRU:
-    """Entries that expire, at most `size` of them: when full, the least recently used goes."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[bytes, tuple[Principal | None, float]] = OrderedDict()
-
-    def get(self, digest: bytes) -> tuple[Principal | None, float] | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[1] < time.monotonic():
-            del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
-        return entry
-
-    def put(self, digest: bytes, principal: Principal | None, ttl_s: float) -> None:
-        self._entries[digest] = (principal, time.monotonic() + ttl_s)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def pop(self, digest: bytes) -> None:
-        self._entries.pop(digest, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class KeyCache:
     def __init__(self, size: int = CACHE_MAX, negative_size: int = NEGATIVE_CACHE_MAX) -> None:
-        self._valid = _LRU(size)
-        self._refused = _LRU(negative_size)
+        self._valid: TTLCache[bytes, Principal] = TTLCache(size)
+        self._refused: TTLCache[bytes, None] = TTLCache(negative_size)
 
     def get(self, digest: bytes) -> tuple[bool, Principal | None]:
         """(True, principal) for a cached key, (True, None) for a key refused moments ago,
         (False, None) when it has to be looked up."""
-        entry = self._valid.get(digest) or self._refused.get(digest)
-        if entry is None:
-            return False, None
-        return True, entry[0]
+        valid = self._valid.get(digest)
+        if valid is not None:
+            return True, valid[0]
+        return self._refused.get(digest) is not None, None
 
     def put(self, digest: bytes, principal: Principal | None) -> None:
         if principal is not None:

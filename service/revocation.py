@@ -6,14 +6,14 @@ checked against the validity of the key that minted them."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 from aiohttp import web
 
-from jobwire import db
+from jobwire import apikeys, db
 from jobwire.logs import get_logger
 from service.hub import EventHub
+from service.ttlcache import TTLCache
 
 log = get_logger("jobwire.revocation")
 
@@ -29,7 +29,7 @@ class Revocations:
         # keys revoked within the window read by `poll`: it outlasts the key cache's life, so a
         # principal cached before its revocation is refused until its cache entry has expired
         self.revoked: frozenset[int] = frozenset()
-        self._live: dict[int, tuple[bool, float]] = {}
+        self._live: TTLCache[int, bool] = TTLCache(LIVE_MAX)
 
     def is_revoked(self, key_id: int) -> bool:
         return key_id in self.revoked
@@ -38,25 +38,19 @@ class Revocations:
         """Whether the key (of a stream token) exists and is not revoked; cached like API keys."""
         if key_id in self.revoked:
             return False
-        now = time.monotonic()
-        entry = self._live.get(key_id)
-        if entry is not None and entry[1] > now:
-            return entry[0]
-        live = await pool.fetchval("SELECT revoked_at IS NULL FROM api_keys WHERE id = $1", key_id) is True
-        if len(self._live) >= LIVE_MAX:
-            self._live.clear()
-        self._live[key_id] = (live, now + LIVE_TTL_S)
+        cached = self._live.get(key_id)
+        if cached is not None:
+            return cached[0]
+        live = await apikeys.is_live(pool, key_id)
+        self._live.put(key_id, live, LIVE_TTL_S)
         return live
 
     async def poll(self, pool: asyncpg.Pool) -> frozenset[int]:
         """Read the keys revoked within the window; returns them."""
         window_s = LIVE_TTL_S + 3 * CHECK_INTERVAL_S
-        rows = await pool.fetch(
-            "SELECT id FROM api_keys WHERE revoked_at > now() - make_interval(secs => $1)", window_s
-        )
-        self.revoked = frozenset(r["id"] for r in rows)
+        self.revoked = frozenset(await apikeys.revoked_since(pool, window_s))
         for key_id in self.revoked:
-            self._live.pop(key_id, None)
+            self._live.pop(key_id)
         return self.revoked
 
     async def run(self, pool: asyncpg.Pool, hub: EventHub) -> None:

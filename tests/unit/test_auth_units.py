@@ -51,13 +51,13 @@ def test_refused_keys_cannot_evict_the_keys_in_use() -> None:
 
 def test_key_cache_entries_expire() -> None:
     cache = KeyCache()
-    with mock.patch("service.auth.time.monotonic", return_value=1000.0):
+    with mock.patch("service.ttlcache.time.monotonic", return_value=1000.0):
         cache.put(digest(1), principal(1))
         cache.put(digest(2), None)
-    with mock.patch("service.auth.time.monotonic", return_value=1000.0 + auth.NEGATIVE_TTL_S + 0.1):
+    with mock.patch("service.ttlcache.time.monotonic", return_value=1000.0 + auth.NEGATIVE_TTL_S + 0.1):
         assert cache.get(digest(1)) == (True, principal(1))
         assert cache.get(digest(2)) == (False, None)
-    with mock.patch("service.auth.time.monotonic", return_value=1000.0 + auth.CACHE_TTL_S + 0.1):
+    with mock.patch("service.ttlcache.time.monotonic", return_value=1000.0 + auth.CACHE_TTL_S + 0.1):
         assert cache.get(digest(1)) == (False, None)
 
 
