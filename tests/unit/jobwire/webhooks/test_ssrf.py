@@ -1,6 +1,5 @@
-"""Webhook URLs: the canonical form every URL field is stored in, and the address filter, walked
-against both places it runs (the check where a URL is accepted, the resolver the dispatcher dials
-through)."""
+"""jobwire/webhooks/ssrf.py: canonical webhook URLs and the destinations allowed, at registration and
+at connect time."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from jobwire.webhooks import ssrf
+from jobwire.webhooks.ssrf import BlockedDestination, check_url, is_public
 from service import jobs, webhooks
 
 # (address, may a webhook go there)
@@ -72,11 +72,6 @@ ADDRESSES = [
 ]
 
 
-@pytest.mark.parametrize(("address", "public"), ADDRESSES)
-def test_the_address_filter(address: str, public: bool) -> None:
-    assert ssrf.is_public(ipaddress.ip_address(address)) is public
-
-
 def _answering(name: str, address: str) -> Any:
     """A getaddrinfo that answers `address` for `name` and asks the system for anything else."""
     real = socket.getaddrinfo
@@ -88,6 +83,130 @@ def _answering(name: str, address: str) -> Any:
         return real(host, port, *args, **kwargs)
 
     return getaddrinfo
+
+
+CANONICAL = [
+    ("https://example.com/hook", "https://example.com/hook"),
+    ("HTTPS://Example.COM/Hook", "https://example.com/Hook"),  # the path keeps its case
+    ("http://example.com", "http://example.com/"),
+    ("http://example.com:80/a", "http://example.com/a"),
+    ("https://example.com:443/a", "https://example.com/a"),
+    ("https://example.com:8443/a", "https://example.com:8443/a"),
+    ("http://example.com:/a", "http://example.com/a"),
+    ("https://bücher.example/ä?q=é", "https://xn--bcher-kva.example/%C3%A4?q=%C3%A9"),
+    ("https://example.com/a/./b/../c", "https://example.com/a/c"),
+    ("https://example.com?x=1", "https://example.com/?x=1"),
+    ("http://[0:0::0001]:80/", "http://[::1]/"),
+    ("http://[2606:4700:4700:0:0:0:0:1111]/", "http://[2606:4700:4700::1111]/"),
+]
+
+
+REFUSED = [
+    " https://example.com/hook",  # the audit's example: it made a job that never finished
+    "https://example.com/hook ",
+    "\thttps://example.com/",
+    "https://example.com/a b",
+    "https://exa\nmple.com/",
+    "https://example.com/\x7f",
+    "https://\u200bexample.com/",  # zero-width space
+    "https://example.com\\@evil.example/",
+    "https://example.com/#fragment",
+    "https://user:pass@example.com/",
+    "https://user@example.com/",
+    "ftp://example.com/",
+    "javascript:alert(1)",
+    "//example.com/",
+    "https:/example.com/",
+    "https:example.com",
+    "https://",
+    "https://:443/",
+    "https://example.com:0/",
+    "https://example.com:65536/",
+    "https://example.com:\uff11\uff12/",  # fullwidth digits
+    "https://example.com:x/",
+    "https://[::1/",
+    "https://[::1]x/",
+    "https://[fe80::1%25eth0]/",
+    "https://2130706433/",  # 127.0.0.1 to inet_aton
+    "https://127.1/",
+    "https://0x7f.0.0.1/",
+    "https://127.0.0.01/",
+    "https://example..com/",
+    "https://example.com./",
+    "https://exa!mple.com/",
+    "https://example.com/" + "a" * 3000,
+]
+
+
+def _request_models() -> list[type[BaseModel]]:
+    return [
+        obj
+        for module in (jobs, webhooks)
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__
+    ]
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("169.254.169.254", False),  # cloud metadata
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),  # v4-mapped loopback
+        ("::ffff:93.184.216.34", True),
+        ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64 around 10.0.0.1
+        ("fd00:ec2::254", False),
+    ],
+)
+def test_webhook_destinations_must_be_public(address: str, public: bool) -> None:
+    assert is_public(ipaddress.ip_address(address)) is public
+
+
+async def test_webhook_urls_are_checked_where_they_are_accepted() -> None:
+    await check_url("http://93.184.216.34/hook", allow_private=False)
+    await check_url("http://127.0.0.1:9000/hook", allow_private=True)
+    for url in (
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "https://[::1]/x",
+        "http://169.254.169.254/",
+    ):
+        with pytest.raises(BlockedDestination):
+            await check_url(url, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "blocked"),
+    [
+        ("http://127.0.0.1/x", True),
+        ("http://[::1]/x", True),
+        ("http://[::ffff:127.0.0.1]/x", True),
+        ("http://[::ffff:a00:1]/x", True),  # ::ffff:10.0.0.1
+        ("http://169.254.169.254/", True),
+        ("http://100.64.0.1/", True),
+        ("http://8.8.8.8/", False),
+        ("http://example.com/", False),  # a name: checked by the resolver when dialled
+    ],
+)
+def test_literal_addresses_are_checked_before_dialling(url: str, blocked: bool) -> None:
+    assert (ssrf.literal_blocked(url) is not None) is blocked
+
+
+@pytest.mark.parametrize(("address", "public"), ADDRESSES)
+def test_the_address_filter(address: str, public: bool) -> None:
+    assert ssrf.is_public(ipaddress.ip_address(address)) is public
 
 
 @pytest.mark.parametrize(("address", "public"), ADDRESSES)
@@ -142,60 +261,6 @@ async def test_the_connect_time_resolver_walks_the_table(address: str, public: b
         await resolver.close()
 
 
-# ---- the canonical form ----------------------------------------------------------------------
-
-CANONICAL = [
-    ("https://example.com/hook", "https://example.com/hook"),
-    ("HTTPS://Example.COM/Hook", "https://example.com/Hook"),  # the path keeps its case
-    ("http://example.com", "http://example.com/"),
-    ("http://example.com:80/a", "http://example.com/a"),
-    ("https://example.com:443/a", "https://example.com/a"),
-    ("https://example.com:8443/a", "https://example.com:8443/a"),
-    ("http://example.com:/a", "http://example.com/a"),
-    ("https://bücher.example/ä?q=é", "https://xn--bcher-kva.example/%C3%A4?q=%C3%A9"),
-    ("https://example.com/a/./b/../c", "https://example.com/a/c"),
-    ("https://example.com?x=1", "https://example.com/?x=1"),
-    ("http://[0:0::0001]:80/", "http://[::1]/"),
-    ("http://[2606:4700:4700:0:0:0:0:1111]/", "http://[2606:4700:4700::1111]/"),
-]
-
-REFUSED = [
-    " https://example.com/hook",  # the audit's example: it made a job that never finished
-    "https://example.com/hook ",
-    "\thttps://example.com/",
-    "https://example.com/a b",
-    "https://exa\nmple.com/",
-    "https://example.com/\x7f",
-    "https://\u200bexample.com/",  # zero-width space
-    "https://example.com\\@evil.example/",
-    "https://example.com/#fragment",
-    "https://user:pass@example.com/",
-    "https://user@example.com/",
-    "ftp://example.com/",
-    "javascript:alert(1)",
-    "//example.com/",
-    "https:/example.com/",
-    "https:example.com",
-    "https://",
-    "https://:443/",
-    "https://example.com:0/",
-    "https://example.com:65536/",
-    "https://example.com:\uff11\uff12/",  # fullwidth digits
-    "https://example.com:x/",
-    "https://[::1/",
-    "https://[::1]x/",
-    "https://[fe80::1%25eth0]/",
-    "https://2130706433/",  # 127.0.0.1 to inet_aton
-    "https://127.1/",
-    "https://0x7f.0.0.1/",
-    "https://127.0.0.01/",
-    "https://example..com/",
-    "https://example.com./",
-    "https://exa!mple.com/",
-    "https://example.com/" + "a" * 3000,
-]
-
-
 @pytest.mark.parametrize(("given", "stored"), CANONICAL)
 def test_urls_are_stored_in_one_canonical_form(given: str, stored: str) -> None:
     assert ssrf.canonical_url(given) == stored
@@ -207,15 +272,6 @@ def test_urls_are_stored_in_one_canonical_form(given: str, stored: str) -> None:
 def test_ambiguous_or_unsafe_urls_are_refused(given: str) -> None:
     with pytest.raises(ValueError):
         ssrf.canonical_url(given)
-
-
-def _request_models() -> list[type[BaseModel]]:
-    return [
-        obj
-        for module in (jobs, webhooks)
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__
-    ]
 
 
 def test_every_url_field_of_every_request_model_is_canonicalised() -> None:
