@@ -304,6 +304,9 @@ async def test_postgres_unreachable_is_503_with_retry_after(
             assert int(r.headers["Retry-After"]) > 0
             assert r.headers["Content-Type"].startswith("application/problem+json")
             assert "Traceback" not in r.text
+            if path != "/readyz":  # a refused PostgreSQL connection is an OSError: blamed on the database
+                detail = r.json()["detail"]
+                assert "database" in detail and "redis" not in detail.lower(), detail
         assert (await client.get("/healthz")).status_code == 200
 
 
