@@ -4,7 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md schema.sql ./
-COPY common ./common
+COPY jobwire ./jobwire
 COPY service ./service
 COPY workers ./workers
 # editable, so `jobwire migrate` finds schema.sql next to the packages
