@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 from aiohttp import web
@@ -27,6 +28,8 @@ class KeyCache:
     def __init__(self, size: int = CACHE_MAX, negative_size: int = NEGATIVE_CACHE_MAX) -> None:
         self._valid: TTLCache[bytes, Principal] = TTLCache(size)
         self._refused: TTLCache[bytes, None] = TTLCache(negative_size)
+        # keys being looked up right now, each by one request that the others with it wait on
+        self.inflight: dict[bytes, asyncio.Future[Principal | None]] = {}
 
     def get(self, digest: bytes) -> tuple[bool, Principal | None]:
         """(True, principal) for a cached key, (True, None) for a key refused moments ago,
@@ -110,18 +113,45 @@ async def authenticate(request: web.Request, key: str) -> Principal:
     if hit or not apikeys.well_formed(key):
         # refused moments ago, or never issued in this form: no lookup
         raise refuse(request, refused)
+    pending = cache.inflight.get(digest)
+    if pending is not None:
+        # the same key is being looked up for another request: share that answer, so that a client
+        # sending many requests at once with a key not cached yet costs one lookup and one charge
+        principal = await asyncio.shield(pending)
+        if principal is None:
+            raise refused
+        return principal
     # the lookup is charged as a failure before it runs (and refunded if the key is found), so that
     # an address past its limit costs no lookup, concurrent guesses included
     address = client_address(request)
     failures = request.app[AUTH_FAILURES]
     failures.check(address)
     failures.failed(address)
-    async with request.app[DB].acquire() as conn:
-        principal = await apikeys.lookup(conn, key)
-    cache.put(digest, principal)
+    principal = await _lookup(request, cache, digest, key)
     if principal is None:
         raise refused
     failures.refund(address)
+    return principal
+
+
+async def _lookup(request: web.Request, cache: KeyCache, digest: bytes, key: str) -> Principal | None:
+    """Look a key up, with concurrent requests for the same key waiting on this one lookup."""
+    pending: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+    cache.inflight[digest] = pending
+    try:
+        async with request.app[DB].acquire() as conn:
+            principal = await apikeys.lookup(conn, key)
+    except asyncio.CancelledError:
+        pending.cancel()
+        raise
+    except BaseException as exc:
+        pending.set_exception(exc)  # the waiters answer as this request does (a 503, say)
+        pending.exception()  # retrieved: with no waiter, asyncio must not report it as lost
+        raise
+    finally:
+        del cache.inflight[digest]
+    cache.put(digest, principal)
+    pending.set_result(principal)
     return principal
 
 

@@ -120,6 +120,23 @@ async def test_concurrent_guesses_cost_at_most_the_limit_in_lookups(
     assert len(lookups) == LIMIT
 
 
+async def test_a_burst_of_requests_with_a_key_not_yet_cached_costs_one_lookup_and_no_throttling(
+    start_api: Callable[..., Any], settings: Settings, lookups: list[str]
+) -> None:
+    # a service that starts (or whose key just left the cache) and sends many requests at once:
+    # they share one lookup, so the failed-authentication limit never counts them
+    api = await start_api(auth_failure_limit=LIMIT, auth_failure_window_s=60)
+    key = await new_key(settings.database_url, "acme")
+    async with from_address(api.url, "127.0.0.4") as service:
+        answers = await asyncio.gather(*(service.get("/v1/jobs", headers=bearer(key)) for _ in range(40)))
+        assert [r.status_code for r in answers] == [200] * 40, {r.text for r in answers}
+        # concurrent repeats of one bad key are one lookup (refusals are still counted and throttled)
+        bad = bad_key()
+        answers = await asyncio.gather(*(service.get("/v1/jobs", headers=bearer(bad)) for _ in range(40)))
+        assert {r.status_code for r in answers} <= {401, 429}
+    assert lookups.count(key) == 1 and lookups.count(bad) == 1
+
+
 async def test_repeated_and_malformed_bad_keys_do_not_each_cost_a_lookup(
     start_api: Callable[..., Any], lookups: list[str]
 ) -> None:
