@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from jobwire import jobstore
-from service.problems import Handler, Problem
+from service.problems import Handler, Problem, invalid
 
 JSON = "application/json"
 
@@ -55,11 +55,11 @@ def _has_nul(value: Any) -> bool:
 
 
 def _nul_problem(where: str) -> Problem:
-    return Problem(
-        422,
+    return invalid(
+        [where],
         f"the {where} contains a NUL character (\\u0000), which jobwire cannot store",
-        slug="validation",
-        errors=[{"loc": [where], "msg": "NUL characters are not allowed", "type": "nul_character"}],
+        msg="NUL characters are not allowed",
+        type_="nul_character",
     )
 
 
@@ -106,13 +106,11 @@ def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int
         return default
     value = decimal(raw, hi=hi)
     if value is None or value < lo:
-        raise Problem(
-            422,
+        raise invalid(
+            ["query", name],
             f"query parameter {name!r} must be an integer from {lo} to {hi}",
-            slug="validation",
-            errors=[
-                {"loc": ["query", name], "msg": f"must be an integer from {lo} to {hi}", "type": "range"}
-            ],
+            msg=f"must be an integer from {lo} to {hi}",
+            type_="range",
         )
     return value
 
@@ -125,11 +123,11 @@ def query_cursor(request: web.Request) -> tuple[datetime, UUID] | None:
     try:
         return jobstore.decode_cursor(cursor)
     except ValueError:
-        raise Problem(
-            422,
+        raise invalid(
+            ["query", "cursor"],
             "cursor is not one returned by this API",
-            slug="validation",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor"}],
+            msg="invalid cursor",
+            type_="cursor",
         ) from None
 
 

@@ -20,7 +20,7 @@ from jobwire.jobstore import Row
 from jobwire.webhooks import signing, ssrf
 from jobwire.webhooks import store as webhookstore
 from service.http import json_response, query_cursor, query_int, read_json
-from service.problems import Problem, validation_problem
+from service.problems import Problem, invalid, validation_problem
 from service.state import DB, PRINCIPAL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -156,13 +156,7 @@ async def check_destination(request: web.Request, url: str, *, field: str = "url
     try:
         await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
     except ssrf.BlockedDestination as exc:
-        raise Problem(
-            422,
-            str(exc),
-            slug="validation",
-            title="Validation failed",
-            errors=[{"loc": ["body", field], "msg": str(exc), "type": "blocked_destination"}],
-        ) from None
+        raise invalid(["body", field], str(exc), type_="blocked_destination") from None
     except ssrf.DestinationUnchecked as exc:
         raise Problem(
             503,
