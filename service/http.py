@@ -11,7 +11,9 @@ import orjson
 from aiohttp import web
 
 from jobwire import jobstore
+from jobwire.webhooks import ssrf
 from service.problems import Handler, Problem, invalid
+from service.state import SETTINGS
 
 JSON = "application/json"
 
@@ -69,6 +71,26 @@ async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.S
     if "%00" in request.rel_url.raw_query_string:
         raise _nul_problem("query")
     return await handler(request)
+
+
+# ---- destinations ----------------------------------------------------------------------------
+
+
+async def check_destination(request: web.Request, url: str, *, field: str = "url") -> None:
+    """422 unless the (canonical) URL's host resolves to public addresses only (or private ones are
+    allowed); 503 when its name could not be resolved in time. For the webhook URLs of jobs and of
+    endpoints alike."""
+    try:
+        await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
+    except ssrf.BlockedDestination as exc:
+        raise invalid(["body", field], str(exc), type_="blocked_destination") from None
+    except ssrf.DestinationUnchecked as exc:
+        raise Problem(
+            503,
+            f"could not check the webhook URL's host: {exc}; try again shortly",
+            slug="unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 # ---- numbers ---------------------------------------------------------------------------------
