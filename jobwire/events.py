@@ -47,7 +47,9 @@ EVENT_DATA = {EventType.COMPLETED: "result", EventType.FAILED: "error", EventTyp
 WEBHOOK_EVENTS: dict[EventType, str] = {
     event: f"job.{event.value}" for event in (EventType.STARTED, EventType.PROGRESS, *sorted(TERMINAL_EVENTS))
 }
-DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = tuple(WEBHOOK_EVENTS[e] for e in sorted(TERMINAL_EVENTS))
+# in the order of EventType (completed, failed, cancelled): an endpoint registered without `events`
+# lists them so
+DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = tuple(WEBHOOK_EVENTS[e] for e in EventType if e.terminal)
 
 
 class Event(TypedDict):

@@ -11,7 +11,9 @@ import orjson
 from aiohttp import web
 
 from jobwire import jobstore
-from service.problems import Handler, Problem
+from jobwire.webhooks import ssrf
+from service.problems import Handler, Problem, invalid
+from service.state import SETTINGS
 
 JSON = "application/json"
 
@@ -55,11 +57,11 @@ def _has_nul(value: Any) -> bool:
 
 
 def _nul_problem(where: str) -> Problem:
-    return Problem(
-        422,
+    return invalid(
+        [where],
         f"the {where} contains a NUL character (\\u0000), which jobwire cannot store",
-        slug="validation",
-        errors=[{"loc": [where], "msg": "NUL characters are not allowed", "type": "nul_character"}],
+        msg="NUL characters are not allowed",
+        type_="nul_character",
     )
 
 
@@ -69,6 +71,26 @@ async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.S
     if "%00" in request.rel_url.raw_query_string:
         raise _nul_problem("query")
     return await handler(request)
+
+
+# ---- destinations ----------------------------------------------------------------------------
+
+
+async def check_destination(request: web.Request, url: str, *, field: str = "url") -> None:
+    """422 unless the (canonical) URL's host resolves to public addresses only (or private ones are
+    allowed); 503 when its name could not be resolved in time. For the webhook URLs of jobs and of
+    endpoints alike."""
+    try:
+        await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
+    except ssrf.BlockedDestination as exc:
+        raise invalid(["body", field], str(exc), type_="blocked_destination") from None
+    except ssrf.DestinationUnchecked as exc:
+        raise Problem(
+            503,
+            f"could not check the webhook URL's host: {exc}; try again shortly",
+            slug="unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 # ---- numbers ---------------------------------------------------------------------------------
@@ -106,13 +128,11 @@ def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int
         return default
     value = decimal(raw, hi=hi)
     if value is None or value < lo:
-        raise Problem(
-            422,
+        raise invalid(
+            ["query", name],
             f"query parameter {name!r} must be an integer from {lo} to {hi}",
-            slug="validation",
-            errors=[
-                {"loc": ["query", name], "msg": f"must be an integer from {lo} to {hi}", "type": "range"}
-            ],
+            msg=f"must be an integer from {lo} to {hi}",
+            type_="range",
         )
     return value
 
@@ -125,11 +145,11 @@ def query_cursor(request: web.Request) -> tuple[datetime, UUID] | None:
     try:
         return jobstore.decode_cursor(cursor)
     except ValueError:
-        raise Problem(
-            422,
+        raise invalid(
+            ["query", "cursor"],
             "cursor is not one returned by this API",
-            slug="validation",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor"}],
+            msg="invalid cursor",
+            type_="cursor",
         ) from None
 
 

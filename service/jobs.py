@@ -11,23 +11,30 @@ from uuid import UUID
 import asyncpg
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from jobwire import events, jobstore
 from jobwire.apikeys import Principal
 from jobwire.events import EventType
 from jobwire.ids import new_id
-from jobwire.job import TERMINAL, Priority, Status, job_view
+from jobwire.job import TERMINAL, Status, job_view
 from jobwire.logs import get_logger
 from jobwire.queue import QueuedJob, dequeue, enqueue, publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from jobwire.webhooks import ssrf
 from service import metrics
-from service.http import if_none_match, json_response, prefer_wait, query_cursor, query_int, read_json
+from service.http import (
+    check_destination,
+    if_none_match,
+    json_response,
+    prefer_wait,
+    query_cursor,
+    query_int,
+    read_json,
+)
 from service.hub import Subscriber
-from service.problems import Problem, validation_problem
+from service.problems import Problem, invalid, validation_problem
+from service.schemas import SubmitJob
 from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, STREAM_LIMITER, SUBMITTER, TOKENS
-from service.webhooks import check_destination
 
 log = get_logger("jobwire.api")
 routes = web.RouteTableDef()
@@ -38,21 +45,6 @@ RECHECK_S = 5.0
 IDEMPOTENCY_KEY_MAX = 255
 # a first request that died before recording its answer stops blocking its key after this long
 IDEMPOTENCY_STALE_S = MAX_WAIT_S + 15
-
-
-class SubmitJob(BaseModel):
-    """The body of POST /v1/jobs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: str = Field(min_length=1, max_length=200, description="a registered job type, e.g. demo.sleep")
-    params: dict[str, Any] = Field(default_factory=dict, description="validated by the job type's model")
-    priority: Priority = Field(
-        default=Priority.NORMAL, description="`high` starts before queued `normal` jobs"
-    )
-    webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
-
-    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -132,11 +124,8 @@ async def _enqueue_one(
 
 def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, dict[str, Any], int]:
     if not isinstance(body, dict):
-        raise Problem(
-            422,
-            "the body must be a JSON object",
-            slug="validation",
-            errors=[{"loc": ["body"], "msg": "must be an object", "type": "object_type"}],
+        raise invalid(
+            ["body"], "the body must be a JSON object", msg="must be an object", type_="object_type"
         )
     try:
         sub = SubmitJob.model_validate(body)
@@ -145,14 +134,11 @@ def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, di
     jt = request.app[REGISTRY].get(sub.type)
     if jt is None:
         known = ", ".join(request.app[REGISTRY].names())
-        raise Problem(
-            422,
+        raise invalid(
+            ["body", "type"],
             f"unknown job type {sub.type!r}; known types: {known}",
-            slug="validation",
-            title="Validation failed",
-            errors=[
-                {"loc": ["body", "type"], "msg": f"unknown job type {sub.type!r}", "type": "unknown_type"}
-            ],
+            msg=f"unknown job type {sub.type!r}",
+            type_="unknown_type",
         )
     try:
         params = jt.params_model.model_validate(sub.params)
@@ -312,21 +298,21 @@ async def list_jobs(request: web.Request) -> web.Response:
     statuses = [s for s in request.query.get("status", "").split(",") if s]
     bad = [s for s in statuses if s not in _STATUSES]
     if bad:
-        raise Problem(
-            422,
+        raise invalid(
+            ["query", "status"],
             f"unknown status {bad[0]!r}; use one or more of {', '.join(sorted(_STATUSES))}",
-            slug="validation",
-            errors=[{"loc": ["query", "status"], "msg": f"unknown status {bad[0]!r}", "type": "enum"}],
+            msg=f"unknown status {bad[0]!r}",
+            type_="enum",
         )
     scope = principal.scope()
     tenant_filter = request.query.get("tenant")
     if tenant_filter:
         if not principal.is_admin and tenant_filter != principal.tenant:
-            raise Problem(
-                422,
+            raise invalid(
+                ["query", "tenant"],
                 "only an admin key can list another tenant's jobs",
-                slug="validation",
-                errors=[{"loc": ["query", "tenant"], "msg": "needs an admin key", "type": "scope"}],
+                msg="needs an admin key",
+                type_="scope",
             )
         scope = tenant_filter
     after = query_cursor(request)

@@ -1,7 +1,15 @@
-"""GET /openapi.json (OpenAPI 3.1, built from the pydantic models the handlers use) and GET /docs."""
+"""GET /openapi.json (OpenAPI 3.1) and GET /docs.
+
+The document's paths and methods are the application's own routes, read when it is asked for, so a
+route the app serves cannot be missing from it. What each operation says (summary, parameters,
+body, answers) is in OPERATIONS, keyed by the name of the handler, which is also the operationId.
+The schemas are the models of service.schemas and the params models of the job types.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -10,13 +18,14 @@ from pydantic import BaseModel
 from jobwire.registry import Registry
 from service import schemas
 from service.http import json_response
-from service.jobs import SubmitJob
 from service.state import REGISTRY
-from service.webhooks import CreateEndpoint, UpdateEndpoint
 
 routes = web.RouteTableDef()
 
 REF = "#/components/schemas/{model}"
+# the routes the document describes; /healthz, /metrics, the dashboard and the document itself are
+# not part of the api
+DOCUMENTED_PREFIX = "/v1/"
 
 
 def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
@@ -28,18 +37,18 @@ def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
+def _content(model: type[BaseModel], media_type: str = "application/json") -> dict[str, Any]:
+    return {media_type: {"schema": {"$ref": REF.format(model=model.__name__)}}}
+
+
 def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}},
-    }
+    return {"description": description, "content": _content(schemas.Problem, "application/problem+json")}
 
 
-def _job(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model="Job")}}},
-    }
+def _answer(
+    model: type[BaseModel], description: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": _content(model)}
     if headers:
         answer["headers"] = {
             name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
@@ -47,165 +56,248 @@ def _job(description: str, headers: dict[str, str] | None = None) -> dict[str, A
     return answer
 
 
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": _content(model)}
+
+
+def _string(name: str, where: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "in": where, "schema": {"type": "string"}, **extra}
+
+
+def _uuid(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+
+
+JOB_ID = _uuid("job_id")
+ENDPOINT_ID = _uuid("endpoint_id")
+DELIVERY_ID = _uuid("delivery_id")
+LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
+PAGE = [LIMIT, _string("cursor", "query")]
+SSE = {"text/event-stream": {"schema": {"type": "string", "description": "id:/event:/data: frames of Event"}}}
+STREAM = {"200": {"description": "the stream; data is an Event", "content": SSE}}
+
 COMMON = {
     "401": _problem("no or bad API key"),
     "503": _problem("PostgreSQL or Redis unreachable (Retry-After)"),
 }
-ENDPOINT_ID = {
-    "name": "endpoint_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
+NOT_FOUND = {"404": _problem("unknown, or another tenant's")}
+NOT_JSON = {"400": _problem("not JSON"), "415": _problem("not application/json")}
+BAD_PAGE = {"422": _problem("bad limit or cursor")}
+
+# Per handler (by name): the operation object without its operationId; every answer also lists COMMON.
+OPERATIONS: dict[str, dict[str, Any]] = {
+    # ---- jobs (service.jobs)
+    "submit": {
+        "summary": "Submit a job",
+        "description": "`params` is validated with the job type's model (see x-job-types). "
+        "Optional headers: `Idempotency-Key`, `Prefer: wait=N`.",
+        "parameters": [
+            {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}},
+            {"name": "Prefer", "in": "header", "schema": {"type": "string", "example": "wait=10"}},
+        ],
+        "requestBody": _body(schemas.SubmitJob),
+        "responses": {
+            "202": _answer(schemas.Job, "accepted and durable", {"Location": "/v1/jobs/{id}"}),
+            "200": _answer(schemas.Job, "finished within Prefer: wait", {"Preference-Applied": "wait=N"}),
+            "400": _problem("not JSON"),
+            "409": _problem("the same Idempotency-Key is still being answered"),
+            "413": _problem("body too large"),
+            "415": _problem("not application/json"),
+            "422": _problem("invalid content, or an Idempotency-Key reused with another body"),
+        },
+    },
+    "list_jobs": {
+        "summary": "List jobs, newest first",
+        "parameters": [
+            _string("status", "query", description="comma-separated"),
+            _string("type", "query"),
+            *PAGE,
+            _string("tenant", "query", description="admin keys"),
+        ],
+        "responses": {"200": _answer(schemas.JobList, "a page"), "422": _problem("bad query parameter")},
+    },
+    "get_job": {
+        "summary": "Read a job (ETag; ?wait=N with If-None-Match long-polls)",
+        "parameters": [
+            JOB_ID,
+            {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 60}},
+            _string("If-None-Match", "header"),
+        ],
+        "responses": {
+            "200": _answer(schemas.Job, "the job", {"ETag": "version", "Retry-After": "while not terminal"}),
+            "304": {"description": "unchanged"},
+            **NOT_FOUND,
+            "422": _problem("bad wait"),
+        },
+    },
+    "cancel": {
+        "summary": "Cancel a pending (200) or running (202) job",
+        "parameters": [JOB_ID],
+        "responses": {
+            "200": _answer(schemas.Job, "cancelled"),
+            "202": _answer(schemas.Job, "a running job is being interrupted"),
+            "404": _problem("unknown"),
+            "409": _problem("already finished"),
+        },
+    },
+    "retry": {
+        "summary": "Run a failed or cancelled job again",
+        "parameters": [JOB_ID],
+        "responses": {
+            "202": _answer(schemas.Job, "pending again"),
+            "404": _problem("unknown"),
+            "409": _problem("not failed or cancelled"),
+        },
+    },
+    # ---- streams (service.sse, service.ws)
+    "job_events": {
+        "summary": "The job's events as Server-Sent Events (replay, then live)",
+        "parameters": [
+            JOB_ID,
+            _string("Last-Event-ID", "header"),
+            _string("last_event_id", "query"),
+            _string("token", "query"),
+        ],
+        "responses": {
+            **STREAM,
+            "204": {"description": "the client already has the terminal event"},
+            "404": _problem("unknown"),
+            "422": _problem("bad Last-Event-ID"),
+        },
+    },
+    "many_events": {
+        "summary": "Events of up to 100 jobs on one SSE stream",
+        "parameters": [
+            _string("jobs", "query", required=True),
+            _string("Last-Event-ID", "header"),
+            _string("token", "query"),
+        ],
+        "responses": {
+            **STREAM,
+            "204": {"description": "every job already finished for this client"},
+            "404": _problem("a job is unknown"),
+            "422": _problem("bad job list or cursor"),
+        },
+    },
+    "websocket": {
+        "summary": "WebSocket: subscribe to jobs (with since) or to the tenant's feed",
+        "responses": {
+            "101": {"description": "switching protocols"},
+            "400": _problem("not a WebSocket upgrade"),
+        },
+    },
+    # ---- webhooks (service.webhooks)
+    "create_endpoint": {
+        "summary": "Register an endpoint (the secret is in this answer only)",
+        "requestBody": _body(schemas.CreateEndpoint),
+        "responses": {
+            "201": _answer(schemas.EndpointWithSecret, "registered"),
+            "422": _problem("invalid, or the URL resolves to a non-public address"),
+            **NOT_JSON,
+        },
+    },
+    "list_endpoints": {
+        "summary": "List endpoints, newest first",
+        "parameters": PAGE,
+        "responses": {"200": _answer(schemas.EndpointList, "a page"), **BAD_PAGE},
+    },
+    "get_signing_secret": {
+        "summary": "The tenant's secret for jobs' own webhook_url (created on first read)",
+        "responses": {"200": _answer(schemas.SigningSecret, "the secret")},
+    },
+    "rotate_signing_secret": {
+        "summary": "Rotate the tenant's signing secret (the old one signs too for 24 h)",
+        "responses": {"200": _answer(schemas.SigningSecret, "the new secret")},
+    },
+    "get_endpoint": {
+        "summary": "Read an endpoint",
+        "parameters": [ENDPOINT_ID],
+        "responses": {"200": _answer(schemas.Endpoint, "the endpoint"), **NOT_FOUND},
+    },
+    "update_endpoint": {
+        "summary": "Change url, events, description; `disabled: false` re-enables",
+        "parameters": [ENDPOINT_ID],
+        "requestBody": _body(schemas.UpdateEndpoint),
+        "responses": {
+            "200": _answer(schemas.Endpoint, "changed"),
+            "422": _problem("invalid"),
+            **NOT_JSON,
+            **NOT_FOUND,
+        },
+    },
+    "delete_endpoint": {
+        "summary": "Delete an endpoint and its deliveries",
+        "parameters": [ENDPOINT_ID],
+        "responses": {"204": {"description": "deleted"}, **NOT_FOUND},
+    },
+    "rotate_endpoint_secret": {
+        "summary": "Rotate an endpoint's secret (the old one signs too for 24 h)",
+        "parameters": [ENDPOINT_ID],
+        "responses": {"200": _answer(schemas.EndpointWithSecret, "the new secret"), **NOT_FOUND},
+    },
+    "endpoint_deliveries": {
+        "summary": "An endpoint's deliveries with every attempt, newest first",
+        "parameters": [ENDPOINT_ID, *PAGE],
+        "responses": {"200": _answer(schemas.DeliveryList, "a page"), **NOT_FOUND, **BAD_PAGE},
+    },
+    "job_deliveries": {
+        "summary": "A job's deliveries with every attempt, newest first",
+        "parameters": [JOB_ID, *PAGE],
+        "responses": {"200": _answer(schemas.DeliveryList, "a page"), **NOT_FOUND, **BAD_PAGE},
+    },
+    "get_delivery": {
+        "summary": "Read a delivery with every attempt",
+        "parameters": [DELIVERY_ID],
+        "responses": {"200": _answer(schemas.Delivery, "the delivery"), **NOT_FOUND},
+    },
+    "redeliver": {
+        "summary": "Send again now, same webhook-id, with a fresh retry schedule",
+        "parameters": [DELIVERY_ID],
+        "responses": {
+            "202": _answer(schemas.Delivery, "pending again"),
+            "409": _problem("its endpoint is disabled"),
+            **NOT_FOUND,
+        },
+    },
 }
-DELIVERY_ID = {
-    "name": "delivery_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
-PAGE = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+
+
+def _operation(name: str, method: str, path: str) -> dict[str, Any]:
+    try:
+        operation = OPERATIONS[name]
+    except KeyError:
+        raise LookupError(
+            f"{method} {path} is served by {name}(), which OPERATIONS does not describe"
+        ) from None
+    return {"operationId": name, **operation, "responses": {**operation["responses"], **COMMON}}
+
+
+def paths(app_routes: Iterable[web.AbstractRoute]) -> dict[str, dict[str, Any]]:
+    """The /v1 routes the app serves, each described by OPERATIONS."""
+    out: dict[str, dict[str, Any]] = {}
+    for route in app_routes:
+        # aiohttp answers HEAD on every GET route by itself
+        if route.resource is None or route.method == "HEAD":
+            continue
+        path = route.resource.canonical
+        if path.startswith(DOCUMENTED_PREFIX):
+            name = route.handler.__name__
+            out.setdefault(path, {})[route.method.lower()] = _operation(name, route.method, path)
+    return out
+
+
+# every model of service.schemas, whether an operation names it or not (Event is what the streams'
+# frames carry)
+MODELS = [
+    model
+    for model in vars(schemas).values()
+    if inspect.isclass(model) and issubclass(model, BaseModel) and model.__module__ == schemas.__name__
 ]
-SSE = {"text/event-stream": {"schema": {"type": "string", "description": "id:/event:/data: frames of Event"}}}
 
 
-def _answer(model: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
-    }
-
-
-def _body(model: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
-
-
-def webhook_paths() -> dict[str, Any]:
-    not_found = {"404": _problem("unknown, or another tenant's")}
-    invalid = {"400": _problem("not JSON"), "415": _problem("not application/json")}
-    bad_page = {"422": _problem("bad limit or cursor")}
-    return {
-        "/v1/webhooks": {
-            "post": {
-                "summary": "Register an endpoint (the secret is in this answer only)",
-                "requestBody": _body("CreateEndpoint"),
-                "responses": {
-                    "201": _answer("EndpointWithSecret", "registered"),
-                    "422": _problem("invalid, or the URL resolves to a non-public address"),
-                    **invalid,
-                    **COMMON,
-                },
-            },
-            "get": {
-                "summary": "List endpoints, newest first",
-                "parameters": PAGE,
-                "responses": {"200": _answer("EndpointList", "a page"), **bad_page, **COMMON},
-            },
-        },
-        "/v1/webhooks/signing-secret": {
-            "get": {
-                "summary": "The tenant's secret for jobs' own webhook_url (created on first read)",
-                "responses": {"200": _answer("SigningSecret", "the secret"), **COMMON},
-            }
-        },
-        "/v1/webhooks/signing-secret/rotate": {
-            "post": {
-                "summary": "Rotate the tenant's signing secret (the old one signs too for 24 h)",
-                "responses": {"200": _answer("SigningSecret", "the new secret"), **COMMON},
-            }
-        },
-        "/v1/webhooks/{endpoint_id}": {
-            "get": {
-                "summary": "Read an endpoint",
-                "parameters": [ENDPOINT_ID],
-                "responses": {"200": _answer("Endpoint", "the endpoint"), **not_found, **COMMON},
-            },
-            "patch": {
-                "summary": "Change url, events, description; `disabled: false` re-enables",
-                "parameters": [ENDPOINT_ID],
-                "requestBody": _body("UpdateEndpoint"),
-                "responses": {
-                    "200": _answer("Endpoint", "changed"),
-                    "422": _problem("invalid"),
-                    **invalid,
-                    **not_found,
-                    **COMMON,
-                },
-            },
-            "delete": {
-                "summary": "Delete an endpoint and its deliveries",
-                "parameters": [ENDPOINT_ID],
-                "responses": {"204": {"description": "deleted"}, **not_found, **COMMON},
-            },
-        },
-        "/v1/webhooks/{endpoint_id}/rotate-secret": {
-            "post": {
-                "summary": "Rotate an endpoint's secret (the old one signs too for 24 h)",
-                "parameters": [ENDPOINT_ID],
-                "responses": {
-                    "200": _answer("EndpointWithSecret", "the new secret"),
-                    **not_found,
-                    **COMMON,
-                },
-            }
-        },
-        "/v1/webhooks/{endpoint_id}/deliveries": {
-            "get": {
-                "summary": "An endpoint's deliveries with every attempt, newest first",
-                "parameters": [ENDPOINT_ID, *PAGE],
-                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **bad_page, **COMMON},
-            }
-        },
-        "/v1/jobs/{job_id}/deliveries": {
-            "get": {
-                "summary": "A job's deliveries with every attempt, newest first",
-                "parameters": [JOB_ID, *PAGE],
-                "responses": {"200": _answer("DeliveryList", "a page"), **not_found, **bad_page, **COMMON},
-            }
-        },
-        "/v1/deliveries/{delivery_id}": {
-            "get": {
-                "summary": "Read a delivery with every attempt",
-                "parameters": [DELIVERY_ID],
-                "responses": {"200": _answer("Delivery", "the delivery"), **not_found, **COMMON},
-            }
-        },
-        "/v1/deliveries/{delivery_id}/redeliver": {
-            "post": {
-                "summary": "Send again now, same webhook-id, with a fresh retry schedule",
-                "parameters": [DELIVERY_ID],
-                "responses": {
-                    "202": _answer("Delivery", "pending again"),
-                    "409": _problem("its endpoint is disabled"),
-                    **not_found,
-                    **COMMON,
-                },
-            }
-        },
-    }
-
-
-def build(registry: Registry) -> dict[str, Any]:
+def build(registry: Registry, app_routes: Iterable[web.AbstractRoute]) -> dict[str, Any]:
     types = list(registry)
-    components = _schemas(
-        SubmitJob,
-        schemas.Job,
-        schemas.JobList,
-        schemas.Event,
-        schemas.Problem,
-        CreateEndpoint,
-        UpdateEndpoint,
-        schemas.Endpoint,
-        schemas.EndpointWithSecret,
-        schemas.EndpointList,
-        schemas.SigningSecret,
-        schemas.Delivery,
-        schemas.DeliveryList,
-    )
-    for jt in types:
-        components.update(_schemas(jt.params_model))
+    components = _schemas(*MODELS, *(jt.params_model for jt in types))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -228,173 +320,13 @@ def build(registry: Registry) -> dict[str, Any]:
             }
             for jt in types
         },
-        "paths": {
-            "/v1/jobs": {
-                "post": {
-                    "summary": "Submit a job",
-                    "description": "`params` is validated with the job type's model (see x-job-types). "
-                    "Optional headers: `Idempotency-Key`, `Prefer: wait=N`.",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "schema": {"type": "string", "maxLength": 255},
-                        },
-                        {
-                            "name": "Prefer",
-                            "in": "header",
-                            "schema": {"type": "string", "example": "wait=10"},
-                        },
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": REF.format(model="SubmitJob")}}},
-                    },
-                    "responses": {
-                        "202": _job("accepted and durable", {"Location": "/v1/jobs/{id}"}),
-                        "200": _job("finished within Prefer: wait", {"Preference-Applied": "wait=N"}),
-                        "400": _problem("not JSON"),
-                        "409": _problem("the same Idempotency-Key is still being answered"),
-                        "413": _problem("body too large"),
-                        "415": _problem("not application/json"),
-                        "422": _problem("invalid content, or an Idempotency-Key reused with another body"),
-                        **COMMON,
-                    },
-                },
-                "get": {
-                    "summary": "List jobs, newest first",
-                    "parameters": [
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "description": "comma-separated",
-                        },
-                        {"name": "type", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
-                        },
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "tenant",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "description": "admin keys",
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "a page",
-                            "content": {
-                                "application/json": {"schema": {"$ref": REF.format(model="JobList")}}
-                            },
-                        },
-                        "422": _problem("bad query parameter"),
-                        **COMMON,
-                    },
-                },
-            },
-            "/v1/jobs/{job_id}": {
-                "get": {
-                    "summary": "Read a job (ETag; ?wait=N with If-None-Match long-polls)",
-                    "parameters": [
-                        JOB_ID,
-                        {
-                            "name": "wait",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 0, "maximum": 60},
-                        },
-                        {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": _job("the job", {"ETag": "version", "Retry-After": "while not terminal"}),
-                        "304": {"description": "unchanged"},
-                        "404": _problem("unknown, or another tenant's"),
-                        "422": _problem("bad wait"),
-                        **COMMON,
-                    },
-                }
-            },
-            "/v1/jobs/{job_id}/cancel": {
-                "post": {
-                    "summary": "Cancel a pending (200) or running (202) job",
-                    "parameters": [JOB_ID],
-                    "responses": {
-                        "200": _job("cancelled"),
-                        "202": _job("a running job is being interrupted"),
-                        "404": _problem("unknown"),
-                        "409": _problem("already finished"),
-                        **COMMON,
-                    },
-                }
-            },
-            "/v1/jobs/{job_id}/retry": {
-                "post": {
-                    "summary": "Run a failed or cancelled job again",
-                    "parameters": [JOB_ID],
-                    "responses": {
-                        "202": _job("pending again"),
-                        "404": _problem("unknown"),
-                        "409": _problem("not failed or cancelled"),
-                        **COMMON,
-                    },
-                }
-            },
-            "/v1/jobs/{job_id}/events": {
-                "get": {
-                    "summary": "The job's events as Server-Sent Events (replay, then live)",
-                    "parameters": [
-                        JOB_ID,
-                        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
-                        {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
-                        {"name": "token", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": {"description": "the stream; data is an Event", "content": SSE},
-                        "204": {"description": "the client already has the terminal event"},
-                        "404": _problem("unknown"),
-                        "422": _problem("bad Last-Event-ID"),
-                        **COMMON,
-                    },
-                }
-            },
-            "/v1/events": {
-                "get": {
-                    "summary": "Events of up to 100 jobs on one SSE stream",
-                    "parameters": [
-                        {"name": "jobs", "in": "query", "required": True, "schema": {"type": "string"}},
-                        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
-                        {"name": "token", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": {"description": "the stream; data is an Event", "content": SSE},
-                        "204": {"description": "every job already finished for this client"},
-                        "404": _problem("a job is unknown"),
-                        "422": _problem("bad job list or cursor"),
-                        **COMMON,
-                    },
-                }
-            },
-            "/v1/ws": {
-                "get": {
-                    "summary": "WebSocket: subscribe to jobs (with since) or to the tenant's feed",
-                    "responses": {
-                        "101": {"description": "switching protocols"},
-                        "400": _problem("not a WebSocket upgrade"),
-                        **COMMON,
-                    },
-                }
-            },
-            **webhook_paths(),
-        },
+        "paths": paths(app_routes),
     }
 
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(build(request.app[REGISTRY]))
+    return json_response(build(request.app[REGISTRY], request.app.router.routes()))
 
 
 DOCS_HTML = """<!doctype html>

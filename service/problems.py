@@ -74,14 +74,24 @@ class Problem(JobwireError):
 def validation_problem(
     exc: ValidationError, *, prefix: Iterable[str | int] = ("body",), detail: str | None = None
 ) -> Problem:
+    """A 422 listing every error pydantic found, located under `prefix`."""
     errors = [{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
-    return Problem(
-        422,
-        detail or "the request is well-formed but some fields are invalid; see `errors`",
-        slug="validation",
-        title="Validation failed",
-        errors=errors,
+    return _validation(
+        detail or "the request is well-formed but some fields are invalid; see `errors`", errors
     )
+
+
+def invalid(
+    loc: Iterable[str | int], detail: str, *, msg: str | None = None, type_: str = "value_error"
+) -> Problem:
+    """A 422 for one invalid value at `loc` (e.g. `["query", "limit"]`): `detail` explains it to a
+    person, `msg` (the detail by default) and `type_` describe the error in `errors`."""
+    return _validation(detail, [{"loc": list(loc), "msg": msg or detail, "type": type_}])
+
+
+def _validation(detail: str, errors: list[dict[str, Any]]) -> Problem:
+    # one type of problem, one title (RFC 9457 §3.1.3: the title does not change between occurrences)
+    return Problem(422, detail, slug="validation", title="Validation failed", errors=errors)
 
 
 def unavailable(what: str, retry_after: int = 5) -> Problem:

@@ -1,15 +1,89 @@
-"""Pydantic models of what the api answers, for the OpenAPI document. The handlers build these
-shapes with plain dicts on the hot path (jobwire.models.job_view); a test validates those dicts
-against these models, so the two cannot drift apart."""
+"""Pydantic models of the api's request bodies and of what it answers: the handlers validate
+bodies with the first, and the OpenAPI document is built from both.
+
+The handlers build answers with plain dicts on the hot path (jobwire.job.job_view); a test validates
+those dicts against these models, so the two cannot drift apart. The `Literal`s below spell values
+whose truth is in jobwire (statuses, event types, webhook event names) so that the document lists
+them as an enum; unit tests bind each to its source.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jobwire.events import DEFAULT_WEBHOOK_EVENTS
+from jobwire.job import Priority
+from jobwire.webhooks import ssrf
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 EventType = Literal["created", "started", "progress", "retrying", "completed", "failed", "cancelled"]
+# jobwire.events.WEBHOOK_EVENTS
+WebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
+
+# ---- requests --------------------------------------------------------------------------------
+
+
+class SubmitJob(BaseModel):
+    """The body of POST /v1/jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200, description="a registered job type, e.g. demo.sleep")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the job type's model")
+    priority: Priority = Field(
+        default=Priority.NORMAL, description="`high` starts before queued `normal` jobs"
+    )
+    webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
+
+    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
+
+
+def _default_events() -> list[WebhookEvent]:
+    return cast(list[WebhookEvent], list(DEFAULT_WEBHOOK_EVENTS))  # a test binds the two
+
+
+def _distinct_events(value: list[str] | None) -> list[str] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("list each event type once")
+    return value
+
+
+class CreateEndpoint(BaseModel):
+    """The body of POST /v1/webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048, description="an absolute http(s) URL on a public address")
+    events: list[WebhookEvent] = Field(
+        default_factory=_default_events,
+        min_length=1,
+        description="the event types to receive (default: the terminal ones)",
+    )
+    description: str = Field(default="", max_length=500)
+
+    _url = field_validator("url")(ssrf.canonical_url_field)
+    _unique = field_validator("events")(_distinct_events)
+
+
+class UpdateEndpoint(BaseModel):
+    """The body of PATCH /v1/webhooks/{id}: any subset of the fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, max_length=2048)
+    events: list[WebhookEvent] | None = Field(default=None, min_length=1)
+    description: str | None = Field(default=None, max_length=500)
+    disabled: bool | None = Field(
+        default=None, description="false re-enables an endpoint disabled by failures"
+    )
+
+    _url = field_validator("url")(ssrf.canonical_url_field)
+    _unique = field_validator("events")(_distinct_events)
+
+
+# ---- answers ---------------------------------------------------------------------------------
 
 
 class JobError(BaseModel):

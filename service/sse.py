@@ -20,7 +20,7 @@ from jobwire.logs import get_logger
 from service import metrics
 from service.http import MAX_SEQ, decimal
 from service.hub import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
-from service.problems import Problem
+from service.problems import Problem, invalid
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STREAM_LIMITER
 
 log = get_logger("jobwire.sse")
@@ -28,12 +28,6 @@ routes = web.RouteTableDef()
 SSE_DELIVERED = metrics.EVENTS_DELIVERED.labels("sse")
 
 MAX_JOBS = 100
-
-
-def _problem_422(loc: list[str], detail: str) -> Problem:
-    return Problem(
-        422, detail, slug="validation", errors=[{"loc": loc, "msg": detail, "type": "value_error"}]
-    )
 
 
 def _last_event_id(request: web.Request) -> str | None:
@@ -107,9 +101,7 @@ class Cursor:
         parts = seqs.split(".")
         values = [seq for p in parts if (seq := decimal(p, hi=MAX_SEQ)) is not None]
         if digest != self.digest or len(values) != len(parts) or len(values) != len(self.jobs):
-            raise _problem_422(
-                ["header", "Last-Event-ID"], "Last-Event-ID is not a cursor of this set of jobs"
-            )
+            raise invalid(["header", "Last-Event-ID"], "Last-Event-ID is not a cursor of this set of jobs")
         self.seqs = dict(zip(self.jobs, values, strict=True))
 
 
@@ -181,7 +173,7 @@ def _parse_job_ids(raw: Iterable[str], loc: list[str]) -> list[UUID]:
         try:
             ids.append(UUID(text))
         except ValueError:
-            raise _problem_422(loc, f"{text!r} is not a job id") from None
+            raise invalid(loc, f"{text!r} is not a job id") from None
     return ids
 
 
@@ -195,9 +187,7 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
         if single:
             seq = decimal(last, hi=MAX_SEQ)
             if seq is None:
-                raise _problem_422(
-                    ["header", "Last-Event-ID"], "Last-Event-ID must be an event id of this stream"
-                )
+                raise invalid(["header", "Last-Event-ID"], "Last-Event-ID must be an event id of this stream")
             cursor.seqs[keys[0]] = seq
         else:
             cursor.restore(last)
@@ -250,8 +240,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 async def many_events(request: web.Request) -> web.StreamResponse:
     raw = [j for j in request.query.get("jobs", "").split(",") if j]
     if not raw:
-        raise _problem_422(["query", "jobs"], "name the jobs to follow: ?jobs=id1,id2,…")
+        raise invalid(["query", "jobs"], "name the jobs to follow: ?jobs=id1,id2,…")
     job_ids = list(dict.fromkeys(_parse_job_ids(raw, ["query", "jobs"])))
     if len(job_ids) > MAX_JOBS:
-        raise _problem_422(["query", "jobs"], f"one stream follows at most {MAX_JOBS} jobs")
+        raise invalid(["query", "jobs"], f"one stream follows at most {MAX_JOBS} jobs")
     return await _serve(request, job_ids, single=False)

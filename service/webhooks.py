@@ -6,70 +6,25 @@ secret (for jobs' own webhook_url) is readable by its tenant, as the contract sa
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from jobwire import jobstore
 from jobwire.apikeys import Principal
 from jobwire.ids import new_id
 from jobwire.job import iso
 from jobwire.jobstore import Row
-from jobwire.webhooks import signing, ssrf
+from jobwire.webhooks import signing
 from jobwire.webhooks import store as webhookstore
-from service.http import json_response, query_cursor, query_int, read_json
+from service.http import check_destination, json_response, query_cursor, query_int, read_json
 from service.problems import Problem, validation_problem
+from service.schemas import CreateEndpoint, UpdateEndpoint
 from service.state import DB, PRINCIPAL, SETTINGS
 
 routes = web.RouteTableDef()
-
-EventName = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
-
-
-def _terminal_events() -> list[EventName]:
-    return ["job.completed", "job.failed", "job.cancelled"]
-
-
-def _events(value: list[str] | None) -> list[str] | None:
-    if value is not None and len(set(value)) != len(value):
-        raise ValueError("list each event type once")
-    return value
-
-
-class CreateEndpoint(BaseModel):
-    """The body of POST /v1/webhooks."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(max_length=2048, description="an absolute http(s) URL on a public address")
-    events: list[EventName] = Field(
-        default_factory=_terminal_events,
-        min_length=1,
-        description="the event types to receive (default: the terminal ones)",
-    )
-    description: str = Field(default="", max_length=500)
-
-    _url = field_validator("url")(ssrf.canonical_url_field)
-    _unique = field_validator("events")(_events)
-
-
-class UpdateEndpoint(BaseModel):
-    """The body of PATCH /v1/webhooks/{id}: any subset of the fields."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str | None = Field(default=None, max_length=2048)
-    events: list[EventName] | None = Field(default=None, min_length=1)
-    description: str | None = Field(default=None, max_length=500)
-    disabled: bool | None = Field(
-        default=None, description="false re-enables an endpoint disabled by failures"
-    )
-
-    _url = field_validator("url")(ssrf.canonical_url_field)
-    _unique = field_validator("events")(_events)
-
 
 # ---- views -----------------------------------------------------------------------------------
 
@@ -148,28 +103,6 @@ async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
         return model.model_validate(body)
     except ValidationError as exc:
         raise validation_problem(exc) from None
-
-
-async def check_destination(request: web.Request, url: str, *, field: str = "url") -> None:
-    """422 unless the (canonical) URL's host resolves to public addresses only (or private ones are
-    allowed); 503 when its name could not be resolved in time."""
-    try:
-        await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
-    except ssrf.BlockedDestination as exc:
-        raise Problem(
-            422,
-            str(exc),
-            slug="validation",
-            title="Validation failed",
-            errors=[{"loc": ["body", field], "msg": str(exc), "type": "blocked_destination"}],
-        ) from None
-    except ssrf.DestinationUnchecked as exc:
-        raise Problem(
-            503,
-            f"could not check the webhook URL's host: {exc}; try again shortly",
-            slug="unavailable",
-            headers={"Retry-After": "5"},
-        ) from None
 
 
 async def _deliveries_page(request: web.Request, **where: UUID) -> web.Response:

@@ -1,17 +1,20 @@
-"""service/problems.py: how an outage is answered. PostgreSQL's and Redis's "unreachable" errors are
-two disjoint sets, so a 503 always names the backend that failed."""
+"""service/problems.py: the problem documents, and how an outage is answered (PostgreSQL's and
+Redis's "unreachable" errors are two disjoint sets, so a 503 always names the backend that failed)."""
 
 from __future__ import annotations
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobwire import db, redis_client
-from service.problems import problem_middleware
+from service import schemas
+from service.problems import invalid, problem_middleware, validation_problem
 from tests.conftest import free_port
 
 
@@ -59,3 +62,32 @@ async def test_a_503_names_the_backend_that_failed(error: BaseException, blamed:
         await runner.cleanup()
     assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
     assert r.json()["detail"].startswith(f"{blamed} is unreachable"), r.json()
+
+
+def test_invalid_is_a_422_validation_problem_for_one_value() -> None:
+    problem = invalid(["query", "jobs"], "name the jobs to follow")
+    body = orjson.loads(problem.response("/v1/events").body)  # type: ignore[arg-type]
+    assert body == {
+        "type": "urn:jobwire:problem:validation",
+        "title": "Validation failed",
+        "status": 422,
+        "detail": "name the jobs to follow",
+        "instance": "/v1/events",
+        "errors": [{"loc": ["query", "jobs"], "msg": "name the jobs to follow", "type": "value_error"}],
+    }
+    schemas.Problem.model_validate(body)
+    named = invalid(("query", "limit"), "limit must be 1-200", msg="out of range", type_="range")
+    assert named.errors == [{"loc": ["query", "limit"], "msg": "out of range", "type": "range"}]
+
+
+def test_one_value_and_a_model_give_the_same_kind_of_problem() -> None:
+    class Body(BaseModel):
+        n: int
+
+    try:
+        Body.model_validate({"n": "x"})
+    except ValidationError as exc:
+        from_model = validation_problem(exc)
+    one = invalid(["body", "n"], "n must be a number")
+    assert (from_model.status, from_model.slug, from_model.title) == (one.status, one.slug, one.title)
+    assert from_model.errors is not None and from_model.errors[0]["loc"] == ["body", "n"]
