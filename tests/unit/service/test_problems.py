@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobwire import db, redis_client
 from service import schemas
-from service.problems import invalid, problem_middleware, validation_problem
+from service.problems import Problem, invalid, problem_middleware, validation_problem
 from tests.conftest import free_port
 
 
@@ -91,3 +91,9 @@ def test_one_value_and_a_model_give_the_same_kind_of_problem() -> None:
     one = invalid(["body", "n"], "n must be a number")
     assert (from_model.status, from_model.slug, from_model.title) == (one.status, one.slug, one.title)
     assert from_model.errors is not None and from_model.errors[0]["loc"] == ["body", "n"]
+
+
+def test_every_status_the_api_answers_has_its_title() -> None:
+    # the statuses API.md lists, 429 (rate limits) included
+    for status in (400, 401, 404, 405, 409, 413, 415, 422, 429, 500, 503):
+        assert Problem(status, "x").title not in ("", "Error"), status
