@@ -177,12 +177,6 @@ class Subscriber:
                 del self._last_of_job[job_id]
         return item
 
-    def drain(self) -> list[Item]:
-        items = list(self._items)
-        self._items.clear()
-        self._last_of_job.clear()
-        return items
-
 
 class EventHub:
     def __init__(self, redis_url: str, keys: Keys) -> None:
