@@ -111,7 +111,7 @@ async def test_a_gap_read_stops_at_the_live_event() -> None:
 async def test_the_terminal_event_ends_its_job_and_nothing_after_it_is_sent() -> None:
     follower = Follower(Store(history(A, "created", "started")).backlog(), {A: 0})
     assert await replay(follower) == [(A, 1), (A, 2)]
-    assert not follower.done
+    assert follower.finished == set()
     failed = ev(A, 3, "failed")
     assert await follower.admit(failed) == [failed]
     assert follower.done and follower.finished == {A}

@@ -211,7 +211,7 @@ async def test_terminal_and_state_events_are_never_coalesced_or_dropped() -> Non
 async def test_a_subscriber_past_the_hard_limit_overflows_and_is_handed_nothing() -> None:
     sub = Subscriber(TENANT_A, soft_limit=1, hard_limit=3)
     deliver(sub, *(event(A_JOB, seq, "started") for seq in range(1, 4)))
-    assert len(sub) == 3 and not sub.overflowed
+    assert (len(sub), sub.overflowed) == (3, False)
     deliver(sub, event(A_JOB, 4, "completed"))
     assert sub.overflowed and len(sub) == 0
     deliver(sub, event(A_JOB, 5, "completed"))
