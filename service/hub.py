@@ -7,9 +7,9 @@ waiting); terminal events are never dropped; a client that stays over the hard b
 overflowed and its stream closes it (it reconnects and replays from PostgreSQL).
 
 A subscriber registers *before* it reads the backlog from PostgreSQL, so an event committed in
-between is never missed (the stream drops what it already sent by seq). Pub/sub is not durable: when
-the connection drops and comes back, every subscriber gets a resync marker and re-reads what it
-missed from job_events.
+between is never missed (its follower, service/follower.py, drops what it already sent). Pub/sub is
+not durable: when the connection drops and comes back, every subscriber gets a resync marker and
+re-reads what it missed from job_events.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import orjson
 from redis.asyncio import Redis
 
 from jobwire.apikeys import Principal
-from jobwire.events import Event
+from jobwire.events import Event, Message
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
@@ -38,34 +38,30 @@ SOFT_LIMIT = 64  # queued events above which progress coalesces per job
 HARD_LIMIT = 2048  # queued events above which the client is too slow and gets closed
 
 
+class Encoded:
+    """A live event encoded once by the hub for every subscriber it goes to: its JSON, and the frame
+    a one-job SSE stream sends, built by the first stream that sends it and reused by the others."""
+
+    __slots__ = ("frame", "json")
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+        self.frame: bytes | None = None
+
+
 class Item:
-    """One queued event (or, with `event` None, a resync marker). `raw` is the event's JSON and
-    `frame` its SSE frame as a one-job stream sends it (its id is the event's seq), both encoded once
-    by the hub and shared by every subscriber it goes to."""
+    """One queued event with its shared encoding, or (with `event` None) a marker."""
 
-    __slots__ = ("event", "frame", "raw", "tenant")
+    __slots__ = ("encoded", "event", "tenant")
 
-    def __init__(
-        self,
-        tenant: str | None,
-        event: Event | None,
-        raw: bytes | None = None,
-        frame: bytes | None = None,
-    ) -> None:
+    def __init__(self, tenant: str | None, event: Event | None, encoded: Encoded | None) -> None:
         self.tenant = tenant
         self.event = event
-        self.raw = raw
-        self.frame = frame
+        self.encoded = encoded
 
 
-def sse_frame(event: Event, event_id: str, raw: bytes | None = None) -> bytes:
-    """An event as an SSE frame; `raw`: its JSON, when already encoded."""
-    data = raw if raw is not None else orjson.dumps(event)
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event["type"].encode(), data)
-
-
-RESYNC = Item(None, None)
-HEARTBEAT = Item(None, None)  # pushed by the hub's sweep to an idle stream: time for a keepalive
+RESYNC = Item(None, None, None)
+HEARTBEAT = Item(None, None, None)  # pushed by the hub's sweep to an idle stream: time for a keepalive
 
 
 class Subscriber:
@@ -105,9 +101,7 @@ class Subscriber:
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(
-        self, tenant: str | None, event: Event, raw: bytes | None = None, frame: bytes | None = None
-    ) -> None:
+    def push(self, tenant: str | None, event: Event, encoded: Encoded) -> None:
         if self.overflowed:
             return
         job_id = event["job_id"]
@@ -118,7 +112,7 @@ class Subscriber:
         if event["type"] == "progress" and len(self._items) >= self.soft_limit:
             last = self._last_of_job.get(job_id)
             if last is not None and last.event is not None and last.event["type"] == "progress":
-                last.event, last.tenant, last.raw, last.frame = event, tenant, raw, frame
+                last.event, last.tenant, last.encoded = event, tenant, encoded
                 return
         if len(self._items) >= self.hard_limit:
             self.overflowed = True
@@ -126,7 +120,7 @@ class Subscriber:
             self._last_of_job.clear()
             self._wake()
             return
-        item = Item(tenant, event, raw, frame)
+        item = Item(tenant, event, encoded)
         self._items.append(item)
         self._last_of_job[job_id] = item
         self._wake()
@@ -182,12 +176,6 @@ class Subscriber:
             if self._last_of_job.get(job_id) is item:
                 del self._last_of_job[job_id]
         return item
-
-    def drain(self) -> list[Item]:
-        items = list(self._items)
-        self._items.clear()
-        self._last_of_job.clear()
-        return items
 
 
 class EventHub:
@@ -289,24 +277,21 @@ class EventHub:
             return  # nobody listens here (an api that only takes submissions): skip the parsing
         try:
             decoded = orjson.loads(raw)
-            messages = decoded if isinstance(decoded, list) else [decoded]
+            messages: list[Message] = decoded if isinstance(decoded, list) else [decoded]
             routed = [(m["tenant"], m["event"], m["event"]["job_id"]) for m in messages]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignoring a malformed event message")
             return
         for tenant, event, job_id in routed:
             metrics.HUB_EVENTS.inc()
-            followers = self._by_job.get(job_id, set())
-            targets = followers | self._by_tenant.get(tenant, set()) | self._firehose
+            targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
             if targets:
                 # once, however many clients it goes to; copied to its own size, because orjson
                 # hands back a buffer of about 4 KiB however small the event, and a slow client's
                 # queue can hold thousands of these
-                raw = bytes(memoryview(orjson.dumps(event)))
-                # the SSE frame only when a stream follows this job (feeds never send it)
-                frame = sse_frame(event, str(event["seq"]), raw) if followers else None
+                encoded = Encoded(bytes(memoryview(orjson.dumps(event))))
                 for sub in targets:
-                    sub.push(tenant, event, raw, frame)
+                    sub.push(tenant, event, encoded)
 
     async def sweep(self, interval_s: float = 1.0) -> None:
         """Once a second, for every subscriber at once: close those whose client has gone (a stream

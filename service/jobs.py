@@ -22,6 +22,7 @@ from jobwire.logs import get_logger
 from jobwire.queue import QueuedJob, dequeue, enqueue, publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
+from service.follower import Follower
 from service.http import (
     check_destination,
     if_none_match,
@@ -90,14 +91,21 @@ async def _wait_until(
     the stream limiter: a held request is a connection like a stream."""
     pool = request.app[DB]
     deadline = time.monotonic() + timeout
-    with request.app[HUB].subscription(Subscriber(_principal(request)), jobs=[str(job_id)]) as sub:
+    job = str(job_id)
+    # the answer is the job's row, which holds the effect of every event: the follower only says
+    # whether an event is newer than the row read last (no backlog to read)
+    follower = Follower(None)
+    with request.app[HUB].subscription(Subscriber(_principal(request)), jobs=[job]) as sub:
         row = await jobstore.get_job(pool, job_id, tenant)
         while row is not None and not done(row):
+            follower.follow(job, row["last_seq"])
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            if await sub.get(min(remaining, RECHECK_S)) is not None:
-                sub.drain()  # one re-read covers every change so far
+            item = await sub.get(min(remaining, RECHECK_S))
+            if item is not None and item.event is not None and not await follower.admit(item.event):
+                continue  # the row read holds it already
+            # a newer event, a resync marker, or a quiet while (a publish may have been lost)
             row = await jobstore.get_job(pool, job_id, tenant)
     return row
 

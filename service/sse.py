@@ -7,19 +7,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from uuid import UUID
 
+import orjson
 from aiohttp import web
 
 from jobwire import db, jobstore
 from jobwire.apikeys import Principal
-from jobwire.events import Event, stored_event
+from jobwire.events import Event
 from jobwire.job import TERMINAL
 from jobwire.logs import get_logger
 from service import metrics
+from service.follower import Follower, stored_backlog
 from service.http import MAX_SEQ, decimal
-from service.hub import HEARTBEAT, RESYNC, Item, Subscriber, sse_frame
+from service.hub import HEARTBEAT, RESYNC, Encoded, Item, Subscriber
 from service.problems import Problem, invalid
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STREAM_LIMITER
 
@@ -32,10 +34,6 @@ MAX_JOBS = 100
 
 def _last_event_id(request: web.Request) -> str | None:
     return request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
-
-
-def _terminal(event: Event) -> bool:
-    return event["status"] in TERMINAL
 
 
 class EventStream:
@@ -84,81 +82,67 @@ class EventStream:
             await self.response.write(b": keepalive\n\n")
 
 
-class Cursor:
-    """Per-job seq of the last event sent. Single-job streams use the seq itself as the SSE id;
-    multi-job streams an opaque `<digest of the job set>-<seq>.<seq>…` covering every job."""
+def sse_frame(event: Event, event_id: str, json: bytes | None = None) -> bytes:
+    """An event as an SSE frame; `json`: the event's, when already encoded."""
+    data = json if json is not None else orjson.dumps(event)
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event["type"].encode(), data)
+
+
+def job_frame(event: Event, live: Encoded | None) -> bytes:
+    """An event as a one-job stream sends it: its id is its seq. A live event's frame is built once,
+    by the first stream that sends it, and shared by every other stream following the job."""
+    if live is None:
+        return sse_frame(event, str(event["seq"]))
+    if live.frame is None:
+        live.frame = sse_frame(event, str(event["seq"]), live.json)
+    return live.frame
+
+
+class JobSetIds:
+    """The event ids of a stream of several jobs: an opaque `<digest of the job set>-<seq>.<seq>…`,
+    the seq of the last event sent of every job, so that one Last-Event-ID resumes them all."""
 
     def __init__(self, job_ids: Iterable[str]) -> None:
         self.jobs = sorted(set(job_ids))
-        self.seqs = dict.fromkeys(self.jobs, 0)
         self.digest = hashlib.sha256(",".join(self.jobs).encode()).hexdigest()[:8]
 
-    def encode(self) -> str:
-        return f"{self.digest}-" + ".".join(str(self.seqs[j]) for j in self.jobs)
+    def encode(self, sent: Mapping[str, int], event: Event) -> str:
+        """The id of `event`, with `sent` the follower's cursors: those of the other jobs are as of
+        this event (what the follower hands over at once is all of one job)."""
+        job, seq = event["job_id"], event["seq"]
+        return f"{self.digest}-" + ".".join(str(seq if j == job else sent[j]) for j in self.jobs)
 
-    def restore(self, text: str) -> None:
+    def decode(self, text: str) -> dict[str, int]:
         digest, _, seqs = text.partition("-")
         parts = seqs.split(".")
         values = [seq for p in parts if (seq := decimal(p, hi=MAX_SEQ)) is not None]
         if digest != self.digest or len(values) != len(parts) or len(values) != len(self.jobs):
             raise invalid(["header", "Last-Event-ID"], "Last-Event-ID is not a cursor of this set of jobs")
-        self.seqs = dict(zip(self.jobs, values, strict=True))
+        return dict(zip(self.jobs, values, strict=True))
 
 
-async def _pump(
-    stream: EventStream,
-    sub: Subscriber,
-    cursor: Cursor,
-    finished: set[str],
-    single: bool,
-    scope: str | None,
-) -> None:
+async def _pump(stream: EventStream, sub: Subscriber, follower: Follower, ids: JobSetIds | None) -> None:
     """Backlog first, then live events, until every job has sent its terminal event."""
-    pool = stream.request.app[DB]
 
-    async def backfill(only_jobs: Iterable[str] | None = None) -> None:
-        jobs = cursor.jobs if only_jobs is None else list(only_jobs)
-        wanted = {UUID(j): cursor.seqs[j] for j in jobs if j not in finished}
-        async for page in jobstore.event_pages(pool, wanted, scope):
-            if sub.closed:
-                return  # the key was revoked or the api is stopping: no point reading on
-            for row in page:
-                await deliver(stored_event(row), from_backlog=True)
-
-    async def deliver(
-        event: Event,
-        *,
-        from_backlog: bool = False,
-        raw: bytes | None = None,
-        frame: bytes | None = None,
-    ) -> None:
-        job = event["job_id"]
-        seq = event["seq"]
-        if job not in cursor.seqs or job in finished or seq <= cursor.seqs[job]:
-            return  # not ours, already done, or already sent (backlog and live overlap)
-        if not from_backlog and seq > cursor.seqs[job] + 1 and event["type"] != "progress":
-            # a gap before a state change: fetch what is missing (progress in a gap was coalesced)
-            await backfill([job])
-            if seq <= cursor.seqs[job]:
-                return
-        cursor.seqs[job] = seq
-        if single:
-            # the id is the event's seq: the hub's frame, shared by every stream of the job
-            await stream.send(frame or sse_frame(event, str(seq), raw))
+    async def send(event: Event, live: Encoded | None = None) -> None:
+        if ids is None:
+            await stream.send(job_frame(event, live))
         else:
-            await stream.send(sse_frame(event, cursor.encode(), raw))
-        if _terminal(event):
-            finished.add(job)
+            json = live.json if live is not None else None
+            await stream.send(sse_frame(event, ids.encode(follower.seqs, event), json))
 
-    await backfill()
-    while len(finished) < len(cursor.jobs):
+    async for event in follower.backlog():
+        await send(event)
+    while not follower.done:
         item = await stream.next_item(sub)
         if item is None:
             return
         if item is RESYNC:
-            await backfill()
+            async for event in follower.backlog():
+                await send(event)
         elif item.event is not None:
-            await deliver(item.event, raw=item.raw, frame=item.frame)
+            for event in await follower.admit(item.event):
+                await send(event, item.encoded if event is item.event else None)
 
 
 def _scope(principal: Principal, job_ids: Iterable[str]) -> str | None:
@@ -181,16 +165,16 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
     principal = request[PRINCIPAL]
     keys = [str(j) for j in job_ids]
     scope = _scope(principal, keys)
-    cursor = Cursor(keys)
+    cursors = dict.fromkeys(keys, 0)
+    ids = None if single else JobSetIds(keys)
     last = _last_event_id(request)
     if last is not None:
-        if single:
-            seq = decimal(last, hi=MAX_SEQ)
-            if seq is None:
-                raise invalid(["header", "Last-Event-ID"], "Last-Event-ID must be an event id of this stream")
-            cursor.seqs[keys[0]] = seq
+        if ids is not None:
+            cursors = ids.decode(last)
+        elif (seq := decimal(last, hi=MAX_SEQ)) is not None:
+            cursors[keys[0]] = seq
         else:
-            cursor.restore(last)
+            raise invalid(["header", "Last-Event-ID"], "Last-Event-ID must be an event id of this stream")
     hub = request.app[HUB]
     with (
         request.app[STREAM_LIMITER].hold(principal),
@@ -204,16 +188,19 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
         missing = [j for j in keys if j not in found]
         if missing:
             raise Problem(404, f"no job {missing[0]}", slug="not-found")
-        finished = {
-            j for j, r in found.items() if r["status"] in TERMINAL and cursor.seqs[j] >= r["last_seq"]
-        }
-        if len(finished) == len(keys):
+        backlog = stored_backlog(request.app[DB], scope, stop=lambda: sub.closed)
+        follower = Follower(
+            backlog,
+            cursors,
+            finished=(j for j, r in found.items() if r["status"] in TERMINAL and cursors[j] >= r["last_seq"]),
+        )
+        if follower.done:
             # the client has everything: 204 makes EventSource stop instead of reconnecting
             return web.Response(status=204)
         stream = EventStream(request)
         await stream.open(sub)
         try:
-            await _pump(stream, sub, cursor, finished, single, scope)
+            await _pump(stream, sub, follower, ids)
         except (ConnectionResetError, asyncio.CancelledError):
             pass  # the client left; it resumes with Last-Event-ID
         except Exception as exc:

@@ -15,11 +15,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobwire import db, jobstore
 from jobwire.apikeys import Principal
-from jobwire.events import Event, stored_event
+from jobwire.events import Event
 from jobwire.logs import get_logger
 from service import metrics
+from service.follower import Follower, stored_backlog
 from service.http import seq_value
-from service.hub import RESYNC, EventHub, Subscriber
+from service.hub import RESYNC, EventHub, Item, Subscriber
 from service.limits import limit_key
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, RATE_LIMITER, SETTINGS, STATS, STREAM_LIMITER
@@ -50,10 +51,19 @@ class Connection:
         self.hub.attach(self.sub)  # an open stream (revocation and shutdown reach it) from now on
         if self.hub.closing:
             self.sub.close()
-        self.sent: dict[str, int] = {}  # per followed job: seq of the last event sent
-        self.lock = asyncio.Lock()  # replay (reader) and live events (writer) take turns per frame
         self.limiter = request.app[RATE_LIMITER]
         self.limit_key = limit_key(principal)
+        # the followed jobs; every replayed page after the first is charged to the key's budget
+        # (waited for), so no op reads unboundedly fast. A job is followed past its terminal event:
+        # a retry goes on on the same subscription.
+        backlog = stored_backlog(
+            request.app[DB],
+            principal.scope(),
+            stop=lambda: self.sub.closed,
+            pace=lambda: self.limiter.wait(self.limit_key),
+        )
+        self.follower = Follower(backlog, until_terminal=False)
+        self.lock = asyncio.Lock()  # replay (reader) and live events (writer) take turns per frame
         self.refusals: deque[float] = deque()  # when ops were refused, within REFUSALS_WINDOW_S
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -107,8 +117,7 @@ class Connection:
         elif op == "unsubscribe" and isinstance(message.get("jobs"), list):
             jobs = [str(j) for j in message["jobs"]]
             self.hub.remove_jobs(self.sub, jobs)
-            for job in jobs:
-                self.sent.pop(job, None)
+            self.follower.unfollow(jobs)
             await self.send({"op": "unsubscribed", "jobs": jobs})
         else:
             await self.error(
@@ -140,7 +149,7 @@ class Connection:
         if len(keys) > MAX_JOBS_PER_SUBSCRIBE:
             await self.error(f"one subscribe names at most {MAX_JOBS_PER_SUBSCRIBE} jobs")
             return
-        if len(self.sent) + len(keys) > MAX_JOBS_PER_CONNECTION:
+        if len(self.follower) + len(keys) > MAX_JOBS_PER_CONNECTION:
             await self.error(f"one connection follows at most {MAX_JOBS_PER_CONNECTION} jobs")
             return
         if self.principal.job_scope is not None and any(k != self.principal.job_scope for k in keys):
@@ -164,58 +173,38 @@ class Connection:
             self.hub.add_jobs(self.sub, known)
             for job in known:
                 # with `since`, replay after it; without, follow from the job's current event on
-                self.sent.setdefault(job, after.get(job, found[job]["last_seq"]))
+                if job not in self.follower:
+                    self.follower.follow(job, after.get(job, found[job]["last_seq"]))
             await self.send({"op": "subscribed", "jobs": known})
-            await self.replay({UUID(k): self.sent[k] for k in known})
+            await self.replay(known)
 
-    async def replay(self, cursors: dict[UUID, int]) -> None:
-        """Send what followed jobs have after their cursors, one page at a time; each page after
-        the first is charged to the key's budget (waited for), so no op reads unboundedly fast.
-        Call with the lock."""
-        first = True
-        async for page in jobstore.event_pages(self.request.app[DB], cursors, self.principal.scope()):
-            if not first:
-                await self.limiter.wait(self.limit_key)
-            first = False
-            if self.sub.closed:
-                return
-            for row in page:
-                await self.deliver_job_event(stored_event(row), None, replay=True)
+    async def replay(self, jobs: list[str] | None = None) -> None:
+        """Send what followed jobs (None: all of them) have after their cursors. Call with the lock."""
+        async for event in self.follower.backlog(jobs):
+            await self.send_event(event, None)
 
     # ---- server to client ---------------------------------------------------------------------
 
-    async def deliver_job_event(
-        self, event: Event, tenant: str | None, *, replay: bool = False, raw: bytes | None = None
-    ) -> None:
-        """Send one event; for followed jobs, in seq order with no duplicate. Call with the lock."""
-        job = event["job_id"]
-        last = self.sent.get(job)
-        if last is not None:
-            if event["seq"] <= last:
-                return  # sent already (replay and live overlap, or a job and a feed subscription)
-            if not replay and event["seq"] > last + 1 and event["type"] != "progress":
-                # a gap before a state change: fetch what is missing (progress in a gap was
-                # coalesced); at most the gap, which the queue's hard limit bounds
-                missing = await jobstore.events_after_many(
-                    self.request.app[DB],
-                    {UUID(job): last},
-                    self.principal.scope(),
-                    limit=event["seq"] - last - 1,
-                )
-                for row in missing:
-                    missed = stored_event(row)
-                    if missed["seq"] >= event["seq"]:
-                        break
-                    if missed["type"] != "progress":
-                        await self.send_frame(self.envelope(missed, tenant))
-            self.sent[job] = event["seq"]
-        await self.send_frame(self.envelope(event, tenant, raw))
+    async def deliver(self, item: Item) -> None:
+        """Send a live event: for a followed job, what its follower says (in seq order, no
+        duplicate, a missed state change first); a feed's event as it comes. Call with the lock."""
+        event, live = item.event, item.encoded
+        if event is None or live is None:
+            return
+        if event["job_id"] not in self.follower:
+            await self.send_event(event, item.tenant, live.json)
+            return
+        for sent in await self.follower.admit(event):
+            await self.send_event(sent, item.tenant, live.json if sent is event else None)
+
+    async def send_event(self, event: Event, tenant: str | None, json: bytes | None = None) -> None:
+        await self.send_frame(self.envelope(event, tenant, json))
         WS_DELIVERED.inc()
 
-    def envelope(self, event: Event, tenant: str | None, raw: bytes | None = None) -> bytes:
+    def envelope(self, event: Event, tenant: str | None, json: bytes | None = None) -> bytes:
         """`{"op": "event", "event": …}` (plus `tenant` for admins), around the event's JSON as the hub
         encoded it once for every client."""
-        data = raw if raw is not None else orjson.dumps(event)
+        data = json if json is not None else orjson.dumps(event)
         if self.principal.is_admin and tenant is not None:
             return b'{"op":"event","tenant":%s,"event":%s}' % (orjson.dumps(tenant), data)
         return b'{"op":"event","event":%s}' % data
@@ -244,9 +233,9 @@ class Connection:
                 return
             if item is RESYNC:
                 await self.resync()
-            elif item is not None and item.event is not None:
+            elif item is not None:
                 async with self.lock:
-                    await self.deliver_job_event(item.event, item.tenant, raw=item.raw)
+                    await self.deliver(item)
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + STATS_INTERVAL_S
                 if self.sub.tenants or self.sub.firehose:
@@ -256,7 +245,7 @@ class Connection:
         """The hub lost Redis for a while: replay what followed jobs missed, and tell feed
         subscribers to reload."""
         async with self.lock:
-            await self.replay({UUID(j): seq for j, seq in self.sent.items()})
+            await self.replay()
         if self.sub.tenants or self.sub.firehose:
             await self.send({"op": "resync"})
 

@@ -234,7 +234,7 @@ async def test_every_number_and_cursor_the_api_reads_answers_hostile_values_with
     job = await submit(client, "test.block", {"seconds": 0})
     endpoint = (await client.post("/v1/webhooks", json={"url": "https://93.184.216.34/h"})).json()
     ids = {"job_id": job["id"], "endpoint_id": endpoint["id"], "delivery_id": str(uuid.uuid4())}
-    digest = sse.Cursor([job["id"]]).digest
+    digest = sse.JobSetIds([job["id"]]).digest
     inputs = _numeric_inputs()
     walked = {(m, p, i) for m, p, i in inputs}
     # the walk finds at least what the api documents
