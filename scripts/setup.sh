@@ -31,7 +31,8 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing jobwire and its dependencies into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # setuptools explains editable installs at length on every install; they are not the user's concern
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
 
