@@ -4,7 +4,6 @@ ttl_s), on a real api and real workers."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,16 +39,8 @@ def settings(database: str, namespace: str) -> Settings:
     )
 
 
-@pytest.fixture
-async def started_worker(settings: Settings) -> AsyncIterator[WorkerService]:
-    service = WorkerService(settings)
-    await service.start()
-    yield service
-    await service.stop(grace_s=0)
-
-
 async def test_a_delayed_job_is_scheduled_then_starts_at_its_time_not_before(
-    client: httpx.AsyncClient, started_worker: WorkerService, pool: asyncpg.Pool
+    client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
 ) -> None:
     job = await submit(client, "demo.sleep", {"seconds": 0}, delay_s=1.5)
     assert job["status"] == "scheduled" and job["expires_at"] is None and job["schedule_id"] is None
