@@ -174,3 +174,35 @@ CREATE OR REPLACE TRIGGER deliveries_notify AFTER INSERT ON deliveries
 -- number. Unlike `attempts`, a manual retry never resets it, so a worker whose lease lapsed can
 -- never act on a later run. A constant default: adding it does not rewrite the table.
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS runs bigint NOT NULL DEFAULT 0;
+
+-- ---- time: delayed jobs, expiry, schedules ----------------------------------------------------
+
+-- when a delayed job is due (NULL: it was not delayed), when an unstarted job expires, and the
+-- schedule that submitted it
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS run_at timestamptz;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS expires_at timestamptz;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS schedule_id uuid;
+
+-- a delayed job is `scheduled` until it starts. The old check is a subset of the new one, so the
+-- existing rows pass it; the DO block makes the change once.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint
+        WHERE conrelid = 'jobs'::regclass AND conname = 'jobs_status_check'
+          AND pg_get_constraintdef(oid) LIKE '%scheduled%'
+    ) THEN
+        ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_status_check;
+        ALTER TABLE jobs ADD CONSTRAINT jobs_status_check
+            CHECK (status IN ('scheduled', 'pending', 'running', 'completed', 'failed', 'cancelled'));
+    END IF;
+END $$;
+
+-- the reconciler's scan: every unfinished job, scheduled ones included
+CREATE INDEX IF NOT EXISTS jobs_open_idx ON jobs (id) WHERE status IN ('scheduled', 'pending', 'running');
+-- the expiry sweep: unstarted jobs with an expiry, soonest first
+CREATE INDEX IF NOT EXISTS jobs_expiry_idx ON jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN ('scheduled', 'pending');
+-- GET /v1/jobs?schedule_id=
+CREATE INDEX IF NOT EXISTS jobs_schedule_idx ON jobs (schedule_id, created_at DESC, id DESC)
+    WHERE schedule_id IS NOT NULL;

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     worker_lease_s: float = Field(default=15, ge=3)
     worker_grace_s: int = Field(default=25, ge=0)
     reconcile_interval_s: float = Field(default=5, gt=0)
+    # how often every api and worker process cancels the unstarted jobs past their expiry (a job
+    # about to start is checked by its start, whatever this says)
+    expiry_sweep_s: float = Field(default=1.0, gt=0)
     progress_interval_s: float = Field(default=0.25, ge=0)
     # extra modules that register job types, besides everything in workers/jobs/
     job_modules: list[str] = Field(default_factory=list)

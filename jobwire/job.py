@@ -12,6 +12,7 @@ from asyncpg import Record
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"  # delayed: waiting for its run_at
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -24,7 +25,7 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-UNFINISHED = frozenset({Status.PENDING, Status.RUNNING})
+UNFINISHED = frozenset({Status.SCHEDULED, Status.PENDING, Status.RUNNING})
 
 
 class Priority(StrEnum):
@@ -75,6 +76,10 @@ def job_view(row: Record | Mapping[str, Any], *, events_token: str | None) -> di
         "attempts": row["attempts"],
         "max_attempts": row["max_attempts"],
         "webhook_url": row["webhook_url"],
+        # .get: a delivery's snapshot of a job taken before these columns existed lacks them
+        "run_at": iso(row.get("run_at")),
+        "expires_at": iso(row.get("expires_at")),
+        "schedule_id": None if row.get("schedule_id") is None else str(row.get("schedule_id")),
         "created_at": iso(row["created_at"]),
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),

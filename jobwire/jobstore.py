@@ -34,6 +34,10 @@ class NewJob:
     priority: str
     max_attempts: int
     webhook_url: str | None
+    # a delayed job's due time (in the past or None: due now), its expiry, the schedule that made it
+    run_at: datetime | None = None
+    expires_at: datetime | None = None
+    schedule_id: UUID | None = None
 
 
 def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
@@ -69,14 +73,32 @@ def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
 # what a transition that honours a cancel request does instead of its own change
 _CANCEL_INSTEAD = {"status": "'cancelled'", "finished_at": "now()"}
 
+# A job not started by its expires_at ends `cancelled` with this error. Only a job that never
+# started (runs = 0) expires: a retry of one that started is not "not started by then".
+_EXPIRED = "(runs = 0 AND expires_at IS NOT NULL AND expires_at <= now())"
+_EXPIRED_ERROR = (
+    "jsonb_build_object('type', 'Expired', 'message', 'the job was not started before it expired at '"
+    " || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+)
+# a start cancels instead when a cancel was requested or the job expired (the error says which)
+_START_CANCEL_WHEN = f"(cancel_requested OR {_EXPIRED})"
+_START_CANCEL_INSTEAD = {
+    **_CANCEL_INSTEAD,
+    "error": f"CASE WHEN cancel_requested THEN error ELSE {_EXPIRED_ERROR} END",
+}
 
-def _or_cancel(assignments: dict[str, str]) -> str:
-    """SET items that make the change or, when a cancel was requested, end the job `cancelled`
-    instead (its other columns left as they are)."""
+
+def _or_cancel(
+    assignments: dict[str, str],
+    when: str = "cancel_requested",
+    instead: dict[str, str] = _CANCEL_INSTEAD,
+) -> str:
+    """SET items that make the change or, when `when` holds (a cancel was requested), end the job
+    `cancelled` instead (its other columns left as they are, but for those `instead` sets)."""
     items = []
-    for col in dict.fromkeys([*assignments, *_CANCEL_INSTEAD]):
-        cancel, change = _CANCEL_INSTEAD.get(col, col), assignments.get(col, col)
-        items.append(f"{col} = CASE WHEN cancel_requested THEN {cancel} ELSE {change} END")
+    for col in dict.fromkeys([*assignments, *instead]):
+        cancel, change = instead.get(col, col), assignments.get(col, col)
+        items.append(f"{col} = CASE WHEN {when} THEN {cancel} ELSE {change} END")
     return ", ".join(items)
 
 
@@ -86,6 +108,8 @@ def _transition(
     where_sql: str,
     *,
     batch: str | None = None,
+    cancel_when: str = "cancel_requested",
+    cancel_instead: dict[str, str] = _CANCEL_INSTEAD,
 ) -> str:
     """One job's change (its id is $1), or with `batch` (a FROM item yielding `b_id` and the other
     inputs as b_* columns) the same change to many jobs in one statement and one commit.
@@ -100,7 +124,7 @@ def _transition(
     if isinstance(set_sql, str):
         event_type, outbox = f"'{event.value}'", _outbox(event)
     else:
-        set_sql = _or_cancel(set_sql)
+        set_sql = _or_cancel(set_sql, cancel_when, cancel_instead)
         cancelled = "j.status = 'cancelled'"
         event_type = f"CASE WHEN {cancelled} THEN 'cancelled' ELSE '{event.value}' END"
         data = f"CASE WHEN {cancelled} THEN NULL ELSE {data} END"
@@ -124,10 +148,14 @@ def event_written(row: Row, event: EventType) -> EventType:
     return EventType.CANCELLED if row["status"] == "cancelled" else event
 
 
+# A run_at in the future makes the job `scheduled`; one in the past means now (not delayed).
 _INSERT_JOB = """
 WITH j AS (
-    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
+                      status, run_at, expires_at, schedule_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 1,
+            CASE WHEN $8::timestamptz > now() THEN 'scheduled' ELSE 'pending' END,
+            CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -148,12 +176,35 @@ _START_SET = {
     "progress": "0",
     "message": "NULL",
 }
-# a pending job starts (the status guard alone makes the start exclusive)
-_START_PENDING = _transition(EventType.STARTED, _START_SET, "status = 'pending'")
+# A pending job starts, and so does a scheduled one whose time has come, never before it, whatever
+# the queue said (the status guard alone makes the start exclusive). A job past its expiry is
+# cancelled instead (error Expired), in the same statement.
+_STARTABLE = "(status = 'pending' OR (status = 'scheduled' AND run_at <= now()))"
+_START_PENDING = _transition(
+    EventType.STARTED,
+    _START_SET,
+    _STARTABLE,
+    cancel_when=_START_CANCEL_WHEN,
+    cancel_instead=_START_CANCEL_INSTEAD,
+)
 # the group-committed forms the worker uses for the jobs it runs concurrently: inputs are arrays
 # sorted by job id, so two batches that share rows lock them in the same order
 _START_PENDING_MANY = _transition(
-    EventType.STARTED, _START_SET, "status = 'pending'", batch="unnest($1::uuid[]) AS b(b_id)"
+    EventType.STARTED,
+    _START_SET,
+    _STARTABLE,
+    batch="unnest($1::uuid[]) AS b(b_id)",
+    cancel_when=_START_CANCEL_WHEN,
+    cancel_instead=_START_CANCEL_INSTEAD,
+)
+# the expiry sweep: unstarted jobs past their expiry that no worker started (none running, or
+# all busy), a bounded page at a time, skipping rows a start holds
+_EXPIRE_DUE = _transition(
+    EventType.CANCELLED,
+    f"status = 'cancelled', finished_at = now(), error = {_EXPIRED_ERROR}",
+    f"status IN ('scheduled', 'pending') AND {_EXPIRED}",
+    batch="(SELECT id AS b_id FROM jobs WHERE expires_at <= now() AND status IN ('scheduled', 'pending')"
+    " AND runs = 0 ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) AS b",
 )
 _COMPLETE_MANY = _transition(
     EventType.COMPLETED,
@@ -195,7 +246,7 @@ _CANCELLED_BY_WORKER = _transition(
 _CANCEL_PENDING = _transition(
     EventType.CANCELLED,
     "status = 'cancelled', finished_at = now()",
-    "status = 'pending' AND ($2::text IS NULL OR tenant = $2)",
+    "status IN ('scheduled', 'pending') AND ($2::text IS NULL OR tenant = $2)",
 )
 # `runs` is left alone: the next start gives the new run a number no earlier run had
 _RETRY = _transition(
@@ -216,6 +267,9 @@ async def insert_job(conn: Conn, job: NewJob) -> Row:
         job.priority,
         job.max_attempts,
         job.webhook_url,
+        job.run_at,
+        job.expires_at,
+        job.schedule_id,
     )
     assert row is not None  # an INSERT ... RETURNING returns its row
     return row
@@ -259,6 +313,7 @@ async def list_jobs(
     type_: str | None,
     limit: int,
     after: tuple[datetime, UUID] | None,
+    schedule_id: UUID | None = None,
 ) -> list[Row]:
     """Newest first, keyset-paginated on (created_at, id): rows inserted while a client pages never
     shift the pages it has not read yet."""
@@ -273,6 +328,9 @@ async def list_jobs(
     if type_ is not None:
         args.append(type_)
         where.append(f"type = ${len(args)}")
+    if schedule_id is not None:
+        args.append(schedule_id)
+        where.append(f"schedule_id = ${len(args)}")
     if after is not None:
         args.extend(after)
         where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
@@ -289,6 +347,23 @@ async def list_jobs(
 
 async def cancel_pending(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
     return await conn.fetchrow(_CANCEL_PENDING, job_id, tenant)
+
+
+async def move(conn: Conn, job_id: UUID, tenant: str | None, run_at: datetime) -> Row | None:
+    """Move a scheduled job to `run_at` (a time in the past: due now); None unless it is scheduled.
+    Not an event (its status does not change); the ETag covers run_at (service/jobs.py)."""
+    return await conn.fetchrow(
+        "UPDATE jobs SET run_at = GREATEST($3::timestamptz, now()), updated_at = now()"
+        " WHERE id = $1 AND status = 'scheduled' AND ($2::text IS NULL OR tenant = $2) RETURNING *",
+        job_id,
+        tenant,
+        run_at,
+    )
+
+
+async def expire_due(conn: Conn, *, limit: int) -> list[Row]:
+    """Cancel (error Expired) up to `limit` unstarted jobs past their expiry; the rows changed."""
+    return list(await conn.fetch(_EXPIRE_DUE, limit))
 
 
 async def request_cancel(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
@@ -389,8 +464,8 @@ async def unfinished_page(conn: Conn, *, after: UUID | None, older_than_s: float
     """Unfinished jobs not touched for `older_than_s`, in id order from `after` (a rotating scan)."""
     return list(
         await conn.fetch(
-            "SELECT id, priority, created_at FROM jobs"
-            " WHERE status IN ('pending', 'running') AND ($1::uuid IS NULL OR id > $1)"
+            "SELECT id, priority, created_at, status, run_at FROM jobs"
+            " WHERE status IN ('scheduled', 'pending', 'running') AND ($1::uuid IS NULL OR id > $1)"
             " AND updated_at < now() - make_interval(secs => $2) ORDER BY id LIMIT $3",
             after,
             older_than_s,
@@ -401,7 +476,8 @@ async def unfinished_page(conn: Conn, *, after: UUID | None, older_than_s: float
 
 async def unfinished_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UUID]:
     rows = await conn.fetch(
-        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'running')", list(job_ids)
+        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND status IN ('scheduled', 'pending', 'running')",
+        list(job_ids),
     )
     return [r["id"] for r in rows]
 
@@ -471,10 +547,15 @@ async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> l
 
 _INSERT_JOBS = """
 WITH j AS (
-    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq)
-    SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])
-         AS t(id, tenant, type, params, priority, max_attempts, webhook_url)
+    INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
+                      status, run_at, expires_at, schedule_id)
+    SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1,
+           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
+           CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[],
+                $8::timestamptz[], $9::timestamptz[], $10::uuid[])
+         AS t(id, tenant, type, params, priority, max_attempts, webhook_url, run_at, expires_at,
+              schedule_id)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -494,6 +575,9 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
         [j.priority for j in jobs],
         [j.max_attempts for j in jobs],
         [j.webhook_url for j in jobs],
+        [j.run_at for j in jobs],
+        [j.expires_at for j in jobs],
+        [j.schedule_id for j in jobs],
     )
     return {r["id"]: r for r in rows}
 

@@ -26,6 +26,18 @@ class Keys:
         return f"{self.namespace}:queue"
 
     @property
+    def promote(self) -> str:
+        """High-priority delayed jobs by run time: when one comes due the worker's poll re-scores its
+        queue entry into the high-priority past (jobwire.queue.POLL_LUA)."""
+        return f"{self.namespace}:promote"
+
+    @property
+    def wake_channel(self) -> str:
+        """Pub/sub channel announcing the run time (ms) of a delayed job just queued or moved, so
+        that an idle worker sleeping for a long poll delay wakes for it."""
+        return f"{self.namespace}:wake"
+
+    @property
     def events_channel(self) -> str:
         """Pub/sub channel carrying every committed job event of this namespace."""
         return f"{self.namespace}:events"

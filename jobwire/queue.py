@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -41,28 +41,86 @@ class QueuedJob:
     id: UUID
     priority: str
     created_at: datetime
+    # a delayed job's due time (None: due at once)
+    run_at: datetime | None = None
 
 
-def score(job: QueuedJob) -> int:
-    created_ms = int(job.created_at.timestamp() * 1000)
-    return created_ms - HIGH_PRIORITY_LEAD_MS if job.priority == Priority.HIGH else created_ms
+def queued(row: Any, queued_at: datetime | None = None) -> QueuedJob:
+    """The queue entry of a job row (id, priority, created_at, status, run_at): a scheduled job is
+    due at its run_at, any other at `queued_at` (default: when it was created)."""
+    run_at = row["run_at"] if row["status"] == "scheduled" else None
+    return QueuedJob(row["id"], row["priority"], queued_at or row["created_at"], run_at)
+
+
+def _ceil_ms(ts: datetime) -> int:
+    """A time in ms, rounded up: a job scored so is never due before its time."""
+    return -(-int(ts.timestamp() * 1_000_000) // 1000)
+
+
+def score(job: QueuedJob, now: datetime | None = None) -> int:
+    """Its queue score: the time it is due (ARQ pops in score order, and only scores up to now).
+
+    A high job due now is scored ten years in the past, ahead of every normal job queued before it.
+    A high job due later is scored at its time like a normal one (so nothing can pop it early), and
+    listed in the promote set: the first poll at or after its time moves it into the high past
+    (`POLL_LUA`), before that poll reads the queue, so it starts before the normal jobs due with it."""
+    if job.run_at is not None and (now is None or job.run_at > now):
+        return _ceil_ms(job.run_at)
+    due_ms = _ceil_ms(job.run_at) if job.run_at is not None else int(job.created_at.timestamp() * 1000)
+    return due_ms - HIGH_PRIORITY_LEAD_MS if job.priority == Priority.HIGH else due_ms
+
+
+def promote_at(job: QueuedJob, now: datetime | None = None) -> int | None:
+    """When a delayed high job's queue entry is to be moved into the high past (None: never)."""
+    if job.priority == Priority.HIGH and job.run_at is not None and (now is None or job.run_at > now):
+        return _ceil_ms(job.run_at)
+    return None
 
 
 # SET NX + ZADD NX for every job, then one PUBLISH for all their events: a batch of any size costs one
 # command to encode and one round trip, where a pipeline of 3 commands per job spends most of its
-# time packing commands in Python. KEYS: the queue, then each job key; ARGV: the key TTL, the
-# channel, the events message (or ""), then an (ARQ job id, score, payload) triple per job.
+# time packing commands in Python. KEYS: the queue, the promote set, then each job key; ARGV: the
+# key TTL, the channel, the events message (or ""), the wake channel, the earliest run time of the
+# delayed jobs (or ""), then an (ARQ job id, score, payload, promote score or "") per job. A delayed
+# high job enters the promote set only when its queue entry is new: an entry promoted already
+# must not be promoted twice.
 _ENQUEUE_LUA = """
 local ttl = ARGV[1]
-for i = 2, #KEYS do
-    local a = 4 + (i - 2) * 3
+for i = 3, #KEYS do
+    local a = 6 + (i - 3) * 4
     redis.call('SET', KEYS[i], ARGV[a + 2], 'NX', 'PX', ttl)
-    redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 1], ARGV[a])
+    local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 1], ARGV[a])
+    if added == 1 and ARGV[a + 3] ~= '' then
+        redis.call('ZADD', KEYS[2], ARGV[a + 3], ARGV[a])
+    end
 end
 if ARGV[3] ~= '' then
     redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
-return #KEYS - 1
+if ARGV[5] ~= '' then
+    redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+return #KEYS - 2
+"""
+
+# A worker's read of the queue. KEYS: the queue, the promote set; ARGV: now (ms), offset, count,
+# the high-priority lead (ms). Delayed high jobs that are due move into the high past first; then
+# up to `count` due job ids in score order, and last the score of the next job not yet due ("" when
+# none), which an idle worker sleeps until when it comes before its next poll.
+POLL_LUA = """
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, id in ipairs(due) do
+    local s = redis.call('ZSCORE', KEYS[1], id)
+    if s then
+        redis.call('ZADD', KEYS[1], 'XX', tonumber(s) - tonumber(ARGV[4]), id)
+    end
+    redis.call('ZREM', KEYS[2], id)
+end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', ARGV[2], ARGV[3])
+local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+ids[#ids + 1] = nxt[2] or ''
+return ids
 """
 
 
@@ -84,14 +142,24 @@ async def enqueue(
 ) -> None:
     """Enqueue `jobs` and publish event `messages` (`jobwire.events.message`), in one round trip."""
     now_ms = int(time.time() * 1000)
-    job_keys: list[str] = [keys.queue]
-    args: list[Any] = [JOB_KEY_TTL_MS, keys.events_channel, _messages_payload(list(messages))]
+    now = datetime.now(UTC)
+    delayed = [_ceil_ms(j.run_at) for j in jobs if j.run_at is not None and j.run_at > now]
+    job_keys: list[str] = [keys.queue, keys.promote]
+    args: list[Any] = [
+        JOB_KEY_TTL_MS,
+        keys.events_channel,
+        _messages_payload(list(messages)),
+        keys.wake_channel,
+        min(delayed) if delayed else "",
+    ]
     for job in jobs:
         job_keys.append(keys.arq_job_key(job.id))
+        promote = promote_at(job, now)
         args += [
             keys.arq_job_id(job.id),
-            score(job),
+            score(job, now),
             serialize_job(ARQ_FUNCTION, (str(job.id),), {}, None, now_ms),
+            "" if promote is None else promote,
         ]
     try:
         await cast(Awaitable[Any], redis.evalsha(_ENQUEUE_SHA, len(job_keys), *job_keys, *args))
@@ -104,7 +172,24 @@ async def dequeue(redis: Redis, keys: Keys, job_id: UUID) -> None:
     that picks it up anyway finds it cancelled in PostgreSQL and does nothing."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zrem(keys.queue, keys.arq_job_id(job_id))
+        pipe.zrem(keys.promote, keys.arq_job_id(job_id))
         pipe.delete(keys.arq_job_key(job_id))
+        await pipe.execute()
+
+
+async def move(redis: Redis, keys: Keys, job: QueuedJob) -> None:
+    """Re-score a queued delayed job after its run time changed (PATCH), and wake idle workers for
+    it. A job whose queue entry is missing is left to the reconciler, which enqueues it at the time
+    PostgreSQL holds."""
+    now = datetime.now(UTC)
+    arq_id = keys.arq_job_id(job.id)
+    promote = promote_at(job, now)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(keys.queue, {arq_id: score(job, now)}, xx=True)
+        pipe.zrem(keys.promote, arq_id)
+        if promote is not None:
+            pipe.zadd(keys.promote, {arq_id: promote})
+        pipe.publish(keys.wake_channel, score(job, now))
         await pipe.execute()
 
 

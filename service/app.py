@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from jobwire import expiry
 from jobwire.config import Settings
 from jobwire.db import create_pool
 from jobwire.keys import Keys
@@ -89,6 +90,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         loop.create_task(app[HUB].run()),
         loop.create_task(app[HUB].sweep()),
         loop.create_task(app[SUBMITTER].run()),
+        loop.create_task(expiry.run(app[DB], app[REDIS], app[KEYS], interval_s=settings.expiry_sweep_s)),
         loop.create_task(app[REVOCATIONS].run(app[DB], app[HUB])),
     ]
     log.info("api ready", namespace=settings.namespace)

@@ -153,6 +153,20 @@ def query_cursor(request: web.Request) -> tuple[datetime, UUID] | None:
         ) from None
 
 
+def query_uuid(request: web.Request, name: str) -> UUID | None:
+    """An id in the query (a filter such as `schedule_id`), or None when absent; 422 when it is
+    not an id."""
+    value = request.query.get(name)
+    if not value:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise invalid(
+            ["query", name], f"{name} is not an id", msg="not a UUID", type_="uuid_parsing"
+        ) from None
+
+
 _WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?([^\s;,\"]*)\"?", re.IGNORECASE)
 
 

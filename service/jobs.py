@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 import orjson
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from jobwire import events, jobstore
 from jobwire.apikeys import Principal
@@ -19,7 +19,7 @@ from jobwire.events import EventType
 from jobwire.ids import new_id
 from jobwire.job import TERMINAL, Status, job_view
 from jobwire.logs import get_logger
-from jobwire.queue import QueuedJob, dequeue, enqueue, publish
+from jobwire.queue import dequeue, enqueue, move, publish, queued
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.follower import Follower
@@ -30,14 +30,16 @@ from service.http import (
     prefer_wait,
     query_cursor,
     query_int,
+    query_uuid,
     read_json,
 )
 from service.hub import Subscriber
 from service.problems import Problem, invalid, validation_problem
-from service.schemas import SubmitJob
+from service.schemas import MoveJob, SubmitJob, TimesInvalid
 from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, STREAM_LIMITER, SUBMITTER, TOKENS
 
 log = get_logger("jobwire.api")
+M = TypeVar("M", bound=BaseModel)
 routes = web.RouteTableDef()
 
 MAX_WAIT_S = 60
@@ -67,7 +69,10 @@ def _not_found(job_id: object) -> Problem:
 
 
 def etag(row: jobstore.Row) -> str:
-    # every change of a job bumps last_seq, so it versions the representation
+    # every change of a job bumps last_seq, so it versions the representation; moving a scheduled
+    # job (PATCH) is no event, so its run_at is part of the version too
+    if row["run_at"] is not None and row["status"] == Status.SCHEDULED:
+        return f'W/"{row["last_seq"]}.{int(row["run_at"].timestamp() * 1_000_000)}"'
     return f'W/"{row["last_seq"]}"'
 
 
@@ -118,7 +123,7 @@ async def _enqueue_one(
         await enqueue(
             request.app[REDIS],
             request.app[KEYS],
-            [QueuedJob(row["id"], row["priority"], queued_at)],
+            [queued(row, queued_at)],
             [events.message(row, event)],
         )
     except REDIS_UNAVAILABLE as exc:
@@ -130,15 +135,23 @@ async def _enqueue_one(
 # ---- submit ----------------------------------------------------------------------------------
 
 
-def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, dict[str, Any], int]:
+def _body_model(body: Any, model: type[M]) -> M:
     if not isinstance(body, dict):
         raise invalid(
             ["body"], "the body must be a JSON object", msg="must be an object", type_="object_type"
         )
     try:
-        sub = SubmitJob.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         raise validation_problem(exc) from None
+
+
+def _times_problem(exc: TimesInvalid) -> Problem:
+    return invalid(["body", exc.field], exc.detail)
+
+
+def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, dict[str, Any], int]:
+    sub = _body_model(body, SubmitJob)
     jt = request.app[REGISTRY].get(sub.type)
     if jt is None:
         known = ", ".join(request.app[REGISTRY].names())
@@ -178,6 +191,10 @@ async def submit(request: web.Request) -> web.Response:
     wait_s = prefer_wait(request, MAX_WAIT_S)
     body = await read_json(request)
     sub, params, max_attempts = _validate_submission(request, body)
+    try:
+        run_at, expires_at = sub.resolve(datetime.now(UTC))
+    except TimesInvalid as exc:
+        raise _times_problem(exc) from None
     if sub.webhook_url is not None:
         await check_destination(request, sub.webhook_url, field="webhook_url")
     job = jobstore.NewJob(
@@ -188,6 +205,8 @@ async def submit(request: web.Request) -> web.Response:
         priority=sub.priority.value,
         max_attempts=max_attempts,
         webhook_url=sub.webhook_url,
+        run_at=run_at,
+        expires_at=expires_at,
     )
     pool = request.app[DB]
     if idem_key is None:
@@ -324,6 +343,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             )
         scope = tenant_filter
     after = query_cursor(request)
+    schedule_id = query_uuid(request, "schedule_id")
     rows = await jobstore.list_jobs(
         request.app[DB],
         tenant=scope,
@@ -331,9 +351,40 @@ async def list_jobs(request: web.Request) -> web.Response:
         type_=request.query.get("type") or None,
         limit=limit + 1,
         after=after,
+        schedule_id=schedule_id,
     )
     next_cursor = jobstore.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return json_response({"items": [_view(request, r) for r in rows[:limit]], "next_cursor": next_cursor})
+
+
+# ---- move a scheduled job ----------------------------------------------------------------------
+
+
+@routes.patch("/v1/jobs/{job_id}")
+async def move_job(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    scope = _principal(request).scope()
+    move_to = _body_model(await read_json(request), MoveJob)
+    try:
+        run_at = move_to.resolve(datetime.now(UTC))
+    except TimesInvalid as exc:
+        raise _times_problem(exc) from None
+    pool = request.app[DB]
+    row = await jobstore.move(pool, job_id, scope, run_at)
+    if row is None:
+        current = await jobstore.get_job(pool, job_id, scope)
+        if current is None:
+            raise _not_found(job_id)
+        raise Problem(
+            409, f"the job is {current['status']}; only a scheduled job can be moved", slug="invalid-state"
+        )
+    try:
+        await move(request.app[REDIS], request.app[KEYS], queued(row))
+    except REDIS_UNAVAILABLE as exc:
+        # PostgreSQL holds the new time: a worker offered the job early defers it, and the
+        # reconciler re-enqueues a job Redis lost at the time PostgreSQL holds
+        log.warning("moved job not re-scored in the queue", job_id=str(job_id), error=str(exc))
+    return job_response(request, row)
 
 
 # ---- cancel and retry ------------------------------------------------------------------------
@@ -353,10 +404,10 @@ async def cancel(request: web.Request) -> web.Response:
         if status.terminal:
             raise Problem(
                 409,
-                f"the job is {status.value}; only pending or running jobs can be cancelled",
+                f"the job is {status.value}; only scheduled, pending or running jobs can be cancelled",
                 slug="invalid-state",
             )
-        if status == Status.PENDING:
+        if status in (Status.SCHEDULED, Status.PENDING):
             cancelled = await jobstore.cancel_pending(pool, job_id, scope)
             if cancelled is None:
                 continue

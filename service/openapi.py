@@ -111,6 +111,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "parameters": [
             _string("status", "query", description="comma-separated"),
             _string("type", "query"),
+            _string("schedule_id", "query", description="jobs submitted by this schedule"),
             *PAGE,
             _string("tenant", "query", description="admin keys"),
         ],
@@ -130,8 +131,20 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             "422": _problem("bad wait"),
         },
     },
+    "move_job": {
+        "summary": "Move a scheduled job to another time (`run_at` or `delay_s`)",
+        "parameters": [JOB_ID],
+        "requestBody": _body(schemas.MoveJob),
+        "responses": {
+            "200": _answer(schemas.Job, "moved"),
+            "409": _problem("the job is not scheduled"),
+            "422": _problem("invalid time"),
+            **NOT_JSON,
+            **NOT_FOUND,
+        },
+    },
     "cancel": {
-        "summary": "Cancel a pending (200) or running (202) job",
+        "summary": "Cancel a scheduled or pending (200) or running (202) job",
         "parameters": [JOB_ID],
         "responses": {
             "200": _answer(schemas.Job, "cancelled"),
@@ -337,7 +350,8 @@ DOCS_HTML = """<!doctype html>
  h1{font-size:1.6rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}
  .op{margin:1rem 0;padding:.6rem .8rem;border:1px solid #e3e6ea;border-radius:6px}
  .m{display:inline-block;min-width:4.2rem;font-weight:600;color:#fff;border-radius:4px;text-align:center;margin-right:.5rem}
- .get{background:#2f6fdb}.post{background:#2f9e44} code{background:#f3f4f6;padding:0 .25rem;border-radius:3px}
+ .get{background:#2f6fdb}.post{background:#2f9e44}.patch{background:#b7791f}.delete{background:#c92a2a}
+ code{background:#f3f4f6;padding:0 .25rem;border-radius:3px}
  pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:13px} .codes code{margin-right:.3rem}
 </style></head><body>
 <h1>jobwire API</h1><p id="intro"></p><div id="ops"></div><h2>Job types</h2><div id="types"></div>

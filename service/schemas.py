@@ -9,15 +9,16 @@ them as an enum; unit tests bind each to its source.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
 from jobwire.webhooks import ssrf
 
-Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+Status = Literal["scheduled", "pending", "running", "completed", "failed", "cancelled"]
 EventType = Literal["created", "started", "progress", "retrying", "completed", "failed", "cancelled"]
 # jobwire.events.WEBHOOK_EVENTS
 WebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
@@ -25,7 +26,83 @@ WebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.star
 # ---- requests --------------------------------------------------------------------------------
 
 
-class SubmitJob(BaseModel):
+# how far ahead a job may be delayed (API.md)
+MAX_DELAY = timedelta(days=366)
+_MAX_DELAY_S = MAX_DELAY.total_seconds()
+
+
+class JobTimes(BaseModel):
+    """When a job runs and until when it may start: absolute (`run_at`, `expires_at`) or relative
+    to now (`delay_s`, `ttl_s`), one of each pair. `resolve` turns them into times and names the
+    field at fault (a ValueError `(loc, detail)`) when they cannot work."""
+
+    run_at: AwareDatetime | None = Field(
+        default=None, description="RFC 3339 with an offset; the job is `scheduled` until then (past: now)"
+    )
+    delay_s: float | None = Field(
+        default=None, ge=0, le=_MAX_DELAY_S, description="run this many seconds from now (not with run_at)"
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="a job not started by then ends `cancelled` with error Expired"
+    )
+    ttl_s: float | None = Field(
+        default=None, gt=0, description="expires this many seconds from now (not with expires_at)"
+    )
+
+    def resolve(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """(run_at, expires_at) as times; raises TimesInvalid naming the field at fault."""
+        if self.run_at is not None and self.delay_s is not None:
+            raise TimesInvalid("delay_s", "give run_at or delay_s, not both")
+        if self.expires_at is not None and self.ttl_s is not None:
+            raise TimesInvalid("ttl_s", "give expires_at or ttl_s, not both")
+        run_at = self.run_at
+        if self.delay_s is not None:
+            run_at = now + timedelta(seconds=self.delay_s)
+        if run_at is not None:
+            run_at = run_at.astimezone(UTC)
+            if run_at - now > MAX_DELAY:
+                raise TimesInvalid("run_at", "run_at may be at most 366 days ahead")
+        expires_at = self.expires_at
+        if self.ttl_s is not None:
+            expires_at = now + timedelta(seconds=self.ttl_s)
+        if expires_at is not None:
+            expires_at = expires_at.astimezone(UTC)
+            if expires_at <= now:
+                raise TimesInvalid("expires_at", "expires_at is in the past: the job could never start")
+            if run_at is not None and expires_at <= run_at:
+                field = "ttl_s" if self.ttl_s is not None else "expires_at"
+                raise TimesInvalid(field, "the job would expire before its run_at: it could never start")
+        return run_at, expires_at
+
+
+class TimesInvalid(ValueError):
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.detail = detail
+
+
+class MoveJob(BaseModel):
+    """The body of PATCH /v1/jobs/{id}: a scheduled job's new time, absolute or from now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_at: AwareDatetime | None = Field(default=None, description="the new time (past: now)")
+    delay_s: float | None = Field(default=None, ge=0, le=_MAX_DELAY_S, description="from now")
+
+    def resolve(self, now: datetime) -> datetime:
+        if (self.run_at is None) == (self.delay_s is None):
+            raise TimesInvalid("run_at", "give exactly one of run_at and delay_s")
+        if self.delay_s is not None:
+            return now + timedelta(seconds=self.delay_s)
+        assert self.run_at is not None
+        run_at = self.run_at.astimezone(UTC)
+        if run_at - now > MAX_DELAY:
+            raise TimesInvalid("run_at", "run_at may be at most 366 days ahead")
+        return run_at
+
+
+class SubmitJob(JobTimes):
     """The body of POST /v1/jobs."""
 
     model_config = ConfigDict(extra="forbid")
@@ -106,6 +183,9 @@ class Job(BaseModel):
     attempts: int
     max_attempts: int
     webhook_url: str | None
+    run_at: str | None = Field(description="a delayed job's due time; null when it was not delayed")
+    expires_at: str | None = Field(description="not started by then, it ends cancelled (Expired)")
+    schedule_id: str | None = Field(description="the schedule that submitted it")
     created_at: str
     started_at: str | None
     finished_at: str | None

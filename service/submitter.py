@@ -20,7 +20,7 @@ from jobwire.batching import Batcher
 from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.queue import QueuedJob, enqueue
+from jobwire.queue import enqueue, queued
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.submitter")
@@ -59,7 +59,7 @@ class Submitter:
             await enqueue(
                 self.redis,
                 self.keys,
-                [QueuedJob(r["id"], r["priority"], r["created_at"]) for r in rows],
+                [queued(r) for r in rows],
                 [events.message(r, EventType.CREATED) for r in rows],
             )
         except REDIS_UNAVAILABLE as exc:

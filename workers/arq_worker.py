@@ -15,6 +15,7 @@ results in Redis (`keep_result=0`), aborts and cron jobs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -24,11 +25,14 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 from arq.jobs import SerializationError, deserialize_job_raw
 from arq.utils import timestamp_ms
 from arq.worker import Retry, Worker
+from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from jobwire.batching import Batcher
 from jobwire.logs import get_logger
+from jobwire.queue import HIGH_PRIORITY_LEAD_MS, POLL_LUA
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from jobwire.redis_client import create_redis
 
 log = get_logger("jobwire.worker")
 
@@ -88,10 +92,18 @@ Finish = tuple[str, str, str]  # ARQ job id, how it ended, claim token
 class JobwireWorker(Worker):
     stopping = False
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, promote_key: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.finishes: Batcher[Finish, None] = Batcher(self._flush_finishes)
         self._slot_freed = asyncio.Event()
+        self.promote_key = promote_key
+        # The poll sleeps here, not in ARQ's loop (whose delay becomes 0): an idle worker sleeps
+        # until its next poll or the next delayed job's time, whichever comes first, and a wake
+        # message (a delayed job queued or moved meanwhile) ends the sleep early. A delayed job
+        # therefore starts on time whatever the poll delay.
+        self.idle_poll_s = self.poll_delay_s
+        self.poll_delay_s = 0
+        self._wake = asyncio.Event()
 
     async def _poll_iteration(self) -> None:
         # ARQ's loop has no stop flag of its own, and a cancellation that lands inside a Redis call
@@ -100,12 +112,69 @@ class JobwireWorker(Worker):
             raise asyncio.CancelledError
         # ARQ lets a Redis error end the worker; a job service should ride out a Redis restart.
         try:
-            await super()._poll_iteration()
+            next_due_ms = await self._poll_once()
         except REDIS_UNAVAILABLE as exc:
             if self.stopping:
                 raise asyncio.CancelledError from exc
             log.warning("redis unavailable, retrying", error=str(exc))
             await asyncio.sleep(1)
+            return
+        await self._idle(next_due_ms)
+
+    async def _poll_once(self) -> int | None:
+        """ARQ's poll iteration, reading the queue with POLL_LUA (promotions of due high delayed
+        jobs, the due jobs, and the next due time in one call); returns that next due time (ms)."""
+        next_due_ms: int | None = None
+        count = self.queue_read_limit
+        if self.burst and self.max_burst_jobs >= 0:
+            count = min(self.max_burst_jobs - self._jobs_started(), count)
+            if count < 1:
+                return None
+        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            reply = await _eval(
+                self.pool,
+                POLL_LUA,
+                [self.queue_name, self.promote_key],
+                [timestamp_ms(), self._queue_read_offset, count, HIGH_PRIORITY_LEAD_MS],
+            )
+            next_due = reply.pop()
+            next_due_ms = int(float(next_due)) if next_due else None
+            await self.start_jobs(reply)
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # ARQ's way of surfacing an error of run_job
+        await self.heart_beat()
+        return next_due_ms
+
+    async def _idle(self, next_due_ms: int | None) -> None:
+        delay = self.idle_poll_s
+        if next_due_ms is not None:
+            delay = min(delay, max(0.0, (next_due_ms - timestamp_ms()) / 1000))
+        if delay <= 0:
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def listen_for_wakes(self, redis_url: str, channel: str) -> None:
+        """End the idle sleep when a delayed job is queued or moved (its time may come before the
+        next poll). Without the subscription (Redis down) the worker still polls."""
+        # its own connection, with no read timeout: it blocks until a message comes
+        redis: Redis = create_redis(redis_url, socket_timeout=None)
+        try:
+            while not self.stopping:
+                try:
+                    async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                        await pubsub.subscribe(channel)
+                        while True:
+                            if await pubsub.get_message(timeout=None) is not None:
+                                self._wake.set()
+                except REDIS_UNAVAILABLE as exc:
+                    log.warning("wake subscription lost, polling only", error=str(exc))
+                    await asyncio.sleep(1)
+        finally:
+            await redis.aclose()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim and start the polled jobs, as many at a time as there are free slots."""
@@ -164,6 +233,10 @@ class JobwireWorker(Worker):
         finally:
             try:
                 await asyncio.shield(self.finishes.submit((job_id, how, token)))
+                if how not in (DONE, AGAIN):
+                    # re-scored (a retry's backoff, a delayed job offered early): the next due
+                    # time the worker sleeps until may have changed
+                    self._wake.set()
             except REDIS_UNAVAILABLE as exc:
                 # the lease expires by itself; whoever takes the job again finds it finished in
                 # PostgreSQL and does nothing
@@ -214,7 +287,7 @@ class JobwireWorker(Worker):
         return [None] * len(finishes)
 
 
-_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_CLAIM_LUA, _FINISH_LUA)}
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_CLAIM_LUA, _FINISH_LUA, POLL_LUA)}
 
 
 async def _eval(redis: Any, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:

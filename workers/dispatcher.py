@@ -55,7 +55,7 @@ CLAIM_COALESCE_S = 0.005
 # runs, the receivers keep getting work instead of waiting for the database.
 PREFETCH = 2
 CLOSE_TIMEOUT_S = 5.0
-_TIMESTAMPS = ("created_at", "started_at", "finished_at", "updated_at")
+_TIMESTAMPS = ("created_at", "started_at", "finished_at", "updated_at", "run_at", "expires_at")
 
 
 def render_body(event_type: str, job: dict[str, Any]) -> bytes:

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from jobwire import db, jobstore
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.queue import QueuedJob, enqueue, missing_from_queue
+from jobwire.queue import enqueue, missing_from_queue, queued
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.reconciler")
@@ -63,9 +63,8 @@ class Reconciler:
                 # reason (its terminal commit comes before ARQ drops the key): read them again
                 missing = set(await jobstore.unfinished_among(self.pool, list(missing)))
             if missing:
-                jobs = [
-                    QueuedJob(r["id"], r["priority"], r["created_at"]) for r in rows if r["id"] in missing
-                ]
+                # a scheduled job goes back at its own time: never early because Redis lost it
+                jobs = [queued(r) for r in rows if r["id"] in missing]
                 await enqueue(self.redis, self.keys, jobs)
                 requeued += len(jobs)
                 log.warning("re-enqueued jobs missing from the queue", count=len(jobs))

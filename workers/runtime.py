@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -162,6 +163,13 @@ class Runtime:
         if status.terminal:
             log.info("job already finished, nothing to do", status=status.value)
             return
+        if status == Status.SCHEDULED:
+            early_s = (row["run_at"] - datetime.now(UTC)).total_seconds()
+            if early_s > 0:
+                # the queue offered it before its time (a score Redis got wrong, or a move the
+                # queue has not seen): it stays queued, re-scored to its time, and never starts early
+                log.warning("delayed job offered before its time, deferring", early_s=round(early_s, 3))
+                raise Retry(defer=early_s + 0.001)
         if status == Status.RUNNING:
             # ARQ hands a running job out again only after its lease expired: the worker that ran
             # it is gone (or cut off). Its attempt counts; the job goes on if budget remains.

@@ -9,6 +9,7 @@ from typing import Any
 
 from arq.worker import func
 
+from jobwire import expiry
 from jobwire.config import Settings
 from jobwire.db import create_pool
 from jobwire.keys import ARQ_FUNCTION, Keys
@@ -50,6 +51,7 @@ class WorkerService:
         self.worker = JobwireWorker(
             functions=[func(run_job, name=ARQ_FUNCTION, max_tries=ARQ_MAX_TRIES)],
             queue_name=self.keys.queue,
+            promote_key=self.keys.promote,
             redis_pool=self.redis,
             burst=self.burst,
             handle_signals=False,
@@ -69,8 +71,10 @@ class WorkerService:
         self._tasks = [
             loop.create_task(heartbeat.run()),
             loop.create_task(reconciler.run()),
+            loop.create_task(expiry.run(self.pool, self.redis, self.keys, interval_s=s.expiry_sweep_s)),
             loop.create_task(self.runtime.transitions.run()),
             loop.create_task(self.worker.finishes.run()),
+            loop.create_task(self.worker.listen_for_wakes(s.redis_url, self.keys.wake_channel)),
         ]
         self._main = loop.create_task(self.worker.async_run())
         log.info(

@@ -259,6 +259,22 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `15m`, `2h` or `1d`."""
+    unit = _UNITS.get(text[-1:].lower(), 0)
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90, 90s, 15m, 2h or 1d)") from None
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"a duration is not negative: {text!r}")
+    return seconds
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from jobwire.cli import watch as client
 
@@ -270,6 +286,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             wait=args.wait,
             as_json=args.json,
             idempotency_key=args.idempotency_key,
+            run_at=args.run_at,
+            delay_s=args.delay,
         )
     )
 
@@ -332,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params-json", metavar="JSON", help="params as one JSON object")
     p.add_argument("--priority", choices=["normal", "high"], default="normal")
     p.add_argument("--idempotency-key", metavar="KEY")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument(
+        "--run-at", metavar="TIME", help="run at this RFC 3339 time, e.g. 2026-11-24T09:00:00+01:00"
+    )
+    when.add_argument(
+        "--delay", metavar="DURATION", type=_duration, help="run after this long: 90, 90s, 15m, 2h or 1d"
+    )
     p.add_argument("--wait", action="store_true", help="follow the job to its end; exit 1 if it fails")
     p.add_argument("--json", action="store_true", help="print the job as JSON (for scripts)")
     p.set_defaults(run=cmd_submit)

@@ -184,20 +184,24 @@ def submit(
     wait: bool,
     as_json: bool,
     idempotency_key: str | None,
+    run_at: str | None = None,
+    delay_s: float | None = None,
 ) -> int:
     console = _console(stderr=not as_json)
     with _client() as client:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        job = _check(
-            client.post(
-                "/v1/jobs", json={"type": job_type, "params": params, "priority": priority}, headers=headers
-            )
-        )
+        body: dict[str, Any] = {"type": job_type, "params": params, "priority": priority}
+        if run_at is not None:
+            body["run_at"] = run_at
+        if delay_s is not None:
+            body["delay_s"] = delay_s
+        job = _check(client.post("/v1/jobs", json=body, headers=headers))
         if not wait:
             if as_json:
                 print(json.dumps(job))
             else:
-                console.print(shown(f"submitted {job['id']} ({job['type']}, {job['status']})"))
+                when = f", runs at {job['run_at']}" if job.get("run_at") else ""
+                console.print(shown(f"submitted {job['id']} ({job['type']}, {job['status']}{when})"))
                 print(job["id"])
             return EXIT_OK
         return _finish(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -193,6 +194,23 @@ async def test_submit_wait_follows_the_job_and_prints_the_result(
     job = json.loads(out.stdout)
     watched = await asyncio.to_thread(run, ["watch", job["id"], "--json"], env)
     assert watched.returncode == 0 and json.loads(watched.stdout)["status"] == "completed"
+
+
+async def test_submit_run_at_and_delay_schedule_the_job(api: Api, settings: Settings) -> None:
+    env = client_env(api, await new_key(settings.database_url, "acme"))
+    out = await asyncio.to_thread(run, ["submit", "demo.sleep", "--delay", "2h", "--json"], env)
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    delay = datetime.fromisoformat(job["run_at"]) - datetime.fromisoformat(job["created_at"])
+    assert job["status"] == "scheduled" and abs(delay.total_seconds() - 7200) < 5
+    at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    out = await asyncio.to_thread(run, ["submit", "demo.sleep", "--run-at", at.isoformat()], env)
+    assert out.returncode == 0, out.stderr
+    assert "scheduled, runs at" in out.stderr
+    both = await asyncio.to_thread(run, ["submit", "demo.sleep", "--delay", "5", "--run-at", "x"], env)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+    bad = await asyncio.to_thread(run, ["submit", "demo.sleep", "--delay", "soon"], env)
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
 
 
 async def test_a_failing_job_exits_non_zero_with_its_error(

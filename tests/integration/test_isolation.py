@@ -55,7 +55,9 @@ async def test_another_tenant_sees_nothing_on_any_route(
             continue  # below: a WebSocket handshake
         if path == "/v1/events":
             path += f"?jobs={job['id']}"
-        body = {"events": ["job.failed"]} if method == "PATCH" else {} if method == "POST" else None
+        body: dict[str, object] | None = {} if method == "POST" else None
+        if method == "PATCH":  # a body the route would accept from its owner
+            body = {"delay_s": 60} if template.startswith("/v1/jobs/") else {"events": ["job.failed"]}
         r = await intruder.request(method, path, json=body)
         text = r.text
         if names or path.startswith("/v1/events"):

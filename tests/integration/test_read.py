@@ -168,7 +168,7 @@ async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     }
     documented = {(path, method.upper()) for path, methods in doc["paths"].items() for method in methods}
     assert documented == served
-    assert len(served) == 20
+    assert len(served) == 21
     schemas = doc["components"]["schemas"]
     assert {"SubmitJob", "Job", "Problem", "Event", "SleepParams"} <= set(schemas)
     assert doc["x-job-types"]["demo.sleep"]["params"]["$ref"] == "#/components/schemas/SleepParams"

@@ -3,7 +3,19 @@
 
 import { call } from "./api.js";
 import { REFRESH_MIN_INTERVAL_MS, TERMINAL } from "./constants.js";
-import { duration, h, parseTime, relative, setText, shortId, tenantOf, tenants, timeEl, updateTime } from "./format.js";
+import {
+  absolute,
+  duration,
+  h,
+  parseTime,
+  relative,
+  setText,
+  shortId,
+  tenantOf,
+  tenants,
+  timeEl,
+  updateTime,
+} from "./format.js";
 import { applyEvent, mergeFetched } from "./jobstate.js";
 import { learnTenant } from "./main.js";
 import { session } from "./session.js";
@@ -46,6 +58,7 @@ export function progressNote(job) {
   if (job.status === "pending" && job.error && job.attempts) return `retrying after ${job.error.type}`;
   if (job.status === "cancelled") return job.message || "cancelled";
   if (job.status === "pending" && !job.message) return "waiting for a worker";
+  if (job.status === "scheduled") return `runs ${absolute(job.run_at)}`;
   if (job.status === "running" && !job.message) return "started";
   return job.message || "";
 }
@@ -53,6 +66,7 @@ export function progressNote(job) {
 export function jobDuration(job, now = Date.now()) {
   const started = parseTime(job.started_at);
   if (!Number.isFinite(started)) {
+    if (job.status === "scheduled") return `runs ${relative(parseTime(job.run_at), now)}`;
     return job.status === "pending"
       ? `queued ${relative(parseTime(job.created_at), now).replace(" ago", "")}`
       : "—";

@@ -1,0 +1,63 @@
+"""The expiry sweep: unstarted jobs past their `expires_at` end `cancelled` (error `Expired`).
+
+A worker's start refuses an expired job in its own statement, so no job ever starts after its
+expiry. The sweep is for the jobs nobody is about to start (no worker running, or all of them busy), so
+that they end at their expiry, with their event and webhook, not whenever a worker frees up. Every api and
+every worker process runs it (so expiry works with only an api up); the statement skips rows
+another sweep or a start holds, so many sweepers at once cancel each job once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import asyncpg
+from redis.asyncio import Redis
+
+from jobwire import db, events, jobmetrics, jobstore
+from jobwire.events import EventType
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.queue import add_publish
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+
+log = get_logger("jobwire.expiry")
+
+PAGE = 500
+
+
+async def sweep_once(pool: asyncpg.Pool, redis: Redis, keys: Keys) -> int:
+    """Cancel every job past its expiry, a page at a time; returns how many."""
+    total = 0
+    while True:
+        rows = await jobstore.expire_due(pool, limit=PAGE)
+        total += len(rows)
+        if rows:
+            log.info("expired jobs cancelled", count=len(rows))
+            try:
+                async with redis.pipeline(transaction=False) as pipe:
+                    add_publish(pipe, keys, [events.message(r, EventType.CANCELLED) for r in rows])
+                    jobmetrics.add_job_outcomes(pipe, keys, [(r["type"], "cancelled", None) for r in rows])
+                    # off the queue: a worker offered one would find it cancelled and do nothing
+                    for r in rows:
+                        pipe.zrem(keys.queue, keys.arq_job_id(r["id"]))
+                        pipe.zrem(keys.promote, keys.arq_job_id(r["id"]))
+                        pipe.delete(keys.arq_job_key(r["id"]))
+                    await pipe.execute()
+            except REDIS_UNAVAILABLE as exc:
+                log.warning("expired jobs' events not published", error=str(exc), count=len(rows))
+        if len(rows) < PAGE:
+            return total
+
+
+async def run(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, interval_s: float) -> None:
+    """Sweep every `interval_s` (with jitter, so many processes spread out) until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
+        try:
+            await sweep_once(pool, redis, keys)
+        except db.UNAVAILABLE as exc:
+            log.warning("expiry sweep skipped", error=str(exc))
+        except Exception:
+            log.exception("expiry sweep failed")

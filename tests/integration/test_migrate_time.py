@@ -1,0 +1,55 @@
+"""The upgrade to the schema of delayed jobs, expiry and schedules: a database of the schema before
+them, holding jobs, comes up with every row kept, and the upgrade is safe to run twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jobwire import db
+from tests.conftest import db_url, drop_database
+
+BEFORE = Path(__file__).with_name("schema_before_time.sql")
+
+
+@pytest.fixture
+async def old_db() -> AsyncIterator[str]:
+    name = f"jobwire_up_{uuid.uuid4().hex[:10]}"
+    url = db_url(name)
+    await db.create_database_if_missing(url)
+    await db.apply_schema(url, BEFORE.read_text())
+    yield url
+    await drop_database(name)
+
+
+async def test_the_upgrade_keeps_every_row_and_runs_twice(old_db: str) -> None:
+    conn = await asyncpg.connect(old_db)
+    try:
+        ids = [uuid.uuid4() for _ in range(3)]
+        for job_id, status in zip(ids, ("pending", "running", "completed"), strict=True):
+            await conn.execute(
+                "INSERT INTO jobs (id, tenant, type, params, priority, status, max_attempts)"
+                " VALUES ($1, 'acme', 'demo.sleep', '{}', 'normal', $2, 3)",
+                job_id,
+                status,
+            )
+        await db.apply_schema(old_db)
+        await db.apply_schema(old_db)
+        rows = await conn.fetch("SELECT id, status, run_at, expires_at, schedule_id FROM jobs ORDER BY id")
+        assert sorted(r["id"] for r in rows) == sorted(ids)
+        assert all(r["run_at"] is None and r["expires_at"] is None and r["schedule_id"] is None for r in rows)
+        # the new status is allowed, an unknown one still is not
+        await conn.execute("UPDATE jobs SET status = 'scheduled' WHERE id = $1", ids[0])
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE jobs SET status = 'bogus' WHERE id = $1", ids[0])
+        checks = await conn.fetchval(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'jobs'::regclass AND contype = 'c'"
+            " AND pg_get_constraintdef(oid) LIKE '%status%'"
+        )
+        assert checks == 1
+    finally:
+        await conn.close()
