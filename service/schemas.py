@@ -110,7 +110,7 @@ class Job(BaseModel):
     started_at: str | None
     finished_at: str | None
     status_url: str
-    events_url: str = Field(description="the SSE stream, with a short-lived token scoped to this job")
+    events_url: str = Field(description="the SSE stream, with a token scoped to this job (valid while the job can run, and JOBWIRE_STREAM_TOKEN_TTL_S after it ends)")
 
 
 class JobList(BaseModel):
