@@ -270,6 +270,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             wait=args.wait,
             as_json=args.json,
             idempotency_key=args.idempotency_key,
+            webhook_url=args.webhook_url,
         )
     )
 
@@ -278,6 +279,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from jobwire.cli import watch as client
 
     return client.run(lambda: client.watch(args.id, as_json=args.json))
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    from jobwire.cli import watch as client
+
+    return client.run(lambda: client.types(as_json=args.json))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,9 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(run=cmd_keys_revoke)
 
     p = sub.add_parser("dev", help="migrate, then run api + worker + dispatcher in one process (local use)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--concurrency", type=int)
+    p.add_argument("--host", help="listen address (default JOBWIRE_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default JOBWIRE_PORT or 8000)")
+    p.add_argument(
+        "--concurrency", type=int, help="jobs run at once (default JOBWIRE_WORKER_CONCURRENCY or 10)"
+    )
     p.set_defaults(run=cmd_dev)
 
     p = sub.add_parser(
@@ -330,9 +339,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("type", help="job type, e.g. demo.sleep")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="a param; V is JSON or text")
     p.add_argument("--params-json", metavar="JSON", help="params as one JSON object")
-    p.add_argument("--priority", choices=["normal", "high"], default="normal")
-    p.add_argument("--idempotency-key", metavar="KEY")
-    p.add_argument("--wait", action="store_true", help="follow the job to its end; exit 1 if it fails")
+    p.add_argument(
+        "--priority",
+        choices=["normal", "high"],
+        default="normal",
+        help="high starts before queued normal jobs",
+    )
+    p.add_argument(
+        "--idempotency-key", metavar="KEY", help="submitting again with the same key returns the same job"
+    )
+    p.add_argument("--webhook-url", metavar="URL", help="receives the job's terminal event, signed")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the job to its end (Ctrl-C stops following, not the job); exit 1 if it fails",
+    )
     p.add_argument("--json", action="store_true", help="print the job as JSON (for scripts)")
     p.set_defaults(run=cmd_submit)
 
@@ -340,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="the job id")
     p.add_argument("--json", action="store_true", help="print the final job as JSON")
     p.set_defaults(run=cmd_watch)
+
+    p = sub.add_parser("types", help="list the job types and their params (JOBWIRE_URL, JOBWIRE_API_KEY)")
+    p.add_argument("--json", action="store_true", help="print them as JSON, params as JSON schemas")
+    p.set_defaults(run=cmd_types)
 
     p = sub.add_parser("dispatcher", help="run the webhook dispatcher")
     p.set_defaults(run=cmd_dispatcher)
@@ -356,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         print("jobwire: invalid settings:\n" + "\n".join(lines), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C outside a client command's own handling: the shell's code, no traceback
 
 
 if __name__ == "__main__":
