@@ -166,6 +166,11 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER deliveries_notify AFTER INSERT ON deliveries
     FOR EACH ROW EXECUTE FUNCTION jobwire_notify_delivery();
+-- a delivery made due again without a lease (a redeliver, a hand-back at shutdown) wakes them too:
+-- otherwise it would wait for the next poll (JOBWIRE_WEBHOOK_POLL_S)
+CREATE OR REPLACE TRIGGER deliveries_notify_due AFTER UPDATE OF next_attempt_at ON deliveries
+    FOR EACH ROW WHEN (NEW.status = 'pending' AND NEW.lease IS NULL AND NEW.next_attempt_at <= now())
+    EXECUTE FUNCTION jobwire_notify_delivery();
 
 -- ---- worker runs ------------------------------------------------------------------------------
 

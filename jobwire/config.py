@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import sys
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # the secret key signs stream tokens: shorter than this, it could be guessed or brute-forced
@@ -67,8 +68,15 @@ class Settings(BaseSettings):
     # peer of the connection is the client, and X-Forwarded-For is ignored (anyone can send it)
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     access_log: bool = True
+    # origins whose pages may call the api, follow SSE streams and open WebSockets (comma-separated
+    # `scheme://host[:port]`, or `*`); empty: no CORS headers, and no Origin check on WebSockets
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # where clients reach the api (e.g. https://jobs.example.com): makes status_url, events_url and
+    # Location absolute; unset: they are paths
+    public_url: str | None = None
     db_pool_max: int = Field(default=10, ge=1)
-    stream_token_ttl_s: int = Field(default=3600, ge=60)
+    # how long a stream token lives once its job is terminal (while the job can run, it stays valid)
+    stream_token_ttl_s: int = Field(default=3600, ge=1)
     shutdown_timeout_s: float = Field(default=10, ge=0)
 
     # worker
@@ -98,6 +106,28 @@ class Settings(BaseSettings):
         if not NAMESPACE_RE.match(value):
             raise ValueError("must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        return [origin if origin == "*" else _origin(origin) for origin in value]
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an http(s) URL without query (e.g. https://jobs.example.com)")
+        return value.rstrip("/")
 
     @field_validator("secret_key")
     @classmethod
@@ -133,3 +163,23 @@ class Settings(BaseSettings):
                 f"process (generate one with: {GENERATE_SECRET_KEY})"
             )
         return self.secret_key
+
+
+def _origin(text: str) -> str:
+    """An origin as browsers send it in `Origin`: lower-case scheme and host, the port only when it
+    is not the scheme's default, no path."""
+    parts = urlsplit(text.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+    ):
+        raise ValueError(f"{text!r} is not an origin: use scheme://host[:port], e.g. https://app.example.com")
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")

@@ -9,6 +9,11 @@ on the right one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobwire.resources import Job
+
 
 class JobwireError(Exception):
     """The root of jobwire's own exceptions."""
@@ -47,3 +52,43 @@ class InvalidParams(PermanentError):
 
 class ResultNotSerializable(PermanentError):
     """The job function returned something that is not JSON."""
+
+
+# ---- raised by the client (jobwire.Client, jobwire.AsyncClient) ------------------------------------
+
+
+class ApiError(JobwireError):
+    """The api answered with a problem document (RFC 9457): `status`, `type`, `title`, `detail`,
+    and for a 422 the invalid fields in `errors` (each with `loc`, `msg`, `type`)."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        type: str = "about:blank",
+        title: str = "",
+        detail: str = "",
+        errors: list[dict[str, Any]] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+        self.retry_after = retry_after  # seconds, when the api said when to try again (429, 503)
+        lines = [f"{status} {title}: {detail}".rstrip(": ")]
+        lines += [f"  {'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg', '')}" for e in self.errors]
+        super().__init__("\n".join(lines))
+
+
+class WaitTimeout(JobwireError, TimeoutError):
+    """`wait()` reached its deadline before the job ended; `job` is the job as last read."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__("the job did not end within the time given")
+        self.job = job
+
+
+class WebhookVerificationError(JobwireError):
+    """A webhook's signature, id or timestamp did not verify (`jobwire.verify_webhook`)."""

@@ -59,10 +59,13 @@ def iso(ts: datetime | None) -> str | None:
     return text
 
 
-def job_view(row: Record | Mapping[str, Any], *, events_token: str | None) -> dict[str, Any]:
-    """The job representation of API.md, from a `jobs` row."""
+def job_view(
+    row: Record | Mapping[str, Any], *, events_token: str | None, base_url: str = ""
+) -> dict[str, Any]:
+    """The job representation of API.md, from a `jobs` row; `base_url` (JOBWIRE_PUBLIC_URL) makes
+    its URLs absolute."""
     job_id = str(row["id"])
-    status_url = f"/v1/jobs/{job_id}"
+    status_url = f"{base_url}/v1/jobs/{job_id}"
     return {
         "id": job_id,
         "type": row["type"],

@@ -282,6 +282,21 @@ async def get_job(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
     return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1 AND tenant = $2", job_id, tenant)
 
 
+async def stream_open(conn: Conn, job_id: UUID, tenant: str, grace_s: float) -> bool:
+    """Whether an expired stream token of this job is still good: the job is unfinished (it may run
+    for days), or ended less than `grace_s` ago."""
+    return bool(
+        await conn.fetchval(
+            "SELECT finished_at IS NULL OR status NOT IN ('completed', 'failed', 'cancelled')"
+            " OR finished_at > now() - make_interval(secs => $3)"
+            " FROM jobs WHERE id = $1 AND tenant = $2",
+            job_id,
+            tenant,
+            float(grace_s),
+        )
+    )
+
+
 # ---- listing ---------------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ from jobwire.registry import Registry, load_job_types
 from jobwire.tokens import StreamTokens
 from service import dashboard, health, jobs, metrics, openapi, sse, webhooks, ws
 from service.auth import AUTH_FAILURES, KEY_CACHE, KeyCache, auth_middleware
+from service.cors import CORS, Cors, preflight_middleware
+from service.cors import add_headers as add_cors_headers
 from service.http import reject_nul_middleware
 from service.hub import EventHub
 from service.limits import FailureLimiter, RateLimiter, StreamLimiter
@@ -112,19 +114,27 @@ async def _end_streams(app: web.Application) -> None:
 def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[observe_middleware, problem_middleware, reject_nul_middleware, auth_middleware],
+        middlewares=[
+            observe_middleware,
+            problem_middleware,
+            preflight_middleware,
+            reject_nul_middleware,
+            auth_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[KEYS] = Keys(settings.namespace)
     app[REGISTRY] = registry or load_job_types(settings.job_modules)
     app[TOKENS] = StreamTokens(settings.require_secret_key(), settings.stream_token_ttl_s)
     app[KEY_CACHE] = KeyCache()
+    app[CORS] = Cors(settings.cors_origins, settings.public_url)
     app[AUTH_FAILURES] = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_s)
     app[REVOCATIONS] = Revocations()
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app[STREAM_LIMITER] = StreamLimiter(settings.max_streams_per_key)
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_end_streams)
+    app.on_response_prepare.append(add_cors_headers)
     app.add_routes(health.routes)
     app.add_routes(jobs.routes)
     app.add_routes(sse.routes)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from uuid import UUID
 
 from aiohttp import web
 
-from jobwire import apikeys
+from jobwire import apikeys, jobstore
 from jobwire.apikeys import Principal
+from jobwire.tokens import Grant
 from service.limits import FailureLimiter, limit_key
 from service.problems import Handler, Problem
 from service.revocation import REVOCATIONS
@@ -181,12 +183,24 @@ async def _query_token(request: web.Request, token: str) -> Principal:
                 "the stream token is invalid or expired; read the job again for a fresh one", invalid=True
             ),
         )
-    job_id, tenant, key_id = granted
-    if not await request.app[REVOCATIONS].key_is_live(request.app[DB], key_id):
+    if not await request.app[REVOCATIONS].key_is_live(request.app[DB], granted.key_id):
         raise refuse(
             request, _unauthorized("the key that issued this stream token was revoked", invalid=True)
         )
-    return Principal(tenant=tenant, is_admin=False, key_id=key_id, job_scope=job_id)
+    if granted.expired and not await _job_still_streams(request, granted):
+        raise refuse(
+            request,
+            _unauthorized("the stream token has expired; read the job again for a fresh one", invalid=True),
+        )
+    return Principal(tenant=granted.tenant, is_admin=False, key_id=granted.key_id, job_scope=granted.job_id)
+
+
+async def _job_still_streams(request: web.Request, granted: Grant) -> bool:
+    try:
+        job_id = UUID(granted.job_id)
+    except ValueError:
+        return False
+    return await jobstore.stream_open(request.app[DB], job_id, granted.tenant, request.app[TOKENS].ttl_s)
 
 
 @web.middleware

@@ -36,7 +36,18 @@ from service.http import (
 from service.hub import Subscriber
 from service.problems import Problem, invalid, validation_problem
 from service.schemas import MoveJob, SubmitJob, TimesInvalid
-from service.state import DB, HUB, KEYS, PRINCIPAL, REDIS, REGISTRY, STREAM_LIMITER, SUBMITTER, TOKENS
+from service.state import (
+    DB,
+    HUB,
+    KEYS,
+    PRINCIPAL,
+    REDIS,
+    REGISTRY,
+    SETTINGS,
+    STREAM_LIMITER,
+    SUBMITTER,
+    TOKENS,
+)
 
 log = get_logger("jobwire.api")
 M = TypeVar("M", bound=BaseModel)
@@ -79,7 +90,11 @@ def etag(row: jobstore.Row) -> str:
 def _view(request: web.Request, row: jobstore.Row) -> dict[str, Any]:
     # the token names the key that minted it: it stops working when that key is revoked
     token = request.app[TOKENS].issue(str(row["id"]), row["tenant"], _principal(request).key_id)
-    return job_view(row, events_token=token)
+    return job_view(row, events_token=token, base_url=request.app[SETTINGS].public_url or "")
+
+
+def job_location(request: web.Request, job_id: object) -> str:
+    return f"{request.app[SETTINGS].public_url or ''}/v1/jobs/{job_id}"
 
 
 def job_response(request: web.Request, row: jobstore.Row, status: int = 200, **headers: str) -> web.Response:
@@ -220,7 +235,7 @@ async def submit(request: web.Request) -> web.Response:
                 request,
                 row,
                 replayed_status,
-                Location=f"/v1/jobs/{row['id']}",
+                Location=job_location(request, row["id"]),
                 **{"Idempotent-Replayed": "true"},
             )
 
@@ -229,7 +244,7 @@ async def submit(request: web.Request) -> web.Response:
     # The job is durable: from here on the answer is 202 whatever Redis did, because a job that
     # did not reach the queue is put there by the reconciler.
     metrics.count_submitted(row["type"], row["priority"])
-    status, headers = 202, {"Location": f"/v1/jobs/{row['id']}"}
+    status, headers = 202, {"Location": job_location(request, row["id"])}
     if wait_s and enqueued:
         # the job exists already: at the key's cap of held connections the preference is not
         # applied (the usual 202) rather than refused
@@ -441,4 +456,4 @@ async def retry(request: web.Request) -> web.Response:
         )
     # queued as of now, behind jobs that were already waiting
     await _enqueue_one(request, row, EventType.RETRYING, row["updated_at"])
-    return job_response(request, row, 202, Location=f"/v1/jobs/{job_id}")
+    return job_response(request, row, 202, Location=job_location(request, job_id))

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from jobwire import resources
 from jobwire.registry import Registry
 from service import schemas
 from service.http import json_response
@@ -299,12 +300,15 @@ def paths(app_routes: Iterable[web.AbstractRoute]) -> dict[str, dict[str, Any]]:
     return out
 
 
-# every model of service.schemas, whether an operation names it or not (Event is what the streams'
-# frames carry)
+# every model of service.schemas (requests, and the answers of jobwire.resources it names), whether
+# an operation names it or not (Event is what the streams' frames carry)
 MODELS = [
     model
     for model in vars(schemas).values()
-    if inspect.isclass(model) and issubclass(model, BaseModel) and model.__module__ == schemas.__name__
+    if inspect.isclass(model)
+    and issubclass(model, BaseModel)
+    and model.__module__ in (schemas.__name__, resources.__name__)
+    and model is not resources.Resource
 ]
 
 

@@ -1,27 +1,64 @@
 """Pydantic models of the api's request bodies and of what it answers: the handlers validate
 bodies with the first, and the OpenAPI document is built from both.
 
-The handlers build answers with plain dicts on the hot path (jobwire.job.job_view); a test validates
-those dicts against these models, so the two cannot drift apart. The `Literal`s below spell values
-whose truth is in jobwire (statuses, event types, webhook event names) so that the document lists
-them as an enum; unit tests bind each to its source.
+The answer models live in jobwire/resources.py (the client parses answers with them) and are
+named here too. The handlers build answers with plain dicts on the hot path (jobwire.job.job_view);
+tests validate those dicts against the models, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
+from jobwire.resources import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryList,
+    Endpoint,
+    EndpointList,
+    EndpointWithSecret,
+    Event,
+    EventType,
+    Job,
+    JobError,
+    JobList,
+    Problem,
+    ProblemError,
+    SigningSecret,
+    Status,
+    WebhookEvent,
+)
 from jobwire.webhooks import ssrf
 
-Status = Literal["scheduled", "pending", "running", "completed", "failed", "cancelled"]
-EventType = Literal["created", "started", "progress", "retrying", "completed", "failed", "cancelled"]
-# jobwire.events.WEBHOOK_EVENTS
-WebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
+__all__ = [
+    "CreateEndpoint",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryList",
+    "Endpoint",
+    "EndpointList",
+    "EndpointWithSecret",
+    "Event",
+    "EventType",
+    "Job",
+    "JobError",
+    "JobList",
+    "JobTimes",
+    "MoveJob",
+    "Problem",
+    "ProblemError",
+    "SigningSecret",
+    "Status",
+    "SubmitJob",
+    "TimesInvalid",
+    "UpdateEndpoint",
+    "WebhookEvent",
+]
 
 # ---- requests --------------------------------------------------------------------------------
 
@@ -158,136 +195,3 @@ class UpdateEndpoint(BaseModel):
 
     _url = field_validator("url")(ssrf.canonical_url_field)
     _unique = field_validator("events")(_distinct_events)
-
-
-# ---- answers ---------------------------------------------------------------------------------
-
-
-class JobError(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: str = Field(description="the exception's class name, e.g. JobTimeout, WorkerLost, PermanentError")
-    message: str
-
-
-class Job(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(description="UUIDv7")
-    type: str
-    status: Status
-    progress: float = Field(ge=0, le=100)
-    message: str | None
-    params: dict[str, Any]
-    priority: Literal["normal", "high"]
-    result: Any = Field(description="what the job function returned, on completed")
-    error: JobError | None
-    attempts: int
-    max_attempts: int
-    webhook_url: str | None
-    run_at: str | None = Field(description="a delayed job's due time; null when it was not delayed")
-    expires_at: str | None = Field(description="not started by then, it ends cancelled (Expired)")
-    schedule_id: str | None = Field(description="the schedule that submitted it")
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    status_url: str
-    events_url: str = Field(description="the SSE stream, with a short-lived token scoped to this job")
-
-
-class JobList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[Job]
-    next_cursor: str | None
-
-
-class Event(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    job_id: str
-    seq: int = Field(ge=1, description="per job: 1, 2, 3, … gapless")
-    type: EventType
-    status: Status
-    progress: float
-    message: str | None
-    at: str
-    result: Any = Field(default=None, description="on completed")
-    error: JobError | None = Field(default=None, description="on failed and retrying")
-
-
-class ProblemError(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details (application/problem+json)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[ProblemError] | None = None
-
-
-class Endpoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    url: str
-    events: list[str]
-    description: str
-    disabled: bool
-    disabled_reason: str | None
-    disabled_at: str | None
-    failing_since: str | None = Field(description="the first failure since the last success")
-    created_at: str
-    updated_at: str
-
-
-class EndpointWithSecret(Endpoint):
-    secret: str = Field(description="whsec_…; shown only when created or rotated")
-
-
-class EndpointList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[Endpoint]
-    next_cursor: str | None
-
-
-class SigningSecret(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    secret: str = Field(description="signs deliveries to jobs' own webhook_url")
-    created_at: str
-    rotated_at: str | None
-    previous_secret_expires_at: str | None = Field(description="until then the old secret signs too")
-
-
-class DeliveryAttempt(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    at: str
-    status_code: int | None = Field(description="null when there was no answer (timeout, refused)")
-    error: str | None
-    duration_ms: float
-
-
-class Delivery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    job_id: str
-    endpoint_id: str | None = Field(description="null: the job's own webhook_url")
-    url: str
-    event_type: str
-    webhook_id: str = Field(description="the webhook-id header: the same on every attempt and redelivery")
-    status: Literal["pending", "delivered", "failed"]
-    attempts: int
-    next_attempt_at: str | None
-    last_status_code: int | None
-    last_error: str | None
-    created_at: str
-    delivered_at: str | None
-    attempt_history: list[DeliveryAttempt]
-
-
-class DeliveryList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[Delivery]
-    next_cursor: str | None

@@ -18,6 +18,7 @@ from jobwire.apikeys import Principal
 from jobwire.events import Event
 from jobwire.logs import get_logger
 from service import metrics
+from service.cors import CORS
 from service.follower import Follower, stored_backlog
 from service.http import seq_value
 from service.hub import RESYNC, EventHub, Item, Subscriber
@@ -267,6 +268,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             400,
             "this endpoint speaks WebSocket: open it with a WebSocket client (Upgrade: websocket)",
             slug="websocket-required",
+        )
+    if not request.app[CORS].websocket_allowed(request):
+        origin = request.headers.get("Origin")
+        raise Problem(
+            403, f"WebSockets from {origin} are not allowed (JOBWIRE_CORS_ORIGINS)", slug="origin-not-allowed"
         )
     with request.app[STREAM_LIMITER].hold(principal):
         await ws.prepare(request)

@@ -13,6 +13,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
@@ -275,6 +276,17 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _timestamp(text: str) -> datetime:
+    """An RFC 3339 time with its offset (the api refuses a time without one: so does this)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time with its offset, e.g. {text}+00:00")
+    return when
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from jobwire.cli import watch as client
 
@@ -286,6 +298,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             wait=args.wait,
             as_json=args.json,
             idempotency_key=args.idempotency_key,
+            webhook_url=args.webhook_url,
             run_at=args.run_at,
             delay_s=args.delay,
         )
@@ -296,6 +309,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from jobwire.cli import watch as client
 
     return client.run(lambda: client.watch(args.id, as_json=args.json))
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    from jobwire.cli import watch as client
+
+    return client.run(lambda: client.types(as_json=args.json))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,9 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(run=cmd_keys_revoke)
 
     p = sub.add_parser("dev", help="migrate, then run api + worker + dispatcher in one process (local use)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--concurrency", type=int)
+    p.add_argument("--host", help="listen address (default JOBWIRE_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default JOBWIRE_PORT or 8000)")
+    p.add_argument(
+        "--concurrency", type=int, help="jobs run at once (default JOBWIRE_WORKER_CONCURRENCY or 10)"
+    )
     p.set_defaults(run=cmd_dev)
 
     p = sub.add_parser(
@@ -348,16 +369,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("type", help="job type, e.g. demo.sleep")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="a param; V is JSON or text")
     p.add_argument("--params-json", metavar="JSON", help="params as one JSON object")
-    p.add_argument("--priority", choices=["normal", "high"], default="normal")
-    p.add_argument("--idempotency-key", metavar="KEY")
+    p.add_argument(
+        "--priority",
+        choices=["normal", "high"],
+        default="normal",
+        help="high starts before queued normal jobs",
+    )
+    p.add_argument(
+        "--idempotency-key", metavar="KEY", help="submitting again with the same key returns the same job"
+    )
+    p.add_argument("--webhook-url", metavar="URL", help="receives the job's terminal event, signed")
     when = p.add_mutually_exclusive_group()
     when.add_argument(
-        "--run-at", metavar="TIME", help="run at this RFC 3339 time, e.g. 2026-11-24T09:00:00+01:00"
+        "--run-at",
+        metavar="TIME",
+        type=_timestamp,
+        help="run at this RFC 3339 time, e.g. 2026-11-24T09:00:00+01:00",
     )
     when.add_argument(
         "--delay", metavar="DURATION", type=_duration, help="run after this long: 90, 90s, 15m, 2h or 1d"
     )
-    p.add_argument("--wait", action="store_true", help="follow the job to its end; exit 1 if it fails")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the job to its end (Ctrl-C stops following, not the job); exit 1 if it fails",
+    )
     p.add_argument("--json", action="store_true", help="print the job as JSON (for scripts)")
     p.set_defaults(run=cmd_submit)
 
@@ -365,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="the job id")
     p.add_argument("--json", action="store_true", help="print the final job as JSON")
     p.set_defaults(run=cmd_watch)
+
+    p = sub.add_parser("types", help="list the job types and their params (JOBWIRE_URL, JOBWIRE_API_KEY)")
+    p.add_argument("--json", action="store_true", help="print them as JSON, params as JSON schemas")
+    p.set_defaults(run=cmd_types)
 
     p = sub.add_parser("dispatcher", help="run the webhook dispatcher")
     p.set_defaults(run=cmd_dispatcher)
@@ -381,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         print("jobwire: invalid settings:\n" + "\n".join(lines), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C outside a client command's own handling: the shell's code, no traceback
 
 
 if __name__ == "__main__":

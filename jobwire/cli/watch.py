@@ -1,5 +1,6 @@
-"""`jobwire submit` and `jobwire watch`: the command-line client. Follows a job over its SSE stream
-with a live progress bar, resuming with Last-Event-ID if the connection drops."""
+"""`jobwire submit`, `watch` and `types`: the command-line client, on `jobwire.Client`. Follows a job
+over its SSE stream with a live progress bar (the client resumes a dropped stream with
+Last-Event-ID); Ctrl-C stops following and says how to follow again."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import json
 import os
 import re
 import sys
-import time
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-from httpx_sse import connect_sse
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from jobwire.job import TERMINAL
+from jobwire.client import Client
+from jobwire.errors import ApiError
+from jobwire.resources import Job
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# the shell's code for a command ended by SIGINT (128 + 2)
+EXIT_INTERRUPTED = 130
 
 
 class ClientError(Exception):
@@ -49,28 +52,21 @@ def _base_url() -> str:
     return os.environ.get("JOBWIRE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 
-def _client() -> httpx.Client:
+def _client() -> Client:
     key = os.environ.get("JOBWIRE_API_KEY")
     if not key:
         raise ClientError(
             "set JOBWIRE_API_KEY to an API key (create one with: jobwire keys create --tenant NAME)"
         )
-    return httpx.Client(base_url=_base_url(), headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return Client(_base_url(), key)
 
 
-def _check(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-            detail = problem.get("detail") or problem.get("title")
-            errors = problem.get("errors") or []
-        except ValueError:
-            detail, errors = response.text[:200], []
-        lines = [f"{response.status_code}: {detail}"]
-        lines += [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
-        raise ClientError("\n".join(lines))
-    body: dict[str, Any] = response.json()
-    return body
+class Interrupted(Exception):
+    """Ctrl-C while following a job: the job goes on, and can be followed again."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
 
 
 def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
@@ -95,85 +91,62 @@ def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
     return params
 
 
-def follow(client: httpx.Client, job: dict[str, Any], *, as_json: bool, console: Console) -> dict[str, Any]:
-    """Follow a job to its end over SSE, drawing progress; returns the final job."""
-    last_id: str | None = None
+def follow(client: Client, job: Job, *, as_json: bool, console: Console) -> Job:
+    """Follow a job to its end over SSE, drawing progress; returns the final job. The client resumes
+    a dropped stream where it stopped."""
     quiet = as_json or not console.is_terminal
-    with Progress(
-        TextColumn("{task.fields[status]:>9}", markup=False),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[message]}", markup=False),
-        console=console,
-        disable=quiet,
-        transient=False,
-    ) as progress:
-        bar = progress.add_task(
-            visible(job["type"]),
-            total=100,
-            status=visible(job["status"]),
-            message="",
-            completed=job["progress"],
-        )
-        done = False
-        failures = 0
-        while not done:
-            headers = {"Last-Event-ID": last_id} if last_id else {}
-            try:
-                with connect_sse(client, "GET", f"/v1/jobs/{job['id']}/events", headers=headers) as source:
-                    if source.response.status_code == 204:
-                        break
-                    if source.response.status_code >= 400:
-                        source.response.read()
-                        _check(source.response)
-                    for sse in source.iter_sse():
-                        if not sse.data:
-                            continue
-                        event = json.loads(sse.data)
-                        last_id = sse.id or last_id
-                        progress.update(
-                            bar,
-                            completed=event["progress"],
-                            status=visible(event["status"]),
-                            message=visible(event["message"] or ""),
-                        )
-                        if quiet and not as_json:
-                            console.print(
-                                shown(
-                                    f"{event['type']:>9} {event['progress']:5.1f}% {event['message'] or ''}"
-                                )
-                            )
-                        if event["status"] in TERMINAL:
-                            done = True
-                            break
-                failures = 0
-            except httpx.TransportError as exc:
-                failures += 1
-                if failures > 10:
-                    raise ClientError(f"lost the event stream: {exc}") from None
-                time.sleep(min(2.0, 0.2 * failures))
-            if not done and last_id is None:
-                time.sleep(0.5)
-    return _check(client.get(f"/v1/jobs/{job['id']}"))
+    try:
+        with Progress(
+            TextColumn("{task.fields[status]:>9}", markup=False),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[message]}", markup=False),
+            console=console,
+            disable=quiet,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task(
+                visible(job.type),
+                total=100,
+                status=visible(job.status),
+                message="",
+                completed=int(job.progress),
+            )
+            for event in client.follow(job.id):
+                progress.update(
+                    bar,
+                    completed=event.progress,
+                    status=visible(event.status),
+                    message=visible(event.message or ""),
+                )
+                if quiet and not as_json:
+                    console.print(shown(f"{event.type:>9} {event.progress:5.1f}% {event.message or ''}"))
+        return client.get(job.id)
+    except KeyboardInterrupt:
+        raise Interrupted(job.id) from None
 
 
-def _finish(job: dict[str, Any], *, as_json: bool, console: Console) -> int:
+def _print_job(job: Job) -> None:
+    print(job.model_dump_json())
+
+
+def _finish(job: Job, *, as_json: bool, console: Console) -> int:
     if as_json:
-        print(json.dumps(job))
-    elif job["status"] == "completed":
-        console.print(Text.assemble(("completed", "green"), " ", shown(job["id"])))
-        print(json.dumps(job["result"], indent=2))  # JSON escapes every control character
+        _print_job(job)
+    elif job.status == "completed":
+        console.print(Text.assemble(("completed", "green"), " ", shown(job.id)))
+        print(json.dumps(job.result, indent=2))  # JSON escapes every control character
     else:
-        error = job.get("error") or {}
+        error = job.error
         console.print(
             Text.assemble(
-                (visible(job["status"]), "red"),
+                (visible(job.status), "red"),
                 " ",
-                shown(f"{job['id']}: {error.get('type', '')} {error.get('message', '')}"),
+                shown(f"{job.id}: {error.type if error else ''} {error.message if error else ''}"),
             )
         )
-    return EXIT_OK if job["status"] == "completed" else EXIT_FAILED
+    return EXIT_OK if job.status == "completed" else EXIT_FAILED
 
 
 def submit(
@@ -184,25 +157,28 @@ def submit(
     wait: bool,
     as_json: bool,
     idempotency_key: str | None,
-    run_at: str | None = None,
+    webhook_url: str | None = None,
+    run_at: datetime | None = None,
     delay_s: float | None = None,
 ) -> int:
     console = _console(stderr=not as_json)
     with _client() as client:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body: dict[str, Any] = {"type": job_type, "params": params, "priority": priority}
-        if run_at is not None:
-            body["run_at"] = run_at
-        if delay_s is not None:
-            body["delay_s"] = delay_s
-        job = _check(client.post("/v1/jobs", json=body, headers=headers))
+        job = client.submit(
+            job_type,
+            params,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            webhook_url=webhook_url,
+            run_at=run_at,
+            delay_s=delay_s,
+        )
         if not wait:
             if as_json:
-                print(json.dumps(job))
+                _print_job(job)
             else:
-                when = f", runs at {job['run_at']}" if job.get("run_at") else ""
-                console.print(shown(f"submitted {job['id']} ({job['type']}, {job['status']}{when})"))
-                print(job["id"])
+                when = f", runs at {job.run_at}" if job.run_at else ""
+                console.print(shown(f"submitted {job.id} ({job.type}, {job.status}{when})"))
+                print(job.id)
             return EXIT_OK
         return _finish(
             follow(client, job, as_json=as_json, console=console), as_json=as_json, console=console
@@ -212,18 +188,52 @@ def submit(
 def watch(job_id: str, *, as_json: bool) -> int:
     console = _console(stderr=not as_json)
     with _client() as client:
-        # the id as one path segment, whatever the user typed (a 404 for anything not an id)
-        job = _check(client.get(f"/v1/jobs/{quote(job_id, safe='')}"))
+        job = client.get(job_id)
         return _finish(
             follow(client, job, as_json=as_json, console=console), as_json=as_json, console=console
         )
 
 
+def types(*, as_json: bool) -> int:
+    """The job types the api knows, with their params (from its OpenAPI document)."""
+    with _client() as client:
+        known = client.job_types()
+    if as_json:
+        print(json.dumps(known, indent=2))
+        return EXIT_OK
+    console = _console(stderr=False)
+    for name, info in known.items():
+        line = Text.assemble((visible(name), "bold"), " ", shown(info.get("description") or ""))
+        console.print(line)
+        console.print(shown(f"    timeout {info['timeout_s']} s, at most {info['max_attempts']} attempts"))
+        params = info.get("params", {})
+        required = set(params.get("required", []))
+        for param, schema in params.get("properties", {}).items():
+            kind = schema.get("type") or "any"
+            default = f" = {json.dumps(schema['default'])}" if "default" in schema else ""
+            note = "" if param not in required else " (required)"
+            about = f"  {schema['description']}" if schema.get("description") else ""
+            console.print(shown(f"    --param {param}=<{kind}>{default}{note}{about}"))
+    return EXIT_OK
+
+
 def run(command: Any) -> int:
-    """Run a client command, turning ClientError and connection failures into a message and exit 2."""
+    """Run a client command: its problems, connection failures and Ctrl-C become a message and an
+    exit code, never a traceback."""
     try:
         return int(command())
-    except ClientError as exc:
+    except Interrupted as stop:
+        job_id = visible(stop.job_id)
+        print(
+            f"\njobwire: stopped following job {job_id}; it keeps running. Follow it again with:\n"
+            f"  jobwire watch {job_id}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\njobwire: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ClientError, ApiError) as exc:
         print(f"jobwire: {visible(exc)}", file=sys.stderr)  # it may carry the server's text
         return EXIT_USAGE
     except httpx.TransportError as exc:

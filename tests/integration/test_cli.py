@@ -3,6 +3,7 @@ submission to completion."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from jobwire.config import Settings
+from jobwire.registry import Registry
 from tests.conftest import (
     REDIS_URL,
     ROOT,
@@ -28,6 +30,7 @@ from tests.conftest import (
     drop_database,
     free_port,
     http_ready,
+    make_settings,
     new_key,
 )
 from workers.worker import WorkerService
@@ -207,7 +210,9 @@ async def test_submit_run_at_and_delay_schedule_the_job(api: Api, settings: Sett
     out = await asyncio.to_thread(run, ["submit", "demo.sleep", "--run-at", at.isoformat()], env)
     assert out.returncode == 0, out.stderr
     assert "scheduled, runs at" in out.stderr
-    both = await asyncio.to_thread(run, ["submit", "demo.sleep", "--delay", "5", "--run-at", "x"], env)
+    both = await asyncio.to_thread(
+        run, ["submit", "demo.sleep", "--delay", "5", "--run-at", at.isoformat()], env
+    )
     assert both.returncode == 2 and "not allowed with" in both.stderr
     bad = await asyncio.to_thread(run, ["submit", "demo.sleep", "--delay", "soon"], env)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
@@ -282,3 +287,67 @@ async def test_tenant_text_is_printed_as_text_on_every_output_path(
         out = await asyncio.to_thread(run, args, env)
         assert out.returncode == 2, out.stderr
         assert "\x1b" not in out.stderr and "\u202e" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    from jobwire.cli.main import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    missing += walk(child, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+        return missing
+
+    assert walk(build_parser(), "jobwire") == []
+
+
+async def test_types_lists_the_job_types_and_their_params(api: Api, settings: Settings) -> None:
+    env = client_env(api, await new_key(settings.database_url, "acme"))
+    out = await asyncio.to_thread(run, ["types"], env)
+    assert out.returncode == 0, out.stderr
+    assert "demo.sleep" in out.stdout and "--param seconds=<number> = 1.0" in out.stdout
+    as_json = json.loads((await asyncio.to_thread(run, ["types", "--json"], env)).stdout)
+    assert as_json["demo.sleep"]["params"]["properties"]["steps"]["type"] == "integer"
+
+
+async def test_submit_takes_a_webhook_url(database: str, namespace: str, registry: Registry) -> None:
+    server = Api(make_settings(database, namespace, webhook_allow_private=True), registry)
+    await server.start()
+    try:
+        env = client_env(server, await new_key(database, "acme"))
+        url = "http://127.0.0.1:9/hook"
+        out = await asyncio.to_thread(run, ["submit", "test.block", "--webhook-url", url, "--json"], env)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["webhook_url"] == url
+    finally:
+        await server.stop()
+
+
+async def test_ctrl_c_while_waiting_prints_how_to_resume_and_exits_130(
+    api: Api, settings: Settings, worker: WorkerService
+) -> None:
+    env = {**client_env(api, await new_key(settings.database_url, "acme")), "TTY_COMPATIBLE": "0"}
+    proc = await asyncio.create_subprocess_exec(
+        *JOBWIRE, "submit", "demo.sleep", "--param", "seconds=20", "--param", "steps=200", "--wait",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    # following: progress lines arrive
+    async with asyncio.timeout(20):
+        while b"progress" not in await proc.stderr.readline():
+            pass
+    proc.send_signal(signal.SIGINT)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 15)
+    text = stderr.decode()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    job_id = text.split("jobwire watch ")[-1].strip()
+    assert f"stopped following job {job_id}" in text
+    async with httpx.AsyncClient(
+        base_url=api.url, headers={"Authorization": f"Bearer {env['JOBWIRE_API_KEY']}"}
+    ) as c:
+        assert (await c.get(f"/v1/jobs/{job_id}")).json()["status"] == "running"  # the job goes on

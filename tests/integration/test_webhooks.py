@@ -524,3 +524,25 @@ async def test_webhook_metrics_are_exported(
     assert 'jobwire_webhook_deliveries_total{outcome="delivered"} 1.0' in text
     assert "jobwire_webhook_delivery_latency_seconds_count 1.0" in text
     assert "jobwire_webhook_deliveries_pending 0.0" in text
+
+
+async def test_a_redelivery_goes_out_at_once_not_at_the_next_poll(
+    client: httpx.AsyncClient, receiver: Receiver, settings: Settings
+) -> None:
+    # a dispatcher that polls once a minute: only the database's notification can wake it
+    d = Dispatcher(settings.model_copy(update={"webhook_poll_s": 60}))
+    await d.start()
+    try:
+        url = receiver.on("/once", 200)
+        job = await cancelled_job(client, url)
+        (delivery,) = await settled(client, job["id"])
+        assert delivery["status"] == "delivered"
+        t0 = time.monotonic()
+        r = await client.post(f"/v1/deliveries/{delivery['id']}/redeliver")
+        assert r.status_code == 202, r.text
+        await eventually(
+            lambda: asyncio.sleep(0, len(receiver.at("/once")) == 2), timeout=5, what="the redelivery"
+        )
+        assert time.monotonic() - t0 < 3
+    finally:
+        await d.stop()

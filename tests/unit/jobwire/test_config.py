@@ -20,3 +20,26 @@ def test_a_short_secret_key_is_refused_with_a_clear_error() -> None:
     assert Settings(secret_key="").secret_key is None  # unset: `dev` generates one
     # what the error tells users to run makes a key long enough
     assert len(secrets.token_urlsafe(32)) >= SECRET_KEY_MIN_CHARS
+
+
+def test_cors_origins_are_read_comma_separated_as_browsers_write_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBWIRE_CORS_ORIGINS", " HTTPS://App.Example.com:443/ ,http://localhost:3000,*")
+    assert Settings().cors_origins == ["https://app.example.com", "http://localhost:3000", "*"]
+    for bad in (
+        "app.example.com",
+        "https://app.example.com/path",
+        "ftp://x.example",
+        "https://x.example:99999",
+    ):
+        with pytest.raises(ValidationError, match="not an origin"):
+            Settings(cors_origins=[bad])
+
+
+def test_public_url_is_an_http_base_without_trailing_slash() -> None:
+    assert Settings(public_url="https://jobs.example.com/").public_url == "https://jobs.example.com"
+    assert Settings(public_url="").public_url is None
+    for bad in ("jobs.example.com", "https://jobs.example.com/?x=1"):
+        with pytest.raises(ValidationError):
+            Settings(public_url=bad)

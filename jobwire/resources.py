@@ -1,0 +1,147 @@
+"""The api's answers as typed models: jobs, events, problems, webhook endpoints and deliveries.
+
+The api documents its answers with them (service/openapi.py) and the client (`jobwire.Client`)
+parses them, so both speak one vocabulary. They accept fields they do not know (extra="allow"): a
+client keeps working against a newer api; the api's tests check that its answers hold no field
+these models do not name. The `Literal`s spell values whose truth is elsewhere in jobwire (statuses,
+event types, webhook event names) so that the OpenAPI document lists them as an enum; unit tests
+bind each to its source.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["scheduled", "pending", "running", "completed", "failed", "cancelled"]
+EventType = Literal["created", "started", "progress", "retrying", "completed", "failed", "cancelled"]
+# jobwire.events.WEBHOOK_EVENTS
+WebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
+
+
+class Resource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class JobError(Resource):
+    type: str = Field(description="the exception's class name, e.g. JobTimeout, WorkerLost, PermanentError")
+    message: str
+
+
+class Job(Resource):
+    id: str = Field(description="UUIDv7")
+    type: str
+    status: Status
+    progress: float = Field(ge=0, le=100)
+    message: str | None
+    params: dict[str, Any]
+    priority: Literal["normal", "high"]
+    result: Any = Field(description="what the job function returned, on completed")
+    error: JobError | None
+    attempts: int
+    max_attempts: int
+    webhook_url: str | None
+    run_at: str | None = Field(description="a delayed job's due time; null when it was not delayed")
+    expires_at: str | None = Field(description="not started by then, it ends cancelled (Expired)")
+    schedule_id: str | None = Field(description="the schedule that submitted it")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    status_url: str
+    events_url: str = Field(
+        description="the SSE stream, with a token scoped to this job (valid while the job can run, and"
+        " JOBWIRE_STREAM_TOKEN_TTL_S after it ends)"
+    )
+
+
+class JobList(Resource):
+    items: list[Job]
+    next_cursor: str | None
+
+
+class Event(Resource):
+    job_id: str
+    seq: int = Field(ge=1, description="per job: 1, 2, 3, … gapless")
+    type: EventType
+    status: Status
+    progress: float
+    message: str | None
+    at: str
+    result: Any = Field(default=None, description="on completed")
+    error: JobError | None = Field(default=None, description="on failed and retrying")
+
+
+class ProblemError(Resource):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(Resource):
+    """RFC 9457 problem details (application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ProblemError] | None = None
+
+
+class Endpoint(Resource):
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    disabled: bool
+    disabled_reason: str | None
+    disabled_at: str | None
+    failing_since: str | None = Field(description="the first failure since the last success")
+    created_at: str
+    updated_at: str
+
+
+class EndpointWithSecret(Endpoint):
+    secret: str = Field(description="whsec_…; shown only when created or rotated")
+
+
+class EndpointList(Resource):
+    items: list[Endpoint]
+    next_cursor: str | None
+
+
+class SigningSecret(Resource):
+    secret: str = Field(description="signs deliveries to jobs' own webhook_url")
+    created_at: str
+    rotated_at: str | None
+    previous_secret_expires_at: str | None = Field(description="until then the old secret signs too")
+
+
+class DeliveryAttempt(Resource):
+    at: str
+    status_code: int | None = Field(description="null when there was no answer (timeout, refused)")
+    error: str | None
+    duration_ms: float
+
+
+class Delivery(Resource):
+    id: str
+    job_id: str
+    endpoint_id: str | None = Field(description="null: the job's own webhook_url")
+    url: str
+    event_type: str
+    webhook_id: str = Field(description="the webhook-id header: the same on every attempt and redelivery")
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+    attempt_history: list[DeliveryAttempt]
+
+
+class DeliveryList(Resource):
+    items: list[Delivery]
+    next_cursor: str | None
