@@ -14,6 +14,7 @@ from httpx_sse import aconnect_sse
 
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
+from service import metrics
 from service.schemas import Event
 from tests.conftest import Api, ClientFactory, make_settings, new_key, submit, wait_status
 from workers.worker import WorkerService
@@ -257,22 +258,32 @@ async def test_websocket_closes_a_client_that_cannot_keep_up(
         ws = await websockets.connect(ws_url(api.url) + f"?token={key}", max_queue=1, max_size=2**20)
         await ws.send(json.dumps({"op": "subscribe", "all": True}))
         await recv(ws)
-        # a burst of large events while the client reads nothing: 40 MB, more than loopback socket
-        # buffers can absorb, so the server's queue for this client must overflow
+        # bursts of large events while the client reads nothing, until the server has given up on
+        # it: 20 MB a burst, more than loopback socket buffers absorb, so its queue overflows (on a
+        # busy machine the server may drain more before the queue fills: then another burst)
         pad = "x" * 20_000
-        for i in range(2000):
-            event = {
-                "job_id": f"00000000-0000-0000-0000-{i:012d}",
-                "seq": 1,
-                "type": "started",
-                "status": "running",
-                "progress": 0.0,
-                "message": pad,
-                "at": "2026-01-01T00:00:00.000000Z",
-            }
-            await redis.publish(
-                Keys(namespace).events_channel, orjson.dumps({"tenant": "acme", "event": event})
-            )
+        slow = metrics.SLOW_CLIENTS.labels("websocket")
+        before = slow._value.get()
+        for burst in range(10):
+            for i in range(1000):
+                event = {
+                    "job_id": f"00000000-0000-0000-{burst:04d}-{i:012d}",
+                    "seq": 1,
+                    "type": "started",
+                    "status": "running",
+                    "progress": 0.0,
+                    "message": pad,
+                    "at": "2026-01-01T00:00:00.000000Z",
+                }
+                await redis.publish(
+                    Keys(namespace).events_channel, orjson.dumps({"tenant": "acme", "event": event})
+                )
+            if slow._value.get() > before:
+                break
+            await asyncio.sleep(0.5)  # the hub may still be routing the burst
+            if slow._value.get() > before:
+                break
+        assert slow._value.get() > before, "the server never found the client too slow"
         with pytest.raises(websockets.ConnectionClosed) as closed:
             async with asyncio.timeout(60):
                 while True:
