@@ -23,19 +23,24 @@ from collections.abc import Collection, Iterable, Iterator
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobwire.apikeys import Principal
+from jobwire.config import Settings
 from jobwire.events import Event, Message
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from jobwire.redis_client import create_redis
+from jobwire.redis_client import create_redis, is_primary
 from service import metrics
 
 log = get_logger("jobwire.hub")
 
 SOFT_LIMIT = 64  # queued events above which progress coalesces per job
 HARD_LIMIT = 2048  # queued events above which the client is too slow and gets closed
+# silence on the subscription after which the hub checks it (see EventHub._receive)
+LIVENESS_S = 5.0
 
 
 class Encoded:
@@ -179,8 +184,10 @@ class Subscriber:
 
 
 class EventHub:
-    def __init__(self, redis_url: str, keys: Keys) -> None:
-        self.redis_url = redis_url
+    def __init__(self, redis: str | Settings, keys: Keys, *, liveness_s: float = LIVENESS_S) -> None:
+        """`redis`: a URL, or the process's settings (which may name Sentinels)."""
+        self.redis_target = redis
+        self.liveness_s = liveness_s
         self.keys = keys
         self._by_job: dict[str, set[Subscriber]] = {}
         self._by_tenant: dict[str, set[Subscriber]] = {}
@@ -312,11 +319,37 @@ class EventHub:
         for sub in self._all_subscribers():
             sub.resync()
 
+    async def _receive(self, redis: Redis, pubsub: PubSub) -> None:
+        """Dispatch messages until the subscription is lost. A connection can die without a word (a
+        Redis host powered off, a network cut: no reset ever arrives), and a primary can be replaced
+        while this connection still reaches it (Sentinel promoted a replica while it was cut off):
+        after `liveness_s` of silence the hub pings, and through Sentinel checks that its server is
+        still the primary; no pong within `liveness_s`, or another primary, counts as lost."""
+        heard = time.monotonic()
+        pinged: float | None = None
+        while True:
+            message = await pubsub.get_message(timeout=self.liveness_s)
+            now = time.monotonic()
+            if message is not None:
+                heard, pinged = now, None
+                if message["type"] == "message":
+                    self.dispatch(message["data"])
+                continue
+            if pinged is not None:
+                if now - pinged >= self.liveness_s:
+                    raise RedisConnectionError(f"no answer to a ping in {self.liveness_s:g} s")
+            elif now - heard >= self.liveness_s:
+                if not await is_primary(redis, pubsub.connection):
+                    raise RedisConnectionError("the subscribed server is no longer the primary")
+                await pubsub.ping()
+                pinged = now
+
     async def run(self) -> None:
         """Subscribe, dispatch, and reconnect with backoff for as long as the process runs."""
         delay = 0.1
         while True:
-            redis: Redis = create_redis(self.redis_url, socket_timeout=None)
+            # the socket timeout bounds connecting and subscribing; reads wait on their own timeout
+            redis: Redis = create_redis(self.redis_target)
             try:
                 async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.keys.events_channel)
@@ -324,10 +357,7 @@ class EventHub:
                     delay = 0.1
                     # anything published while we were away is only in PostgreSQL: re-read it
                     self._resync_all()
-                    while True:
-                        message = await pubsub.get_message(timeout=None)
-                        if message is not None and message["type"] == "message":
-                            self.dispatch(message["data"])
+                    await self._receive(redis, pubsub)
             except REDIS_UNAVAILABLE as exc:
                 if self.connected.is_set():
                     log.warning("event subscription lost, reconnecting", error=str(exc))

@@ -97,7 +97,7 @@ class Dispatcher:
     async def start(self) -> None:
         s = self.settings
         self._pool = await db.create_pool(s.database_url, max_size=4)
-        self._redis = create_redis(s.redis_url)
+        self._redis = create_redis(s)
         connector = aiohttp.TCPConnector(
             limit=s.webhook_concurrency,
             resolver=None if s.webhook_allow_private else ssrf.GuardedResolver(),

@@ -4,6 +4,7 @@ under open streams, and clients that vanish."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import subprocess
@@ -12,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from jobwire.apikeys import Principal
 from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.redis_client import create_redis
 from jobwire.registry import Registry
+from service.hub import RESYNC, EventHub, Subscriber
 from service.state import HUB
 from tests.conftest import (
     ROOT,
@@ -124,6 +130,49 @@ async def test_streams_survive_a_redis_restart(
             assert events[-1]["type"] == "completed"
     finally:
         await api.stop()
+
+
+async def test_a_silent_subscription_is_noticed_and_replaced(redis_server: RedisServer) -> None:
+    """A Redis that stops answering without closing the connection (a host frozen or cut off: no
+    reset ever arrives) is noticed by the hub's ping, which resubscribes and resyncs its streams."""
+    hub = EventHub(redis_server.url, Keys("silent"), liveness_s=0.3)
+    sub = Subscriber(Principal(key_id=1, tenant="acme", is_admin=False))
+    task = asyncio.ensure_future(hub.run())
+    try:
+        with hub.subscription(sub, jobs=["job"]):
+            await asyncio.wait_for(hub.connected.wait(), 5)
+            assert await sub.get(0.1) is RESYNC  # the first subscription's own resync
+            assert redis_server.proc is not None
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                await eventually(lambda: _false(hub.connected.is_set()), timeout=5, what="the loss noticed")
+                assert await sub.get(0.1) is RESYNC
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            # subscribed again: live events flow (and the resync markers asked for re-reads)
+            publisher = create_redis(redis_server.url)
+            event = {"job_id": "job", "seq": 1, "type": "progress"}
+
+            async def delivered() -> bool:
+                await publisher.publish(
+                    hub.keys.events_channel, orjson.dumps({"tenant": "acme", "event": event})
+                )
+                while (item := await sub.get(0.2)) is RESYNC:
+                    pass
+                return item is not None and item.event == event
+
+            try:
+                await eventually(delivered, timeout=10, what="a live event after the resubscription")
+            finally:
+                await publisher.aclose()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _false(value: bool) -> bool:
+    return not value
 
 
 async def test_a_vanished_client_is_forgotten_within_a_couple_of_seconds(

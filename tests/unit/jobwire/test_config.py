@@ -20,3 +20,24 @@ def test_a_short_secret_key_is_refused_with_a_clear_error() -> None:
     assert Settings(secret_key="").secret_key is None  # unset: `dev` generates one
     # what the error tells users to run makes a key long enough
     assert len(secrets.token_urlsafe(32)) >= SECRET_KEY_MIN_CHARS
+
+
+def test_sentinels_are_host_port_pairs_and_anything_else_is_refused() -> None:
+    s = Settings(redis_sentinels="10.0.0.1:26379, sentinel-b:26380,[::1]:26381")
+    assert s.sentinel_addresses == [("10.0.0.1", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    assert Settings().sentinel_addresses == []
+    for bad in ("10.0.0.1", "10.0.0.1:", ":26379", "host:port", "host:70000", "a:1,b"):
+        with pytest.raises(ValidationError) as refused:
+            Settings(redis_sentinels=bad)
+        assert "host:port" in str(refused.value), bad
+
+
+def test_a_direct_url_other_than_the_database_url_means_a_pooler_in_front() -> None:
+    plain = Settings(database_url="postgresql://db/jobwire")
+    assert plain.session_database_url == "postgresql://db/jobwire" and not plain.behind_pooler
+    same = Settings(database_url="postgresql://db/jobwire", database_direct_url="postgresql://db/jobwire")
+    assert not same.behind_pooler
+    pooled = Settings(
+        database_url="postgresql://bouncer:6432/jobwire", database_direct_url="postgresql://db:5432/jobwire"
+    )
+    assert pooled.behind_pooler and pooled.session_database_url == "postgresql://db:5432/jobwire"
