@@ -79,7 +79,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[DB] = await create_pool(settings.database_url, max_size=settings.db_pool_max)
+    app[DB] = await create_pool(settings, max_size=settings.db_pool_max)
     app[REDIS] = create_redis(settings)
     app[STATS] = QueueStats(app[DB])
     app[SUBMITTER] = Submitter(app[DB], app[REDIS], app[KEYS])

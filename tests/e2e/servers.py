@@ -63,3 +63,63 @@ class PostgresServer:
         with contextlib.suppress(subprocess.CalledProcessError):  # not running
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PgBouncer:
+    """PgBouncer in transaction pooling mode on a free port, in front of a PostgreSQL at
+    `host:port` (trust authentication), with few server connections so that clients share them.
+    PgBouncer refuses to run as root, so as root it runs as `postgres`."""
+
+    def __init__(self, host: str, port: int, *, pool_size: int = 3) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            raise RuntimeError("pgbouncer not found: install it (scripts/test does, from Debian's packages)")
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="jobwire-pgbouncer-"))
+        (self.dir / "users.txt").write_text('"postgres" ""\n')
+        ini = self.dir / "pgbouncer.ini"
+        ini.write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"* = host={host} port={port}",
+                    "[pgbouncer]",
+                    "listen_addr = 127.0.0.1",
+                    f"listen_port = {self.port}",
+                    "unix_socket_dir =",
+                    "auth_type = trust",
+                    f"auth_file = {self.dir / 'users.txt'}",
+                    "admin_users = postgres",
+                    "pool_mode = transaction",
+                    f"default_pool_size = {pool_size}",
+                    "max_client_conn = 500",
+                    f"logfile = {self.dir / 'log'}",
+                    f"pidfile = {self.dir / 'pid'}",
+                ]
+            )
+            + "\n"
+        )
+        as_postgres = os.geteuid() == 0
+        if as_postgres:
+            for path in (self.dir, *self.dir.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"] if as_postgres else []
+        self.proc = subprocess.Popen(
+            [*prefix, binary, str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def log(self) -> str:
+        path = self.dir / "log"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
