@@ -88,6 +88,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         loop.create_task(app[HUB].run()),
         loop.create_task(app[HUB].sweep()),
+        loop.create_task(app[HUB].audit(app[DB])),
         loop.create_task(app[SUBMITTER].run()),
         loop.create_task(app[REVOCATIONS].run(app[DB], app[HUB])),
     ]

@@ -20,12 +20,15 @@ import random
 import time
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
+from uuid import UUID
 
+import asyncpg
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from jobwire import db, jobstore
 from jobwire.apikeys import Principal
 from jobwire.config import Settings
 from jobwire.events import Event, Message
@@ -41,6 +44,8 @@ SOFT_LIMIT = 64  # queued events above which progress coalesces per job
 HARD_LIMIT = 2048  # queued events above which the client is too slow and gets closed
 # silence on the subscription after which the hub checks it (see EventHub._receive)
 LIVENESS_S = 5.0
+# how often the hub compares the followed jobs' newest seqs in PostgreSQL with what it was sent
+AUDIT_S = 2.0
 
 
 class Encoded:
@@ -196,6 +201,10 @@ class EventHub:
         self._open: set[Subscriber] = set()
         self.connected = asyncio.Event()
         self.closing = False
+        # the newest seq the hub was sent live, per followed job, and the jobs found behind it by
+        # the last audit (see `audit`)
+        self._sent: dict[str, int] = {}
+        self._behind: set[str] = set()
 
     # ---- routing -------------------------------------------------------------------------------
 
@@ -215,6 +224,7 @@ class EventHub:
                 subs.discard(sub)
                 if not subs:
                     del self._by_job[job_id]
+                    self._sent.pop(job_id, None)
             sub.jobs.discard(job_id)
 
     def add_tenant(self, sub: Subscriber, tenant: str | None) -> None:
@@ -291,7 +301,10 @@ class EventHub:
             return
         for tenant, event, job_id in routed:
             metrics.HUB_EVENTS.inc()
-            targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
+            followers = self._by_job.get(job_id)
+            if followers:
+                self._sent[job_id] = max(self._sent.get(job_id, 0), event["seq"])
+            targets = (followers or set()) | self._by_tenant.get(tenant, set()) | self._firehose
             if targets:
                 # once, however many clients it goes to; copied to its own size, because orjson
                 # hands back a buffer of about 4 KiB however small the event, and a slow client's
@@ -314,6 +327,27 @@ class EventHub:
                     sub.close()
                 elif sub.heartbeat_s is not None and now - sub.last_write >= sub.heartbeat_s and not sub:
                     sub.heartbeat()
+
+    async def audit(self, pool: asyncpg.Pool, interval_s: float = AUDIT_S) -> None:
+        """Catch events that were committed but never published. A worker that reaches PostgreSQL
+        but not Redis (cut off from it, or Redis failing over) commits its events and loses their
+        publish, and the streams following those jobs, on an api whose own subscription is fine,
+        would wait for them forever. Every `interval_s` one query reads the newest seq of every
+        followed job; a job still behind what the hub was sent at two audits in a row (so not an
+        event merely in flight) gets its followers a resync, which re-reads it from job_events."""
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(*db.UNAVAILABLE):
+                self.resync_behind(await jobstore.last_seqs(pool, [UUID(j) for j in list(self._by_job)]))
+
+    def resync_behind(self, last_seqs: dict[UUID, int]) -> None:
+        """One audit's verdict (see `audit`), from the jobs' newest seqs in PostgreSQL."""
+        behind = {str(j) for j, seq in last_seqs.items() if seq > self._sent.get(str(j), 0)}
+        for job_id in behind & self._behind:
+            self._sent[job_id] = last_seqs[UUID(job_id)]
+            for sub in self._by_job.get(job_id, ()):
+                sub.resync()
+        self._behind = behind
 
     def _resync_all(self) -> None:
         for sub in self._all_subscribers():

@@ -9,19 +9,22 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 
+from jobwire import jobstore
 from jobwire.apikeys import Principal
 from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
 from jobwire.registry import Registry
-from service.hub import RESYNC, EventHub, Subscriber
+from service.hub import AUDIT_S, RESYNC, EventHub, Subscriber
 from service.state import HUB
 from tests.conftest import (
     ROOT,
@@ -217,3 +220,22 @@ async def test_sigterm_ends_open_streams_so_clients_resume_elsewhere(
             assert await asyncio.to_thread(api.proc.wait, 10) == 0
     finally:
         api.stop()
+
+
+async def test_an_event_committed_but_never_published_still_reaches_the_stream(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A worker that reaches PostgreSQL but not Redis commits its events and loses their publish;
+    the hub's audit notices the followed job is behind and its streams re-read it."""
+    job = await submit(client, "demo.sleep", {"seconds": 0})
+    stream = asyncio.ensure_future(read_sse(client, f"/v1/jobs/{job['id']}/events"))
+    await asyncio.sleep(0.5)  # the stream is open, waiting for live events
+    job_id = uuid.UUID(job["id"])
+    # what a worker cut off from Redis writes: no publish follows these
+    started = await jobstore.start_pending(pool, job_id)
+    assert started is not None
+    assert await jobstore.complete(pool, job_id, started["runs"], '{"by": "a cut-off worker"}') is not None
+    status, events = await asyncio.wait_for(stream, timeout=3 * AUDIT_S + 2)
+    assert status == 200
+    assert_complete_sequence(events)
+    assert [e["type"] for e in events] == ["created", "started", "completed"]
