@@ -114,7 +114,29 @@ async def all_finished(database_url: str, job_ids: list[str], timeout: float) ->
     async def check() -> bool:
         return await unfinished(database_url, job_ids) == 0
 
-    await eventually(check, timeout=timeout, interval=0.5, what=f"{len(job_ids)} accepted jobs to finish")
+    try:
+        await eventually(check, timeout=timeout, interval=0.5, what=f"{len(job_ids)} accepted jobs to finish")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; some still unfinished: {await stuck(database_url, job_ids)}") from None
+
+
+async def stuck(database_url: str, job_ids: list[str], limit: int = 5) -> list[str]:
+    """A few unfinished jobs of these, each with its status, attempts and latest events: what a
+    failed wait for them to finish reports."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT j.id, j.status, j.attempts, j.updated_at, (SELECT array_agg(e.type || ' ' ||"
+            " coalesce(e.message, '') || ' ' || e.at::text ORDER BY e.seq DESC) FROM (SELECT * FROM"
+            " job_events WHERE job_id = j.id ORDER BY seq DESC LIMIT 4) e) AS latest FROM jobs j"
+            " WHERE j.id = ANY($1::uuid[]) AND j.status NOT IN ('completed', 'failed', 'cancelled')"
+            " LIMIT $2",
+            [uuid.UUID(j) for j in job_ids],
+            limit,
+        )
+    finally:
+        await conn.close()
+    return [f"{r['id']} {r['status']} attempts={r['attempts']} latest={r['latest']}" for r in rows]
 
 
 @dataclass
@@ -128,6 +150,8 @@ class Follower:
     job_ids: list[str]
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reconnects: int = 0
+    # a stream silent this long (no event, no heartbeat) counts as dead: reconnect elsewhere
+    read_timeout_s: float = 30
 
     def done(self) -> bool:
         return all(self.events.get(j) and self.events[j][-1]["type"] in TERMINAL_TYPES for j in self.job_ids)
@@ -145,16 +169,19 @@ class Follower:
         last: str | None = None
         targets = itertools.cycle(self.urls)
         async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {self.key}"}, timeout=httpx.Timeout(10, read=30)
+            headers={"Authorization": f"Bearer {self.key}"},
+            timeout=httpx.Timeout(10, read=self.read_timeout_s),
         ) as http:
             while not self.done():
                 headers = {"Last-Event-ID": last} if last else {}
                 try:
                     async with aconnect_sse(http, "GET", next(targets) + path, headers=headers) as source:
-                        if source.response.status_code == 204:
+                        status = source.response.status_code
+                        if status == 204:
                             return
-                        if source.response.status_code != 200:
-                            raise AssertionError(f"stream answered {source.response.status_code}")
+                        # a 503 (that api cannot reach a backend right now): try the next one
+                        if status != 200 and status != 503:
+                            raise AssertionError(f"stream answered {status}")
                         async for sse in source.aiter_sse():
                             if sse.data:
                                 event = json.loads(sse.data)

@@ -57,6 +57,9 @@ class SentinelRedis:
                 str(port),
                 "--bind",
                 self.host,
+                # no password: clients from the test's private network must be let in
+                "--protected-mode",
+                "no",
                 "--save",
                 "",
                 "--appendonly",
@@ -81,6 +84,7 @@ class SentinelRedis:
             lines = [
                 f"port {port}",
                 f"bind {self.host}",
+                "protected-mode no",
                 f"dir {self.dir}",
                 f"sentinel myid {ids[i]}",
                 f"sentinel monitor {MASTER} {self.host} {self.primary_port} 2",

@@ -26,11 +26,17 @@ class PostgresServer:
     """A PostgreSQL cluster in a temporary directory, on a free port, with trust authentication.
     initdb refuses to run as root, so as root the cluster belongs to the `postgres` user."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", *, prefix: tuple[str, ...] = (), trust: str | None = None
+    ) -> None:
+        """`prefix` runs the server elsewhere (`ip netns exec C`); `trust`: a network (CIDR) whose
+        clients are trusted too, besides this machine's loopback."""
+        self.host = host
+        self.prefix = list(prefix)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="jobwire-pg-"))
         self.data = self.dir / "data"
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/jobwire"
+        self.url = f"postgresql://postgres@{host}:{self.port}/jobwire"
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
@@ -45,13 +51,18 @@ class PostgresServer:
             "-E",
             "UTF8",
         )
+        if trust is not None:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {trust} trust\n")
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
-        subprocess.run([*prefix, *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [*self.prefix, *prefix, *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses={self.host}"
         self._run(
             _pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
         )
