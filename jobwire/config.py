@@ -17,11 +17,33 @@ SECRET_KEY_MIN_CHARS = 32
 GENERATE_SECRET_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
+def parse_addresses(value: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (an IPv6 host in brackets) as (host, port) pairs; empty: none."""
+    addresses: list[tuple[str, int]] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not host:port (a list reads host:port,host:port)")
+        addresses.append((host, int(port)))
+    return addresses
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBWIRE_", env_file=".env", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/jobwire"
+    # what needs a session of its own (migrate, LISTEN/NOTIFY, session-level advisory locks) goes
+    # here, never through a transaction pooler; set (to another URL) it says that database_url is
+    # such a pooler (PgBouncer, pool_mode=transaction), and that pool keeps no prepared statements
+    database_direct_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # `host:port,host:port`: find the Redis primary through these Sentinels (redis_url then gives
+    # only the database number and credentials) and follow its failovers
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
     namespace: str = "jobwire"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -129,6 +151,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL without query (e.g. https://jobs.example.com)")
         return value.rstrip("/")
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str) -> str:
+        parse_addresses(value)
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _secret_key_is_long(cls, value: str | None) -> str | None:
@@ -149,6 +177,20 @@ class Settings(BaseSettings):
                 f"JOBWIRE_WEBHOOK_TIMEOUT_S ({self.webhook_timeout_s})"
             )
         return self
+
+    @cached_property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return parse_addresses(self.redis_sentinels)
+
+    @property
+    def session_database_url(self) -> str:
+        """The URL of connections that need a session: the direct one, else the only one."""
+        return self.database_direct_url or self.database_url
+
+    @property
+    def behind_pooler(self) -> bool:
+        """database_url is a transaction pooler: a direct URL other than it is configured."""
+        return bool(self.database_direct_url) and self.database_direct_url != self.database_url
 
     @cached_property
     def resolved_log_format(self) -> Literal["console", "json"]:

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from jobwire.config import Settings
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 
 # Errors that mean "PostgreSQL cannot be reached right now" (answered 503 + Retry-After), as opposed
@@ -39,20 +41,65 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
-async def create_pool(database_url: str, *, min_size: int = 0, max_size: int = 10) -> asyncpg.Pool:
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pooled connection's release through a transaction pooler: nothing to reset, since the
+    pooler hands the server connection to someone else after every transaction anyway (asyncpg's
+    reset would cost a round trip, and its pg_advisory_unlock_all could reach another client's
+    server session)."""
+
+
+def session_url(settings: Settings) -> str:
+    """Where connections that need a session of their own go: migrate, LISTEN/NOTIFY, session-level
+    advisory locks, anything holding state between transactions. JOBWIRE_DATABASE_DIRECT_URL, else
+    JOBWIRE_DATABASE_URL; never a transaction pooler."""
+    return settings.session_database_url
+
+
+def _target(database: str | Settings, direct: bool) -> tuple[str, dict[str, Any]]:
+    """The URL and the asyncpg options of a connection. Through a transaction pooler (PgBouncer,
+    pool_mode=transaction) consecutive transactions may run on different server connections, so a
+    prepared statement made in one may be missing in the next: asyncpg keeps no statement cache there
+    (it then prepares each query unnamed, again with every execution)."""
+    if isinstance(database, str):
+        return database, {}
+    if direct:
+        return session_url(database), {}
+    if database.behind_pooler:
+        return database.database_url, {"statement_cache_size": 0}
+    return database.database_url, {}
+
+
+async def create_pool(
+    database: str | Settings, *, min_size: int = 0, max_size: int = 10, direct: bool = False
+) -> asyncpg.Pool:
     """A pool that opens connections lazily (min_size=0), so a process starts even while PostgreSQL
-    is down and recovers by itself when it comes back."""
+    is down and recovers by itself when it comes back. Given a process's settings it goes to
+    JOBWIRE_DATABASE_URL, which may be a transaction pooler; `direct=True`: to `session_url`, for
+    work that needs a session (see docs/ARCHITECTURE.md, "Behind a connection pooler")."""
+    url, options = _target(database, direct)
     pool = await asyncpg.create_pool(
-        database_url,
+        url,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         timeout=5,
         command_timeout=30,
         max_inactive_connection_lifetime=60,
+        reset=_keep_session if options else None,
+        **options,
     )
     assert pool is not None
     return pool
+
+
+async def connect(
+    database: str | Settings, *, direct: bool = False, timeout: float = 10
+) -> asyncpg.Connection:
+    """One connection (no codecs), with the same rules as `create_pool`: a LISTEN needs
+    `direct=True`."""
+    url, options = _target(database, direct)
+    conn: asyncpg.Connection = await asyncpg.connect(url, timeout=timeout, **options)
+    return conn
 
 
 def _with_database(url: str, database: str) -> str:

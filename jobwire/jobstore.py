@@ -550,6 +550,12 @@ async def event_pages(
             cursors[row["job_id"]] = max(cursors[row["job_id"]], row["seq"])
 
 
+async def last_seqs(conn: Conn, job_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The newest event's seq of each of these jobs (the hub's audit of what it was sent)."""
+    rows = await conn.fetch("SELECT id, last_seq FROM jobs WHERE id = ANY($1::uuid[])", list(job_ids))
+    return {r["id"]: r["last_seq"] for r in rows}
+
+
 async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> list[Row]:
     return list(
         await conn.fetch(

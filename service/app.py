@@ -82,15 +82,16 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[DB] = await create_pool(settings.database_url, max_size=settings.db_pool_max)
-    app[REDIS] = create_redis(settings.redis_url)
+    app[DB] = await create_pool(settings, max_size=settings.db_pool_max)
+    app[REDIS] = create_redis(settings)
     app[STATS] = QueueStats(app[DB])
     app[SUBMITTER] = Submitter(app[DB], app[REDIS], app[KEYS])
-    app[HUB] = EventHub(settings.redis_url, app[KEYS])
+    app[HUB] = EventHub(settings, app[KEYS])
     loop = asyncio.get_running_loop()
     tasks = [
         loop.create_task(app[HUB].run()),
         loop.create_task(app[HUB].sweep()),
+        loop.create_task(app[HUB].audit(app[DB])),
         loop.create_task(app[SUBMITTER].run()),
         loop.create_task(expiry.run(app[DB], app[REDIS], app[KEYS], interval_s=settings.expiry_sweep_s)),
         loop.create_task(app[REVOCATIONS].run(app[DB], app[HUB])),

@@ -20,22 +20,32 @@ import random
 import time
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
+from uuid import UUID
 
+import asyncpg
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from jobwire import db, jobstore
 from jobwire.apikeys import Principal
+from jobwire.config import Settings
 from jobwire.events import Event, Message
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from jobwire.redis_client import create_redis
+from jobwire.redis_client import create_redis, is_primary
 from service import metrics
 
 log = get_logger("jobwire.hub")
 
 SOFT_LIMIT = 64  # queued events above which progress coalesces per job
 HARD_LIMIT = 2048  # queued events above which the client is too slow and gets closed
+# silence on the subscription after which the hub checks it (see EventHub._receive)
+LIVENESS_S = 5.0
+# how often the hub compares the followed jobs' newest seqs in PostgreSQL with what it was sent
+AUDIT_S = 2.0
 
 
 class Encoded:
@@ -179,8 +189,10 @@ class Subscriber:
 
 
 class EventHub:
-    def __init__(self, redis_url: str, keys: Keys) -> None:
-        self.redis_url = redis_url
+    def __init__(self, redis: str | Settings, keys: Keys, *, liveness_s: float = LIVENESS_S) -> None:
+        """`redis`: a URL, or the process's settings (which may name Sentinels)."""
+        self.redis_target = redis
+        self.liveness_s = liveness_s
         self.keys = keys
         self._by_job: dict[str, set[Subscriber]] = {}
         self._by_tenant: dict[str, set[Subscriber]] = {}
@@ -189,6 +201,10 @@ class EventHub:
         self._open: set[Subscriber] = set()
         self.connected = asyncio.Event()
         self.closing = False
+        # the newest seq the hub was sent live, per followed job, and the jobs found behind it by
+        # the last audit (see `audit`)
+        self._sent: dict[str, int] = {}
+        self._behind: set[str] = set()
 
     # ---- routing -------------------------------------------------------------------------------
 
@@ -208,6 +224,7 @@ class EventHub:
                 subs.discard(sub)
                 if not subs:
                     del self._by_job[job_id]
+                    self._sent.pop(job_id, None)
             sub.jobs.discard(job_id)
 
     def add_tenant(self, sub: Subscriber, tenant: str | None) -> None:
@@ -284,7 +301,10 @@ class EventHub:
             return
         for tenant, event, job_id in routed:
             metrics.HUB_EVENTS.inc()
-            targets = self._by_job.get(job_id, set()) | self._by_tenant.get(tenant, set()) | self._firehose
+            followers = self._by_job.get(job_id)
+            if followers:
+                self._sent[job_id] = max(self._sent.get(job_id, 0), event["seq"])
+            targets = (followers or set()) | self._by_tenant.get(tenant, set()) | self._firehose
             if targets:
                 # once, however many clients it goes to; copied to its own size, because orjson
                 # hands back a buffer of about 4 KiB however small the event, and a slow client's
@@ -308,15 +328,62 @@ class EventHub:
                 elif sub.heartbeat_s is not None and now - sub.last_write >= sub.heartbeat_s and not sub:
                     sub.heartbeat()
 
+    async def audit(self, pool: asyncpg.Pool, interval_s: float = AUDIT_S) -> None:
+        """Catch events that were committed but never published. A worker that reaches PostgreSQL
+        but not Redis (cut off from it, or Redis failing over) commits its events and loses their
+        publish, and the streams following those jobs, on an api whose own subscription is fine,
+        would wait for them forever. Every `interval_s` one query reads the newest seq of every
+        followed job; a job still behind what the hub was sent at two audits in a row (so not an
+        event merely in flight) gets its followers a resync, which re-reads it from job_events."""
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(*db.UNAVAILABLE):
+                self.resync_behind(await jobstore.last_seqs(pool, [UUID(j) for j in list(self._by_job)]))
+
+    def resync_behind(self, last_seqs: dict[UUID, int]) -> None:
+        """One audit's verdict (see `audit`), from the jobs' newest seqs in PostgreSQL."""
+        behind = {str(j) for j, seq in last_seqs.items() if seq > self._sent.get(str(j), 0)}
+        for job_id in behind & self._behind:
+            self._sent[job_id] = last_seqs[UUID(job_id)]
+            for sub in self._by_job.get(job_id, ()):
+                sub.resync()
+        self._behind = behind
+
     def _resync_all(self) -> None:
         for sub in self._all_subscribers():
             sub.resync()
+
+    async def _receive(self, redis: Redis, pubsub: PubSub) -> None:
+        """Dispatch messages until the subscription is lost. A connection can die without a word (a
+        Redis host powered off, a network cut: no reset ever arrives), and a primary can be replaced
+        while this connection still reaches it (Sentinel promoted a replica while it was cut off):
+        after `liveness_s` of silence the hub pings, and through Sentinel checks that its server is
+        still the primary; no pong within `liveness_s`, or another primary, counts as lost."""
+        heard = time.monotonic()
+        pinged: float | None = None
+        while True:
+            message = await pubsub.get_message(timeout=self.liveness_s)
+            now = time.monotonic()
+            if message is not None:
+                heard, pinged = now, None
+                if message["type"] == "message":
+                    self.dispatch(message["data"])
+                continue
+            if pinged is not None:
+                if now - pinged >= self.liveness_s:
+                    raise RedisConnectionError(f"no answer to a ping in {self.liveness_s:g} s")
+            elif now - heard >= self.liveness_s:
+                if not await is_primary(redis, pubsub.connection):
+                    raise RedisConnectionError("the subscribed server is no longer the primary")
+                await pubsub.ping()
+                pinged = now
 
     async def run(self) -> None:
         """Subscribe, dispatch, and reconnect with backoff for as long as the process runs."""
         delay = 0.1
         while True:
-            redis: Redis = create_redis(self.redis_url, socket_timeout=None)
+            # the socket timeout bounds connecting and subscribing; reads wait on their own timeout
+            redis: Redis = create_redis(self.redis_target)
             try:
                 async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.keys.events_channel)
@@ -324,10 +391,7 @@ class EventHub:
                     delay = 0.1
                     # anything published while we were away is only in PostgreSQL: re-read it
                     self._resync_all()
-                    while True:
-                        message = await pubsub.get_message(timeout=None)
-                        if message is not None and message["type"] == "message":
-                            self.dispatch(message["data"])
+                    await self._receive(redis, pubsub)
             except REDIS_UNAVAILABLE as exc:
                 if self.connected.is_set():
                     log.warning("event subscription lost, reconnecting", error=str(exc))

@@ -127,3 +127,20 @@ async def say(ctx: JobContext, params: Say) -> dict[str, str]:
     if params.fail:
         raise type(params.text, (PermanentError,), {})(params.text)
     return {"said": params.text}
+
+
+class Traced(BaseModel):
+    seconds: float = 1
+    steps: int = 4
+
+
+@job_type("test.traced", timeout=60, max_attempts=10)
+async def traced(ctx: JobContext, params: Traced) -> dict[str, str | int]:
+    """Signs every write with the run that made it (`host/pid/attempt`; the host from the
+    TEST_HOST variable), so a test can tell a superseded run's writes from the current one's. It
+    has attempts to spare: several faults may each cost it one."""
+    by = f"{os.environ.get('TEST_HOST', '-')}/{os.getpid()}/{ctx.attempt}"
+    for i in range(1, params.steps + 1):
+        await asyncio.sleep(params.seconds / params.steps)
+        ctx.progress(100 * i / params.steps, by)
+    return {"by": by, "attempt": ctx.attempt}

@@ -96,8 +96,8 @@ class Dispatcher:
 
     async def start(self) -> None:
         s = self.settings
-        self._pool = await db.create_pool(s.database_url, max_size=4)
-        self._redis = create_redis(s.redis_url)
+        self._pool = await db.create_pool(s, max_size=4)
+        self._redis = create_redis(s)
         connector = aiohttp.TCPConnector(
             limit=s.webhook_concurrency,
             resolver=None if s.webhook_allow_private else ssrf.GuardedResolver(),
@@ -161,7 +161,8 @@ class Dispatcher:
         while True:
             lost = asyncio.Event()
             try:
-                self._listener = await asyncpg.connect(self.settings.database_url)
+                # a LISTEN belongs to a session: never through a transaction pooler
+                self._listener = await db.connect(self.settings, direct=True)
                 self._listener.add_termination_listener(lambda _, lost=lost: lost.set())
                 await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 self._wake.set()  # deliveries may have committed while nobody listened

@@ -41,8 +41,8 @@ class WorkerService:
     async def start(self) -> None:
         s = self.settings
         registry = load_job_types(s.job_modules)
-        self.pool = await create_pool(s.database_url, max_size=max(4, self.concurrency // 2 + 2))
-        self.redis = create_redis(s.redis_url)
+        self.pool = await create_pool(s, max_size=max(4, self.concurrency // 2 + 2))
+        self.redis = create_redis(s)
         self.runtime = Runtime(s, self.pool, self.redis, self.keys, registry)
 
         async def run_job(ctx: dict[str, Any], job_id: str) -> None:

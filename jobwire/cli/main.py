@@ -116,15 +116,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
-    created = asyncio.run(db.migrate(settings.database_url))
-    name = db.database_name(settings.database_url)
+    created = asyncio.run(db.migrate(db.session_url(settings)))
+    name = db.database_name(db.session_url(settings))
     print(f"database {name}: {'created and ' if created else ''}schema applied")
     return 0
 
 
 def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     async def run() -> T:
-        conn = await asyncpg.connect(settings.database_url, timeout=10)
+        conn = await db.connect(settings)
         try:
             return await work(conn)
         finally:
@@ -210,7 +210,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(
             f"JOBWIRE_SECRET_KEY was not set; generated one for this run:\n  JOBWIRE_SECRET_KEY={generated}"
         )
-    created = asyncio.run(db.migrate(settings.database_url))
+    created = asyncio.run(db.migrate(db.session_url(settings)))
     log.info("database migrated", created=created)
     _use_uvloop()
 

@@ -23,7 +23,7 @@ from jobwire import db
 from jobwire.config import Settings
 from jobwire.webhooks import signing
 from tests.conftest import eventually, make_settings, new_key, submit
-from tests.e2e.load import Load, account, unfinished
+from tests.e2e.load import Load, account, all_finished, assert_all_honoured
 from tests.e2e.servers import PostgresServer
 from tests.integration.test_faults import RedisServer, WorkerProcess, redis_server
 from tests.integration.test_streams_faults import ApiProcess
@@ -62,20 +62,6 @@ async def run_load(load: Load, during: Callable[[], Awaitable[None]]) -> None:
     finally:
         stop.set()
         await task
-
-
-async def all_finished(database_url: str, job_ids: list[str], timeout: float) -> None:
-    async def check() -> bool:
-        return await unfinished(database_url, job_ids) == 0
-
-    await eventually(check, timeout=timeout, interval=0.5, what=f"{len(job_ids)} accepted jobs to finish")
-
-
-def assert_all_honoured(report: dict[str, Any]) -> None:
-    n = report["accepted"]
-    assert report["stored"] == n, report
-    assert report["one_terminal_event"] == n and report["several_terminal_events"] == 0, report
-    assert report["gapped"] == 0, report
 
 
 async def test_postgresql_down_under_load_answers_503_and_loses_no_202(

@@ -80,6 +80,19 @@ async def test_migrate_creates_the_database_and_is_safe_twice(fresh_db: str) -> 
     assert {"jobs", "job_events", "api_keys", "idempotency_keys"} <= tables
 
 
+async def test_migrate_goes_to_the_direct_url_never_through_the_pooler(fresh_db: str) -> None:
+    # JOBWIRE_DATABASE_URL names a pooler that is not there: migrate must not need it
+    env = env_for("postgresql://postgres@127.0.0.1:1/jobwire", "cli", JOBWIRE_DATABASE_DIRECT_URL=fresh_db)
+    out = await asyncio.to_thread(run, ["migrate"], env)
+    assert out.returncode == 0, out.stderr
+    assert f"database {fresh_db.rsplit('/', 1)[1]}: created and schema applied" in out.stdout
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('jobs') IS NOT NULL")
+    finally:
+        await conn.close()
+
+
 async def test_keys_create_prints_the_key_alone_on_the_last_line(fresh_db: str) -> None:
     env = env_for(fresh_db, "cli")
     assert (await asyncio.to_thread(run, ["migrate"], env)).returncode == 0

@@ -52,7 +52,11 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         JOBWIRE_LOG_FORMAT="json",
         JOBWIRE_WEBHOOK_ALLOW_PRIVATE=str(settings.webhook_allow_private).lower(),
         JOBWIRE_RATE_LIMIT_PER_S=str(settings.rate_limit_per_s),
+        JOBWIRE_REDIS_SENTINELS=settings.redis_sentinels,
+        JOBWIRE_REDIS_SENTINEL_MASTER=settings.redis_sentinel_master,
     )
+    if settings.database_direct_url:
+        env["JOBWIRE_DATABASE_DIRECT_URL"] = settings.database_direct_url
     env.update(extra)
     return env
 
@@ -60,10 +64,12 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 class WorkerProcess:
     """`jobwire worker` in a subprocess, its log kept in a file for post-mortems."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str, **env: str) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, name: str, *, concurrency: int = 4, **env: str
+    ) -> None:
         self.log_path = log_dir / f"{name}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobwire", "worker", "--concurrency", "4"],
+            [sys.executable, "-m", "jobwire", "worker", "--concurrency", str(concurrency)],
             cwd=ROOT,
             env=worker_env(settings, **env),
             stdout=self.log_path.open("wb"),

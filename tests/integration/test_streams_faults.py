@@ -4,18 +4,27 @@ under open streams, and clients that vanish."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import orjson
 import pytest
 
+from jobwire import jobstore
+from jobwire.apikeys import Principal
 from jobwire.config import Settings
+from jobwire.keys import Keys
+from jobwire.redis_client import create_redis
 from jobwire.registry import Registry
+from service.hub import AUDIT_S, RESYNC, EventHub, Subscriber
 from service.state import HUB
 from tests.conftest import (
     ROOT,
@@ -126,6 +135,49 @@ async def test_streams_survive_a_redis_restart(
         await api.stop()
 
 
+async def test_a_silent_subscription_is_noticed_and_replaced(redis_server: RedisServer) -> None:
+    """A Redis that stops answering without closing the connection (a host frozen or cut off: no
+    reset ever arrives) is noticed by the hub's ping, which resubscribes and resyncs its streams."""
+    hub = EventHub(redis_server.url, Keys("silent"), liveness_s=0.3)
+    sub = Subscriber(Principal(key_id=1, tenant="acme", is_admin=False))
+    task = asyncio.ensure_future(hub.run())
+    try:
+        with hub.subscription(sub, jobs=["job"]):
+            await asyncio.wait_for(hub.connected.wait(), 5)
+            assert await sub.get(0.1) is RESYNC  # the first subscription's own resync
+            assert redis_server.proc is not None
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                await eventually(lambda: _false(hub.connected.is_set()), timeout=5, what="the loss noticed")
+                assert await sub.get(0.1) is RESYNC
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            # subscribed again: live events flow (and the resync markers asked for re-reads)
+            publisher = create_redis(redis_server.url)
+            event = {"job_id": "job", "seq": 1, "type": "progress"}
+
+            async def delivered() -> bool:
+                await publisher.publish(
+                    hub.keys.events_channel, orjson.dumps({"tenant": "acme", "event": event})
+                )
+                while (item := await sub.get(0.2)) is RESYNC:
+                    pass
+                return item is not None and item.event == event
+
+            try:
+                await eventually(delivered, timeout=10, what="a live event after the resubscription")
+            finally:
+                await publisher.aclose()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _false(value: bool) -> bool:
+    return not value
+
+
 async def test_a_vanished_client_is_forgotten_within_a_couple_of_seconds(
     api: Api, client: httpx.AsyncClient
 ) -> None:
@@ -168,3 +220,22 @@ async def test_sigterm_ends_open_streams_so_clients_resume_elsewhere(
             assert await asyncio.to_thread(api.proc.wait, 10) == 0
     finally:
         api.stop()
+
+
+async def test_an_event_committed_but_never_published_still_reaches_the_stream(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A worker that reaches PostgreSQL but not Redis commits its events and loses their publish;
+    the hub's audit notices the followed job is behind and its streams re-read it."""
+    job = await submit(client, "demo.sleep", {"seconds": 0})
+    stream = asyncio.ensure_future(read_sse(client, f"/v1/jobs/{job['id']}/events"))
+    await asyncio.sleep(0.5)  # the stream is open, waiting for live events
+    job_id = uuid.UUID(job["id"])
+    # what a worker cut off from Redis writes: no publish follows these
+    started = await jobstore.start_pending(pool, job_id)
+    assert started is not None
+    assert await jobstore.complete(pool, job_id, started["runs"], '{"by": "a cut-off worker"}') is not None
+    status, events = await asyncio.wait_for(stream, timeout=3 * AUDIT_S + 2)
+    assert status == 200
+    assert_complete_sequence(events)
+    assert [e["type"] for e in events] == ["created", "started", "completed"]

@@ -29,16 +29,16 @@ def settings(database: str, namespace: str) -> Settings:
 
 
 class DispatcherProcess:
-    def __init__(self, settings: Settings, log_dir: Path, name: str) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, name: str, **env: str) -> None:
         self.log_path = log_dir / f"{name}.log"
-        env = worker_env(
-            settings,
-            JOBWIRE_WEBHOOK_ALLOW_PRIVATE="true",
-            JOBWIRE_WEBHOOK_TIMEOUT_S="2",
-            JOBWIRE_WEBHOOK_LEASE_S="3",
-            JOBWIRE_WEBHOOK_BACKOFF_BASE_S="0.2",
-            JOBWIRE_WEBHOOK_POLL_S="0.5",
-        )
+        quick = {
+            "JOBWIRE_WEBHOOK_ALLOW_PRIVATE": "true",
+            "JOBWIRE_WEBHOOK_TIMEOUT_S": "2",
+            "JOBWIRE_WEBHOOK_LEASE_S": "3",
+            "JOBWIRE_WEBHOOK_BACKOFF_BASE_S": "0.2",
+            "JOBWIRE_WEBHOOK_POLL_S": "0.5",
+        }
+        env = worker_env(settings, **{**quick, **env})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobwire", "dispatcher"],
             cwd=ROOT,

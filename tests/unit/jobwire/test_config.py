@@ -43,3 +43,24 @@ def test_public_url_is_an_http_base_without_trailing_slash() -> None:
     for bad in ("jobs.example.com", "https://jobs.example.com/?x=1"):
         with pytest.raises(ValidationError):
             Settings(public_url=bad)
+
+
+def test_sentinels_are_host_port_pairs_and_anything_else_is_refused() -> None:
+    s = Settings(redis_sentinels="10.0.0.1:26379, sentinel-b:26380,[::1]:26381")
+    assert s.sentinel_addresses == [("10.0.0.1", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    assert Settings().sentinel_addresses == []
+    for bad in ("10.0.0.1", "10.0.0.1:", ":26379", "host:port", "host:70000", "a:1,b"):
+        with pytest.raises(ValidationError) as refused:
+            Settings(redis_sentinels=bad)
+        assert "host:port" in str(refused.value), bad
+
+
+def test_a_direct_url_other_than_the_database_url_means_a_pooler_in_front() -> None:
+    plain = Settings(database_url="postgresql://db/jobwire")
+    assert plain.session_database_url == "postgresql://db/jobwire" and not plain.behind_pooler
+    same = Settings(database_url="postgresql://db/jobwire", database_direct_url="postgresql://db/jobwire")
+    assert not same.behind_pooler
+    pooled = Settings(
+        database_url="postgresql://bouncer:6432/jobwire", database_direct_url="postgresql://db:5432/jobwire"
+    )
+    assert pooled.behind_pooler and pooled.session_database_url == "postgresql://db:5432/jobwire"

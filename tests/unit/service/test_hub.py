@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
+from uuid import UUID
 
 import orjson
 
@@ -258,3 +259,29 @@ async def test_get_waits_for_an_event_and_times_out_without_one() -> None:
     assert item is not None and item.event is not None and item.event["seq"] == 1
     sub.close()
     assert await sub.get(timeout=None) is None
+
+
+async def test_the_audit_resyncs_a_job_whose_newest_events_never_came_live() -> None:
+    hub = EventHub("redis://unused", Keys("t"))
+    follower, other = Subscriber(TENANT_A), Subscriber(TENANT_A)
+    hub.add_jobs(follower, [A_JOB])
+    hub.add_jobs(other, [B_JOB])
+    hub.dispatch(message("acme", A_JOB, 1, "started"))
+    hub.dispatch(message("acme", B_JOB, 1, "started"))
+    await queued(follower)
+    await queued(other)
+    a, b = UUID(A_JOB), UUID(B_JOB)
+    hub.resync_behind({a: 1, b: 1})  # all sent: nothing to do
+    # seq 2 of job A is committed; the first audit may have raced its live message: wait one more
+    hub.resync_behind({a: 2, b: 1})
+    assert await queued(follower) == []
+    hub.dispatch(message("acme", A_JOB, 2))  # it was in flight after all
+    hub.resync_behind({a: 2, b: 1})
+    assert [item.event["seq"] if item.event else item for item in await queued(follower)] == [2]
+    # seq 3 is committed and never published (its worker lost Redis): two audits, one re-read
+    hub.resync_behind({a: 3, b: 1})
+    hub.resync_behind({a: 3, b: 1})
+    assert await queued(follower) == [RESYNC]
+    assert await queued(other) == []
+    hub.resync_behind({a: 3, b: 1})
+    assert await queued(follower) == []  # caught up: no further re-reads
