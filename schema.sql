@@ -174,3 +174,12 @@ CREATE OR REPLACE TRIGGER deliveries_notify AFTER INSERT ON deliveries
 -- number. Unlike `attempts`, a manual retry never resets it, so a worker whose lease lapsed can
 -- never act on a later run. A constant default: adding it does not rewrite the table.
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS runs bigint NOT NULL DEFAULT 0;
+
+-- ---- retention --------------------------------------------------------------------------------
+
+-- The purge (workers/purger.py) finds the finished jobs past their retention per (status, type),
+-- oldest first, and walks the distinct types of each status by skipping through this index, so a
+-- pass reads the rows it deletes and not the ones it keeps, however large the table.
+CREATE INDEX IF NOT EXISTS jobs_purge_idx ON jobs (status, type, finished_at) WHERE finished_at IS NOT NULL;
+-- a purged job takes its idempotency key with it
+CREATE INDEX IF NOT EXISTS idempotency_keys_job_idx ON idempotency_keys (job_id);
