@@ -267,10 +267,8 @@ async def test_a_job_that_owes_a_delivery_is_kept_until_it_ends(
     try:
 
         async def ended() -> bool:
-            return (
-                await pool.fetchval("SELECT status FROM deliveries WHERE job_id = $1", uuid.UUID(job["id"]))
-                == "delivered"
-            )
+            status = await pool.fetchval("SELECT status FROM deliveries WHERE job_id = $1", job["id"])
+            return bool(status == "delivered")
 
         await eventually(ended, timeout=10, what="the delivery to be delivered")
     finally:
