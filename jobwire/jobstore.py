@@ -641,17 +641,21 @@ CROSS JOIN LATERAL (
 # ON DELETE CASCADE still takes whatever else references a job.
 _PURGE_BATCH = f"""
 WITH victims AS ({_DUE.format(limit="LIMIT $4", lock="FOR UPDATE OF j SKIP LOCKED")}
+), ids AS (
+    -- as an array, every delete below is an index lookup per id: a join here may be planned as a
+    -- hash over a scan of the whole table, a cost that would grow with it
+    SELECT ARRAY(SELECT id FROM victims) AS jobs
 ), attempts AS (
-    DELETE FROM delivery_attempts a USING deliveries d, victims v
-    WHERE d.job_id = v.id AND a.delivery_id = d.id RETURNING 1
+    DELETE FROM delivery_attempts WHERE delivery_id = ANY(ARRAY(
+        SELECT d.id FROM deliveries d WHERE d.job_id = ANY((SELECT jobs FROM ids)::uuid[]))) RETURNING 1
 ), dels AS (
-    DELETE FROM deliveries d USING victims v WHERE d.job_id = v.id RETURNING 1
+    DELETE FROM deliveries WHERE job_id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
 ), events AS (
-    DELETE FROM job_events e USING victims v WHERE e.job_id = v.id RETURNING 1
+    DELETE FROM job_events WHERE job_id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
 ), idem AS (
-    DELETE FROM idempotency_keys k USING victims v WHERE k.job_id = v.id RETURNING 1
+    DELETE FROM idempotency_keys WHERE job_id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
 ), gone AS (
-    DELETE FROM jobs j USING victims v WHERE j.id = v.id RETURNING 1
+    DELETE FROM jobs WHERE id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM events) AS job_events,
        (SELECT count(*) FROM dels) AS deliveries, (SELECT count(*) FROM attempts) AS delivery_attempts,
