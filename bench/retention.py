@@ -424,14 +424,14 @@ def render(r: dict[str, Any], header: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.retention", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200,000 jobs purged, a 3-minute soak")
+    parser.add_argument("--quick", action="store_true", help="200,000 jobs purged, a 4-minute soak")
     parser.add_argument("--jobs", type=int, default=5000, help="jobs run for the bytes-per-job figure")
     parser.add_argument("--purge-jobs", type=int, default=None, help="finished jobs one pass purges")
     parser.add_argument("--soak-minutes", type=float, default=None)
     parser.add_argument("--rate", type=float, default=100.0, help="the soak's jobs a second")
     args = parse(parser, NAME, argv)
     args.purge_jobs = args.purge_jobs or (200_000 if args.quick else 1_000_000)
-    args.soak_minutes = args.soak_minutes or (3 if args.quick else 10)
+    args.soak_minutes = args.soak_minutes or (4 if args.quick else 10)
     result = asyncio.run(run(args))
     header = f"bench.retention, {today()}{' (--quick)' if args.quick else ''}"
     table = render(result, header)

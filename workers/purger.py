@@ -33,6 +33,8 @@ log = get_logger("jobwire.purger")
 
 # jobs per batch: one statement and one commit of a few milliseconds each (bench/retention.py)
 BATCH = 1000
+# between two full batches, a pause this many times as long as the batch took
+BACKLOG_PAUSE = 1.0
 # session settings of the purge's connection: never wait long for a lock (give way to a
 # migration's DDL; the next pass resumes), and no statement may run away
 SERVER_SETTINGS = {"lock_timeout": "1000", "statement_timeout": "60000", "application_name": "jobwire purge"}
@@ -125,11 +127,15 @@ class Purger:
         report = PurgeReport(ran=True)
         rules = await self._rules(conn)
         while rules:
+            started = time.monotonic()
             rows = await jobstore.purge_batch(conn, rules, limit=self.batch)
             await self._count(rows)
             report.rows.update(rows)
             if rows["jobs"] < self.batch:
                 break
+            # a backlog (the first pass over months of jobs) is worked off at half the database's
+            # pace: the submitters and workers beside it keep their share of the disk and CPU
+            await asyncio.sleep((time.monotonic() - started) * BACKLOG_PAUSE)
         while True:
             expired = await jobstore.expire_idempotency_keys(conn, limit=self.batch)
             await self._count({"idempotency_keys": expired})

@@ -324,12 +324,18 @@ async def finished_copies(pool: asyncpg.Pool, job_id: str, n: int) -> None:
     )
 
 
+async def a_job_and_copies(client: httpx.AsyncClient, pool: asyncpg.Pool, n: int) -> str:
+    """A job run to completion now, and `n` copies of it that finished a day ago; its id."""
+    job = await submit(client, "test.say", {"text": "x"})
+    await wait_status(client, job["id"], "completed")
+    await finished_copies(pool, job["id"], n)
+    return str(job["id"])
+
+
 async def test_two_purges_at_once_remove_each_row_once(
     settings: Settings, client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
 ) -> None:
-    job = await submit(client, "test.say", {"text": "x"})
-    await wait_status(client, job["id"], "completed")
-    await finished_copies(pool, job["id"], 600)
+    job_id = await a_job_and_copies(client, pool, 600)
     events = await pool.fetchval("SELECT count(*) FROM job_events")
     rules = RetentionPolicy(60, 600).rules([("completed", "test.say")])
 
@@ -351,7 +357,7 @@ async def test_two_purges_at_once_remove_each_row_once(
     )
 
     # and the command, twice at once, as two operators would: one pass runs after the other
-    await finished_copies(pool, job["id"], 300)
+    await finished_copies(pool, job_id, 300)
     env = env_for(settings.database_url, settings.namespace, JOBWIRE_RETENTION_COMPLETED_S="60")
     outs = await asyncio.gather(*(asyncio.to_thread(run, ["purge"], env) for _ in range(2)))
     counts = []
@@ -366,9 +372,7 @@ async def test_two_purges_at_once_remove_each_row_once(
 async def test_a_dry_run_changes_nothing(
     settings: Settings, client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
 ) -> None:
-    job = await submit(client, "test.say", {"text": "x"})
-    await wait_status(client, job["id"], "completed")
-    await finished_copies(pool, job["id"], 5)
+    await a_job_and_copies(client, pool, 5)
     before = await pool.fetchval("SELECT count(*) FROM job_events")
     events = 5 * before // 6  # the copies' (the job itself finished now: not due)
     env = env_for(settings.database_url, settings.namespace, JOBWIRE_RETENTION_COMPLETED_S="60")
