@@ -211,3 +211,12 @@ CREATE INDEX IF NOT EXISTS jobs_expiry_idx ON jobs (expires_at)
 -- GET /v1/jobs?schedule_id=
 CREATE INDEX IF NOT EXISTS jobs_schedule_idx ON jobs (schedule_id, created_at DESC, id DESC)
     WHERE schedule_id IS NOT NULL;
+
+-- ---- retention --------------------------------------------------------------------------------
+
+-- The purge (workers/purger.py) finds the finished jobs past their retention per (status, type),
+-- oldest first, and walks the distinct types of each status by skipping through this index, so a
+-- pass reads the rows it deletes and not the ones it keeps, however large the table.
+CREATE INDEX IF NOT EXISTS jobs_purge_idx ON jobs (status, type, finished_at) WHERE finished_at IS NOT NULL;
+-- a purged job takes its idempotency key with it
+CREATE INDEX IF NOT EXISTS idempotency_keys_job_idx ON idempotency_keys (job_id);

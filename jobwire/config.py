@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     tenant_max_running: int = Field(default=0, ge=0)
     tenant_cap_retry_s: float = Field(default=1.0, gt=0)
 
+    # retention: a finished job (with its events, deliveries and idempotency key) is deleted this
+    # long after it finished; a job type may set its own (job_type(retention_s=…))
+    retention_completed_s: float = Field(default=7 * 24 * 3600, gt=0)
+    # failed and cancelled jobs: kept longer, someone may still be looking into them
+    retention_failed_s: float = Field(default=30 * 24 * 3600, gt=0)
+    # how often a worker runs a purge pass (one worker at a time across the deployment)
+    purge_interval_s: float = Field(default=60, gt=0)
+
     @field_validator("namespace")
     @classmethod
     def _namespace_is_a_key_prefix(cls, value: str) -> str:

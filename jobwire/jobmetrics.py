@@ -1,6 +1,7 @@
 """Counters kept in Redis so that any api's /metrics shows the whole deployment: workers add job
 outcomes and durations as jobs finish, dispatchers add webhook attempts, finished deliveries and
-delivery latency; the api reads them when scraped.
+delivery latency, the retention purge (wherever it runs) the rows it deleted; the api reads them
+when scraped.
 
 Losing them with Redis resets the counters, which Prometheus handles as a counter reset.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
@@ -73,6 +74,15 @@ async def record_deliveries(
         await pipe.execute()
 
 
+async def record_purged(redis: Redis, keys: Keys, rows: Mapping[str, int]) -> None:
+    """Rows a purge deleted, by table: one command per table that lost any."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for table, n in rows.items():
+            if n:
+                pipe.hincrby(keys.metrics_purged, table, n)
+        await pipe.execute()
+
+
 def _cumulative(buckets: Sequence[float], counts: dict[str, float]) -> list[tuple[str, float]]:
     running = 0.0
     out: list[tuple[str, float]] = []
@@ -90,11 +100,13 @@ class JobMetricsCollector(Collector):
         self.outcomes: dict[bytes, bytes] = {}
         self.durations: dict[bytes, bytes] = {}
         self.webhooks: dict[bytes, bytes] = {}
+        self.purged: dict[bytes, bytes] = {}
 
     async def refresh(self, redis: Redis, keys: Keys) -> None:
         self.outcomes = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(keys.metrics_outcomes))
         self.durations = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(keys.metrics_durations))
         self.webhooks = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(keys.metrics_webhooks))
+        self.purged = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(keys.metrics_purged))
 
     def collect(self) -> Iterable[Any]:
         finished = CounterMetricFamily(
@@ -118,6 +130,14 @@ class JobMetricsCollector(Collector):
             histogram.add_metric([job_type], _cumulative(BUCKETS, counts), counts.get("sum", 0.0))
         yield histogram
         yield from self._webhook_families()
+        purged = CounterMetricFamily(
+            "jobwire_purged_rows",
+            "Rows deleted by the retention purge, by table (expired idempotency keys included)",
+            labels=["table"],
+        )
+        for field, value in sorted(self.purged.items()):
+            purged.add_metric([field.decode()], float(value))
+        yield purged
 
     def _webhook_families(self) -> Iterable[Any]:
         series: dict[str, dict[str, float]] = {"attempt": {}, "delivery": {}, "latency": {}}

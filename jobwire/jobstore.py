@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 
 from jobwire.events import EVENT_DATA, WEBHOOK_EVENTS, EventType
+from jobwire.retention import Rule
 
 Row = asyncpg.Record
 # anything that runs a statement: a pool (autocommit) or a connection (inside a transaction)
@@ -653,11 +654,25 @@ async def set_idempotent_status(conn: Conn, tenant: str, key: str, status_code: 
     )
 
 
-async def delete_expired_idempotency_keys(conn: Conn) -> None:
-    await conn.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+async def expire_idempotency_keys(conn: Conn, *, limit: int) -> int:
+    """Delete up to `limit` keys past their TTL, oldest first (by the created_at index), skipping any
+    a concurrent request holds; returns how many went. The retention purge calls it in batches."""
+    deleted = await conn.fetchval(
+        """
+        WITH expired AS (
+            SELECT tenant, key FROM idempotency_keys
+            WHERE created_at < now() - make_interval(secs => $1)
+            ORDER BY created_at LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM idempotency_keys k USING expired x
+            WHERE k.tenant = x.tenant AND k.key = x.key RETURNING 1
+        )
+        SELECT count(*) FROM gone""",
         IDEMPOTENCY_TTL_S,
+        limit,
     )
+    return int(deleted)
 
 
 # ---- statistics ------------------------------------------------------------------------------------
@@ -683,3 +698,152 @@ async def queue_counts(conn: Conn, tenant: str | None) -> Row:
     )
     assert row is not None  # an aggregate always answers one row
     return row
+
+
+# ---- retention -------------------------------------------------------------------------------------
+# The policy (how long each kind of finished job is kept) is jobwire/retention.py; the loop that
+# runs these is workers/purger.py.
+
+# Every (status, type) among finished jobs, read as a loose index scan of jobs_purge_idx: one index
+# probe per distinct pair, not a scan of the table.
+_FINISHED_KINDS = """
+WITH RECURSIVE kinds(status, type) AS (
+    SELECT s, (SELECT type FROM jobs WHERE status = s AND finished_at IS NOT NULL ORDER BY type LIMIT 1)
+    FROM unnest($1::text[]) AS s
+  UNION ALL
+    SELECT k.status, (SELECT type FROM jobs WHERE status = k.status AND type > k.type
+                      AND finished_at IS NOT NULL ORDER BY type LIMIT 1)
+    FROM kinds k WHERE k.type IS NOT NULL
+)
+SELECT status, type FROM kinds WHERE type IS NOT NULL"""
+
+
+async def finished_kinds(conn: Conn, statuses: Sequence[str]) -> list[tuple[str, str]]:
+    rows = await conn.fetch(_FINISHED_KINDS, list(statuses))
+    return [(r["status"], r["type"]) for r in rows]
+
+
+# The finished jobs past their rule's retention ($1-$3: one rule per (status, type), as arrays),
+# oldest first per rule through jobs_purge_idx. A job that still owes a webhook delivery
+# (`pending`) is kept until the delivery ends. The cutoff is the database's now(), so the clocks of
+# the hosts running the purge do not matter.
+_DUE = """
+SELECT v.id FROM unnest($1::text[], $2::text[], $3::float8[]) AS r(status, type, keep_s)
+CROSS JOIN LATERAL (
+    SELECT j.id FROM jobs j
+    WHERE j.status = r.status AND j.type = r.type AND j.finished_at IS NOT NULL
+      AND j.finished_at < now() - make_interval(secs => r.keep_s)
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = j.id AND d.status = 'pending')
+    ORDER BY j.finished_at {limit}
+    {lock}
+) v
+{limit}"""
+
+# One bounded batch, one statement, one short transaction. Victims are row-locked with SKIP
+# LOCKED, so concurrent purges (or a retry of the same job) never wait on each other and never
+# delete a row twice, and the lock re-checks the job's status: a job retried since the snapshot
+# is left alone. The job's rows are deleted explicitly (so they can be counted); the foreign keys'
+# ON DELETE CASCADE still takes whatever else references a job.
+_PURGE_BATCH = f"""
+WITH victims AS ({_DUE.format(limit="LIMIT $4", lock="FOR UPDATE OF j SKIP LOCKED")}
+), ids AS (
+    -- as an array, every delete below is an index lookup per id: a join here may be planned as a
+    -- hash over a scan of the whole table, a cost that would grow with it
+    SELECT ARRAY(SELECT id FROM victims) AS jobs
+), attempts AS (
+    DELETE FROM delivery_attempts WHERE delivery_id = ANY(ARRAY(
+        SELECT d.id FROM deliveries d WHERE d.job_id = ANY((SELECT jobs FROM ids)::uuid[]))) RETURNING 1
+), dels AS (
+    DELETE FROM deliveries WHERE job_id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
+), events AS (
+    DELETE FROM job_events WHERE job_id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
+), idem AS (
+    DELETE FROM idempotency_keys WHERE job_id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
+), gone AS (
+    DELETE FROM jobs WHERE id = ANY((SELECT jobs FROM ids)::uuid[]) RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM events) AS job_events,
+       (SELECT count(*) FROM dels) AS deliveries, (SELECT count(*) FROM attempts) AS delivery_attempts,
+       (SELECT count(*) FROM idem) AS idempotency_keys"""
+
+# what _PURGE_BATCH would delete if it ran to the end, changing nothing (`jobwire purge --dry-run`)
+_PURGE_PREVIEW = f"""
+WITH victims AS MATERIALIZED ({_DUE.format(limit="", lock="")}
+)
+SELECT (SELECT count(*) FROM victims) AS jobs,
+       (SELECT count(*) FROM job_events e JOIN victims v ON e.job_id = v.id) AS job_events,
+       (SELECT count(*) FROM deliveries d JOIN victims v ON d.job_id = v.id) AS deliveries,
+       (SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON a.delivery_id = d.id
+          JOIN victims v ON d.job_id = v.id) AS delivery_attempts,
+       (SELECT count(*) FROM idempotency_keys k JOIN victims v ON k.job_id = v.id) AS idempotency_keys"""
+
+
+def _rule_arrays(rules: Sequence[Rule]) -> tuple[list[str], list[str], list[float]]:
+    return [r.status for r in rules], [r.type for r in rules], [r.keep_s for r in rules]
+
+
+async def purge_batch(conn: Conn, rules: Sequence[Rule], *, limit: int) -> dict[str, int]:
+    """Delete up to `limit` finished jobs past their rule's retention, with their events,
+    deliveries, attempts and idempotency keys: the rows deleted, by table."""
+    if not rules:
+        return {}
+    row = await conn.fetchrow(_PURGE_BATCH, *_rule_arrays(rules), limit)
+    assert row is not None  # aggregates always answer one row
+    return {name: int(n) for name, n in row.items()}
+
+
+async def purge_preview(conn: Conn, rules: Sequence[Rule]) -> dict[str, int]:
+    """The rows a purge by `rules` would delete now, by table; deletes nothing."""
+    if not rules:
+        return {}
+    row = await conn.fetchrow(_PURGE_PREVIEW, *_rule_arrays(rules))
+    assert row is not None
+    return {name: int(n) for name, n in row.items()}
+
+
+async def expired_idempotency_keys(conn: Conn) -> int:
+    """How many idempotency keys are past their TTL (what the purge would expire)."""
+    n = await conn.fetchval(
+        "SELECT count(*) FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+        IDEMPOTENCY_TTL_S,
+    )
+    return int(n)
+
+
+# One purge runs at a time across the deployment: a session-level advisory lock, held on the purge's
+# own connection for the whole pass (batches commit one by one inside it).
+_PURGE_LOCK = 0x6A6F62707572  # "jobpur"
+
+
+async def try_purge_lock(conn: asyncpg.Connection[Row]) -> bool:
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _PURGE_LOCK))
+
+
+async def purge_lock(conn: asyncpg.Connection[Row]) -> None:
+    """Wait for the purge lock (a command asked for a pass: it runs after the one under way)."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _PURGE_LOCK)
+
+
+async def vacuum(conn: asyncpg.Connection[Row], tables: Sequence[str]) -> None:
+    """VACUUM (not FULL) the tables a purge deleted from, so the space of the rows it deleted is
+    reusable at once rather than when autovacuum's thresholds are next crossed. It never blocks
+    reads or writes; SKIP_LOCKED leaves out a table another vacuum is busy with. TRUNCATE false:
+    handing the empty pages at the end of a table back to the system takes an ACCESS EXCLUSIVE
+    lock that stalls every reader and writer of the table (measured: a submission waited 125 ms),
+    and a table at a steady size would only grow them back. Outside any transaction (VACUUM cannot
+    run in one): `conn` is the purge's own connection."""
+    if tables:
+        names = ", ".join('"' + t.replace('"', '""') + '"' for t in tables)
+        await conn.execute(f"VACUUM (SKIP_LOCKED, TRUNCATE false) {names}")
+
+
+async def table_sizes(conn: Conn) -> list[Row]:
+    """Every table of jobwire's schema with its size on disk (indexes and TOAST included), and the
+    whole database's (table NULL): the /metrics gauges an operator alerts on."""
+    return list(
+        await conn.fetch(
+            "SELECT c.relname AS table, pg_total_relation_size(c.oid) AS bytes FROM pg_class c"
+            " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')"
+            " UNION ALL SELECT NULL, pg_database_size(current_database()) ORDER BY 1"
+        )
+    )

@@ -54,6 +54,10 @@ class Keys:
     def metrics_webhooks(self) -> str:
         return f"{self.namespace}:metrics:webhooks"
 
+    @property
+    def metrics_purged(self) -> str:
+        return f"{self.namespace}:metrics:purged"
+
     def arq_job_id(self, job_id: UUID | str) -> str:
         return f"{self.namespace}:{job_id}"
 

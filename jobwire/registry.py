@@ -65,6 +65,10 @@ class JobType:
     max_attempts: int
     backoff: Backoff
     description: str
+    # how long a finished job of this type is kept (None: JOBWIRE_RETENTION_COMPLETED_S and
+    # JOBWIRE_RETENTION_FAILED_S); see jobwire/retention.py
+    retention_s: float | None = None
+    failed_retention_s: float | None = None
 
 
 class Registry:
@@ -111,13 +115,21 @@ def job_type(
     timeout: float = 300,
     max_attempts: int = 3,
     backoff: Backoff | None = None,
+    retention_s: float | None = None,
+    failed_retention_s: float | None = None,
     registry: Registry = REGISTRY,
 ) -> Callable[[JobFunction], JobFunction]:
-    """Register an async function as job type `name` (dotted lowercase, e.g. "reports.monthly")."""
+    """Register an async function as job type `name` (dotted lowercase, e.g. "reports.monthly").
+
+    `retention_s` keeps this type's completed jobs that long after they finished, and
+    `failed_retention_s` its failed and cancelled ones (None: the deployment's settings)."""
     if not NAME_RE.match(name):
         raise ValueError(f"invalid job type name {name!r}: use dotted lowercase, e.g. 'images.resize'")
     if timeout <= 0 or max_attempts < 1:
         raise ValueError("timeout must be > 0 and max_attempts >= 1")
+    for keep in (retention_s, failed_retention_s):
+        if keep is not None and not keep > 0:  # `not >` also refuses NaN
+            raise ValueError("retention_s and failed_retention_s must be > 0 seconds (or None)")
 
     def register(fn: JobFunction) -> JobFunction:
         registry.add(
@@ -129,6 +141,8 @@ def job_type(
                 max_attempts=max_attempts,
                 backoff=backoff or Backoff(),
                 description=(fn.__doc__ or "").strip().split("\n\n")[0],
+                retention_s=None if retention_s is None else float(retention_s),
+                failed_retention_s=None if failed_retention_s is None else float(failed_retention_s),
             )
         )
         return fn

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from jobwire import db
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
-from service import metrics
+from service import metrics, stats
 from service.http import json_response
 from service.problems import PROBLEM_JSON
 from service.state import DB, KEYS, REDIS, STATS
@@ -52,6 +52,7 @@ async def _check_redis(request: web.Request) -> bool:
 async def prometheus(request: web.Request) -> web.Response:
     with contextlib.suppress(*db.UNAVAILABLE):
         await request.app[STATS].get(None)  # refreshes the queue gauges
+        await stats.refresh_storage(request.app[DB])
     with contextlib.suppress(*REDIS_UNAVAILABLE):
         await metrics.JOB_OUTCOMES.refresh(request.app[REDIS], request.app[KEYS])
     return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})

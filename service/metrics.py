@@ -50,6 +50,10 @@ DELIVERIES_DUE = Gauge(
     "Webhook deliveries due now and waiting for a dispatcher",
     registry=REGISTRY,
 )
+# what the database holds on disk (indexes and TOAST included): alert on growth, and see the
+# retention purge keep it flat
+TABLE_BYTES = Gauge("jobwire_table_bytes", "Size on disk of each jobwire table", ["table"], registry=REGISTRY)
+DATABASE_BYTES = Gauge("jobwire_database_bytes", "Size on disk of the whole database", registry=REGISTRY)
 
 
 _series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

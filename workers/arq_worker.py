@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from jobwire.batching import Batcher
+from jobwire.config import Settings
 from jobwire.logs import get_logger
 from jobwire.queue import HIGH_PRIORITY_LEAD_MS, POLL_LUA
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
@@ -157,15 +158,15 @@ class JobwireWorker(Worker):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def listen_for_wakes(self, redis_url: str, channel: str) -> None:
+    async def listen_for_wakes(self, redis: str | Settings, channel: str) -> None:
         """End the idle sleep when a delayed job is queued or moved (its time may come before the
         next poll). Without the subscription (Redis down) the worker still polls."""
         # its own connection, with no read timeout: it blocks until a message comes
-        redis: Redis = create_redis(redis_url, socket_timeout=None)
+        subscriber: Redis = create_redis(redis, socket_timeout=None)
         try:
             while not self.stopping:
                 try:
-                    async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    async with subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
                         await pubsub.subscribe(channel)
                         while True:
                             if await pubsub.get_message(timeout=None) is not None:
@@ -174,7 +175,7 @@ class JobwireWorker(Worker):
                     log.warning("wake subscription lost, polling only", error=str(exc))
                     await asyncio.sleep(1)
         finally:
-            await redis.aclose()
+            await subscriber.aclose()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim and start the polled jobs, as many at a time as there are free slots."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from uuid import UUID
 
 import asyncpg
@@ -36,15 +35,12 @@ class Reconciler:
         self.keys = keys
         self.interval_s = interval_s
         self._cursor: UUID | None = None
-        self._last_cleanup = 0.0
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s * random.uniform(0.8, 1.2))
             try:
                 await self.pass_once()
-                if time.monotonic() - self._last_cleanup > 60:
-                    await self.cleanup()
             except (*db.UNAVAILABLE, *REDIS_UNAVAILABLE) as exc:
                 log.warning("reconciliation pass skipped", error=str(exc))
 
@@ -71,7 +67,3 @@ class Reconciler:
             if self._cursor is None:
                 break
         return requeued
-
-    async def cleanup(self) -> None:
-        await jobstore.delete_expired_idempotency_keys(self.pool)
-        self._last_cleanup = time.monotonic()

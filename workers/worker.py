@@ -1,5 +1,5 @@
 """The worker process: an ARQ worker whose one function hands each job to the runtime, plus the
-heartbeat and reconciler loops. Used by `jobwire worker`, `jobwire dev` and the tests."""
+heartbeat, reconciler and retention purge loops. Used by `jobwire worker`, `jobwire dev` and the tests."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
 from jobwire.registry import load_job_types
+from jobwire.retention import RetentionPolicy
 from workers.arq_worker import JobwireWorker
 from workers.heartbeat import Heartbeat
+from workers.purger import Purger
 from workers.reconciler import Reconciler
 from workers.runtime import Runtime
 
@@ -67,14 +69,16 @@ class WorkerService:
         self.worker.in_progress_timeout_s = s.worker_lease_s
         heartbeat = Heartbeat(self.runtime, self.pool, self.redis, self.keys, lease_s=s.worker_lease_s)
         reconciler = Reconciler(self.pool, self.redis, self.keys, interval_s=s.reconcile_interval_s)
+        purger = Purger(s, RetentionPolicy.from_settings(s, registry), self.redis, self.keys)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(heartbeat.run()),
             loop.create_task(reconciler.run()),
             loop.create_task(expiry.run(self.pool, self.redis, self.keys, interval_s=s.expiry_sweep_s)),
+            loop.create_task(purger.run()),
             loop.create_task(self.runtime.transitions.run()),
             loop.create_task(self.worker.finishes.run()),
-            loop.create_task(self.worker.listen_for_wakes(s.redis_url, self.keys.wake_channel)),
+            loop.create_task(self.worker.listen_for_wakes(s, self.keys.wake_channel)),
         ]
         self._main = loop.create_task(self.worker.async_run())
         log.info(

@@ -122,6 +122,37 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    from jobwire.keys import Keys
+    from jobwire.redis_client import create_redis
+    from jobwire.registry import load_job_types
+    from jobwire.retention import PURGED_TABLES, RetentionPolicy
+    from workers.purger import Purger
+
+    settings = _settings()
+    # the job types' own retentions come from their modules, as in the workers
+    policy = RetentionPolicy.from_settings(settings, load_job_types(settings.job_modules))
+
+    async def run() -> int:
+        redis = create_redis(settings)
+        try:
+            purger = Purger(settings, policy, redis, Keys(settings.namespace))
+            report = await purger.pass_once(wait=True, dry_run=args.dry_run)
+        finally:
+            await redis.aclose()
+        rows = ", ".join(f"{report.rows[t]} {t}" for t in PURGED_TABLES[1:])
+        verb = "would purge" if args.dry_run else "purged"
+        print(
+            f"{verb} {report.jobs} jobs ({rows}) and {report.expired_keys} expired idempotency keys"
+            f" in {report.duration_s:.2f} s"
+        )
+        if report.vacuumed:
+            print(f"vacuumed {', '.join(report.vacuumed)}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     async def run() -> T:
         conn = await db.connect(settings)
@@ -338,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="create the database if missing and apply schema.sql")
     p.set_defaults(run=cmd_migrate)
+
+    p = sub.add_parser(
+        "purge",
+        help="delete the finished jobs past their retention now (one pass, as the workers run it)",
+        description="Delete the finished jobs past their retention, with their events, deliveries and "
+        "idempotency keys, and the expired idempotency keys; print how many went. Waits for a pass "
+        "under way elsewhere to end first.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    p.set_defaults(run=cmd_purge)
 
     p = sub.add_parser("keys", help="manage API keys")
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
