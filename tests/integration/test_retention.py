@@ -180,10 +180,10 @@ async def test_a_completed_job_past_its_retention_is_gone_everywhere(
             path = PARAM.sub(lambda m: ids[m.group(1)], template)
             if template == "/v1/events":
                 path += f"?jobs={job['id']}"
-            body: dict[str, object] | None = {} if method == "POST" else None
+            sent: dict[str, object] | None = {} if method == "POST" else None
             if method == "PATCH":  # a body the route would accept for a job that exists
-                body = {"delay_s": 60}
-            r = await client.request(method, path, json=body)
+                sent = {"delay_s": 60}
+            r = await client.request(method, path, json=sent)
             assert r.status_code == 404, (method, path, r.status_code, r.text)
             checked += 1
         assert checked >= 7
