@@ -76,14 +76,16 @@ async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.S
 # ---- destinations ----------------------------------------------------------------------------
 
 
-async def check_destination(request: web.Request, url: str, *, field: str = "url") -> None:
+async def check_destination(request: web.Request, url: str, *, field: str | list[str] = "url") -> None:
     """422 unless the (canonical) URL's host resolves to public addresses only (or private ones are
-    allowed); 503 when its name could not be resolved in time. For the webhook URLs of jobs and of
-    endpoints alike."""
+    allowed); 503 when its name could not be resolved in time. For the webhook URLs of jobs, of
+    schedules' jobs and of endpoints alike. `field` is where the URL is in the body (a path for a
+    nested one)."""
     try:
         await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
     except ssrf.BlockedDestination as exc:
-        raise invalid(["body", field], str(exc), type_="blocked_destination") from None
+        loc = ["body", *([field] if isinstance(field, str) else field)]
+        raise invalid(loc, str(exc), type_="blocked_destination") from None
     except ssrf.DestinationUnchecked as exc:
         raise Problem(
             503,

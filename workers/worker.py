@@ -17,6 +17,7 @@ from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
 from jobwire.registry import load_job_types
+from jobwire.scheduler import Scheduler
 from workers.arq_worker import JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.reconciler import Reconciler
@@ -67,8 +68,10 @@ class WorkerService:
         self.worker.in_progress_timeout_s = s.worker_lease_s
         heartbeat = Heartbeat(self.runtime, self.pool, self.redis, self.keys, lease_s=s.worker_lease_s)
         reconciler = Reconciler(self.pool, self.redis, self.keys, interval_s=s.reconcile_interval_s)
+        scheduler = Scheduler(self.pool, self.redis, self.keys, registry=registry, poll_s=s.scheduler_poll_s)
         loop = asyncio.get_running_loop()
         self._tasks = [
+            loop.create_task(scheduler.run()),
             loop.create_task(heartbeat.run()),
             loop.create_task(reconciler.run()),
             loop.create_task(expiry.run(self.pool, self.redis, self.keys, interval_s=s.expiry_sweep_s)),
