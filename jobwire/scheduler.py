@@ -134,8 +134,10 @@ class Scheduler:
                 log.exception("scheduler: claim failed")
             self._wake.clear()
             if delay > 0:
+                # asyncio.timeout, not wait_for: a cancel that meets the timeout is never swallowed
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
 
     async def fire_due(self) -> tuple[int, int]:
         """Fire every due schedule (a page at a time); returns (claimed, jobs fired)."""

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from jobwire import jobstore
+from jobwire.registry import JobType
 from jobwire.webhooks import ssrf
-from service.problems import Handler, Problem, invalid
-from service.state import SETTINGS
+from service.problems import Handler, Problem, invalid, validation_problem
+from service.state import REGISTRY, SETTINGS
+
+M = TypeVar("M", bound=BaseModel)
 
 JSON = "application/json"
 
@@ -44,6 +49,42 @@ async def read_json(request: web.Request) -> Any:
     if b"\\u0000" in body and _has_nul(parsed):
         raise _nul_problem("body")
     return parsed
+
+
+def body_model(body: Any, model: type[M]) -> M:
+    """A parsed JSON body as `model`, or a 422 naming every field at fault."""
+    if not isinstance(body, dict):
+        raise invalid(
+            ["body"], "the body must be a JSON object", msg="must be an object", type_="object_type"
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+
+
+def job_params(
+    request: web.Request, type_name: str, params: dict[str, Any], *, loc: Sequence[str] = ("body",)
+) -> tuple[JobType, dict[str, Any]]:
+    """The job type and its params validated by the type's model, normalised (defaults filled in) as
+    they are stored, so that a job shows exactly what it runs with; a 422 at `loc` + "type" or
+    "params" otherwise. For submissions and for schedules' jobs alike."""
+    registry = request.app[REGISTRY]
+    jt = registry.get(type_name)
+    if jt is None:
+        raise invalid(
+            [*loc, "type"],
+            f"unknown job type {type_name!r}; known types: {', '.join(registry.names())}",
+            msg=f"unknown job type {type_name!r}",
+            type_="unknown_type",
+        )
+    try:
+        validated = jt.params_model.model_validate(params)
+    except ValidationError as exc:
+        raise validation_problem(
+            exc, prefix=(*loc, "params"), detail=f"params do not match job type {type_name!r}; see `errors`"
+        ) from None
+    return jt, validated.model_dump(mode="json")
 
 
 def _has_nul(value: Any) -> bool:

@@ -12,15 +12,22 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from jobwire import jobstore, scheduler, schedulestore
 from jobwire.ids import new_id
 from jobwire.job import iso, job_view
 from jobwire.jobstore import Row
 from jobwire.timetable import Timetable, TimetableInvalid, expand, zone
-from service.http import check_destination, json_response, query_cursor, query_int, read_json
-from service.problems import Problem, invalid, validation_problem
+from service.http import (
+    body_model,
+    check_destination,
+    job_params,
+    json_response,
+    query_cursor,
+    query_int,
+    read_json,
+)
+from service.problems import Problem, invalid
 from service.schemas import CreateSchedule, ScheduleJob, UpdateSchedule
 from service.state import DB, KEYS, PRINCIPAL, REDIS, REGISTRY, SCHEDULER, TOKENS
 
@@ -72,43 +79,15 @@ def _name_taken(name: str) -> Problem:
     return Problem(409, f"a schedule named {name!r} exists already", slug="name-taken")
 
 
-async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise invalid(
-            ["body"], "the body must be a JSON object", msg="must be an object", type_="object_type"
-        )
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise validation_problem(exc) from None
-
-
 async def _job_columns(request: web.Request, job: ScheduleJob) -> dict[str, Any]:
-    """The job's columns, its params validated by its type's model and stored normalised (as a
-    submission stores them), its webhook URL checked like a submission's."""
-    jt = request.app[REGISTRY].get(job.type)
-    if jt is None:
-        known = ", ".join(request.app[REGISTRY].names())
-        raise invalid(
-            ["body", "job", "type"],
-            f"unknown job type {job.type!r}; known types: {known}",
-            msg=f"unknown job type {job.type!r}",
-            type_="unknown_type",
-        )
-    try:
-        params = jt.params_model.model_validate(job.params)
-    except ValidationError as exc:
-        raise validation_problem(
-            exc,
-            prefix=("body", "job", "params"),
-            detail=f"params do not match job type {job.type!r}; see `errors`",
-        ) from None
+    """The job's columns: its params validated and normalised as a submission's, its webhook URL
+    checked like a submission's."""
+    jt, params = job_params(request, job.type, job.params, loc=("body", "job"))
     if job.webhook_url is not None:
         await check_destination(request, job.webhook_url, field=["job", "webhook_url"])
     return {
         "job_type": job.type,
-        "job_params": params.model_dump(mode="json"),
+        "job_params": params,
         "job_priority": job.priority.value,
         "job_webhook_url": job.webhook_url,
         "job_max_attempts": jt.max_attempts,
@@ -142,7 +121,7 @@ def _first_run(tt: Timetable, now: datetime) -> datetime:
 
 @routes.post("/v1/schedules")
 async def create_schedule(request: web.Request) -> web.Response:
-    body: CreateSchedule = await _parse(request, CreateSchedule)
+    body = body_model(await read_json(request), CreateSchedule)
     if (body.cron is None) == (body.interval_s is None):
         raise invalid(["body", "cron"], "give exactly one of cron and interval_s", type_="missing")
     job = await _job_columns(request, body.job)
@@ -237,7 +216,7 @@ def _timetable_changes(body: UpdateSchedule, current: Row, now: datetime) -> dic
 @routes.patch("/v1/schedules/{schedule_id}")
 async def update_schedule(request: web.Request) -> web.Response:
     schedule_id = _schedule_id(request)
-    body: UpdateSchedule = await _parse(request, UpdateSchedule)
+    body = body_model(await read_json(request), UpdateSchedule)
     for field in _NOT_NULL:
         if field in body.model_fields_set and getattr(body, field) is None:
             raise invalid(["body", field], f"{field} cannot be null; leave it out to keep it", type_="null")
