@@ -220,3 +220,46 @@ CREATE INDEX IF NOT EXISTS jobs_schedule_idx ON jobs (schedule_id, created_at DE
 CREATE INDEX IF NOT EXISTS jobs_purge_idx ON jobs (status, type, finished_at) WHERE finished_at IS NOT NULL;
 -- a purged job takes its idempotency key with it
 CREATE INDEX IF NOT EXISTS idempotency_keys_job_idx ON idempotency_keys (job_id);
+
+-- ---- schedules ----------------------------------------------------------------------------------
+
+-- A schedule submits a job on a timetable: `cron` in `timezone`, or every `interval_s` from
+-- `anchor_at`. `next_run_at` is the next slot to fire (NULL while paused); the scheduler claims due
+-- rows with FOR UPDATE SKIP LOCKED and advances it in the transaction that inserts the slot's job.
+CREATE TABLE IF NOT EXISTS schedules (
+    id               uuid             PRIMARY KEY,
+    tenant           text             NOT NULL,
+    name             text             NOT NULL,
+    description      text             NOT NULL DEFAULT '',
+    cron             text,
+    interval_s       double precision CHECK (interval_s >= 1),
+    anchor_at        timestamptz      NOT NULL DEFAULT now(),
+    timezone         text             NOT NULL DEFAULT 'UTC',
+    job_type         text             NOT NULL,
+    job_params       jsonb            NOT NULL,
+    job_priority     text             NOT NULL CHECK (job_priority IN ('normal', 'high')),
+    job_webhook_url  text,
+    -- the job type's max_attempts when the schedule was written: used when the scheduling process
+    -- does not know the type
+    job_max_attempts integer          NOT NULL CHECK (job_max_attempts >= 1),
+    overlap          text             NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'allow')),
+    paused           boolean          NOT NULL DEFAULT false,
+    next_run_at      timestamptz,
+    last_run_at      timestamptz,
+    last_job_id      uuid,
+    created_at       timestamptz      NOT NULL DEFAULT now(),
+    updated_at       timestamptz      NOT NULL DEFAULT now(),
+    CHECK ((cron IS NULL) <> (interval_s IS NULL)),
+    UNIQUE (tenant, name)
+);
+-- the scheduler's claim and its sleep: the soonest due schedule first
+CREATE INDEX IF NOT EXISTS schedules_due_idx ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS schedules_list_idx ON schedules (tenant, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS schedules_created_idx ON schedules (created_at DESC, id DESC);
+
+-- The slot a schedule's job was fired for (NULL: not fired by the timetable, e.g. a trigger). The
+-- unique index makes a slot fire at most once whatever the number of schedulers and whatever they
+-- believe: the insert of a second job for a slot fails.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS schedule_slot timestamptz;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_schedule_slot_key ON jobs (schedule_id, schedule_slot)
+    WHERE schedule_slot IS NOT NULL;

@@ -1,9 +1,10 @@
 """Every benchmark in one command, and one table of the issue's figures: jobwire beside each baseline.
 
-    python -m bench [--quick] [--only submit,stream,lifecycle,webhooks,retention] [--write-readme]
+    python -m bench [--quick] [--only submit,stream,lifecycle,webhooks,time,retention] [--write-readme]
                     [--results DIR] [--readme FILE]
 
-Runs bench.submit, bench.stream, bench.lifecycle and bench.webhooks one after the other, each in its
+Runs bench.submit, bench.stream, bench.lifecycle, bench.webhooks and bench.time one after the other, each
+in its
 own process with its own default sizes (--quick: small ones, a smoke run of a few minutes), then
 prints one table built from the "headline" each writes to its results JSON, judged there as its own
 table judges. The memory figure comes from the last `python -m bench.soak` (ten minutes, so only run
@@ -65,15 +66,16 @@ BENCHES = {
         Bench(
             "webhooks", "Webhook delivery", ("--deliveries", "2000", "--rounds", "1", "--latency-jobs", "50")
         ),
+        Bench("time", "Time", ("--quick",)),
         # ten minutes by default: run only when asked for; its memory figure is read from its last JSON
         Bench("soak", "Reliability", ("--minutes", "2")),
         # a pass over 1,000,000 finished jobs and a ten-minute soak: run only when asked for
         Bench("retention", "Retention", ("--quick",)),
     )
 }
-DEFAULT = ("submit", "stream", "lifecycle", "webhooks")
+DEFAULT = ("submit", "stream", "lifecycle", "webhooks", "time")
 # the issue's order; the soak's row last
-TABLE_ORDER = ("submit", "lifecycle", "stream", "webhooks", "retention")
+TABLE_ORDER = ("submit", "lifecycle", "stream", "webhooks", "time", "retention")
 MEMORY_FIGURE = "memory of api, worker, dispatcher after 10 minutes at 80 % capacity"
 STOP_WAIT_S = 60.0  # after Ctrl-C, for a benchmark to stop its own servers
 

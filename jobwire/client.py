@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from jobwire.errors import ApiError, WaitTimeout
 from jobwire.job import TERMINAL
-from jobwire.resources import Delivery, DeliveryList, Event, Job, JobList
+from jobwire.resources import Delivery, DeliveryList, Event, Job, JobList, Schedule, ScheduleList
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # the longest hold the api grants a long-poll (GET /v1/jobs/{id}?wait=)
@@ -87,7 +87,13 @@ class _Call(Generic[M]):
 
     def read(self, response: httpx.Response) -> M:
         raise_for_problem(response)
+        if response.status_code == 204:
+            return self.model()  # no content: the model of nothing (NoContent)
         return self.model.model_validate_json(response.content)
+
+
+class NoContent(BaseModel):
+    """The answer of a call that answers 204 (a delete)."""
 
 
 def _submit(
@@ -128,6 +134,36 @@ def _list(
     if cursor:
         query["cursor"] = cursor
     return _Call("GET", "/v1/jobs", JobList, params=query)
+
+
+def _create_schedule(
+    name: str,
+    job_type: str,
+    params: dict[str, Any] | None,
+    timetable: dict[str, Any],
+    options: dict[str, Any],
+) -> _Call[Schedule]:
+    job: dict[str, Any] = {"type": job_type, "params": params or {}}
+    for key in ("priority", "webhook_url"):
+        if options.get(key) is not None:
+            job[key] = options[key]
+    body: dict[str, Any] = {"name": name, "job": job}
+    body.update({k: v for k, v in timetable.items() if v is not None})
+    body.update({k: v for k, v in options.items() if v is not None and k not in job})
+    return _Call("POST", "/v1/schedules", Schedule, json=body)
+
+
+def _schedules(limit: int | None, cursor: str | None) -> _Call[ScheduleList]:
+    query: dict[str, Any] = {}
+    if limit is not None:
+        query["limit"] = limit
+    if cursor:
+        query["cursor"] = cursor
+    return _Call("GET", "/v1/schedules", ScheduleList, params=query)
+
+
+def _schedule(schedule_id: str) -> str:
+    return f"/v1/schedules/{_segment(schedule_id)}"
 
 
 class _Poll:
@@ -330,6 +366,48 @@ class Client:
         """The job types the api runs: description, timeout_s, max_attempts and the params' schema."""
         return _job_types(self._http.get("/openapi.json"))
 
+    # ---- schedules ------------------------------------------------------------------------------
+
+    def create_schedule(
+        self,
+        name: str,
+        job_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        interval_s: float | None = None,
+        timezone: str | None = None,
+        priority: str | None = None,
+        webhook_url: str | None = None,
+        overlap: str | None = None,
+        paused: bool | None = None,
+        description: str | None = None,
+    ) -> Schedule:
+        """A schedule submitting a `job_type` job on a `cron` timetable (in `timezone`) or every
+        `interval_s` seconds: one of the two."""
+        timetable: dict[str, Any] = {"cron": cron, "interval_s": interval_s, "timezone": timezone}
+        options: dict[str, Any] = {"priority": priority, "webhook_url": webhook_url, "overlap": overlap}
+        options |= {"paused": paused, "description": description}
+        return self._call(_create_schedule(name, job_type, params, timetable, options))
+
+    def schedules(self, *, limit: int | None = None, cursor: str | None = None) -> ScheduleList:
+        """One page of schedules, newest first; pass `next_cursor` back as `cursor` for the next."""
+        return self._call(_schedules(limit, cursor))
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        return self._call(_Call("GET", _schedule(schedule_id), Schedule))
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> Schedule:
+        """Change a schedule's fields (API.md), e.g. `paused=True`, `cron="0 4 * * *"`."""
+        return self._call(_Call("PATCH", _schedule(schedule_id), Schedule, json=changes))
+
+    def trigger_schedule(self, schedule_id: str) -> Job:
+        """Submit the schedule's job now."""
+        return self._call(_Call("POST", _schedule(schedule_id) + "/trigger", Job))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._call(_Call("DELETE", _schedule(schedule_id), NoContent))
+
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """The job once it has ended (long-polls: one request per change, none in between); raises
         WaitTimeout (a TimeoutError) after `timeout` seconds."""
@@ -461,6 +539,48 @@ class AsyncClient:
 
     async def job_types(self) -> dict[str, dict[str, Any]]:
         return _job_types(await self._http.get("/openapi.json"))
+
+    # ---- schedules ------------------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        name: str,
+        job_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        interval_s: float | None = None,
+        timezone: str | None = None,
+        priority: str | None = None,
+        webhook_url: str | None = None,
+        overlap: str | None = None,
+        paused: bool | None = None,
+        description: str | None = None,
+    ) -> Schedule:
+        """A schedule submitting a `job_type` job on a `cron` timetable (in `timezone`) or every
+        `interval_s` seconds: one of the two."""
+        timetable: dict[str, Any] = {"cron": cron, "interval_s": interval_s, "timezone": timezone}
+        options: dict[str, Any] = {"priority": priority, "webhook_url": webhook_url, "overlap": overlap}
+        options |= {"paused": paused, "description": description}
+        return await self._call(_create_schedule(name, job_type, params, timetable, options))
+
+    async def schedules(self, *, limit: int | None = None, cursor: str | None = None) -> ScheduleList:
+        """One page of schedules, newest first; pass `next_cursor` back as `cursor` for the next."""
+        return await self._call(_schedules(limit, cursor))
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        return await self._call(_Call("GET", _schedule(schedule_id), Schedule))
+
+    async def update_schedule(self, schedule_id: str, **changes: Any) -> Schedule:
+        """Change a schedule's fields (API.md), e.g. `paused=True`, `cron="0 4 * * *"`."""
+        return await self._call(_Call("PATCH", _schedule(schedule_id), Schedule, json=changes))
+
+    async def trigger_schedule(self, schedule_id: str) -> Job:
+        """Submit the schedule's job now."""
+        return await self._call(_Call("POST", _schedule(schedule_id) + "/trigger", Job))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._call(_Call("DELETE", _schedule(schedule_id), NoContent))
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         poll = _Poll(job_id, timeout)

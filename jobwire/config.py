@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # how often every api and worker process cancels the unstarted jobs past their expiry (a job
     # about to start is checked by its start, whatever this says)
     expiry_sweep_s: float = Field(default=1.0, gt=0)
+    # the longest a scheduler (in every api and worker process) sleeps before it looks at the
+    # schedules again; it wakes for the soonest due slot by itself, and at once for a change made
+    # through its own api
+    scheduler_poll_s: float = Field(default=1.0, gt=0)
     progress_interval_s: float = Field(default=0.25, ge=0)
     # extra modules that register job types, besides everything in workers/jobs/
     job_modules: list[str] = Field(default_factory=list)

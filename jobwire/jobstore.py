@@ -36,9 +36,11 @@ class NewJob:
     max_attempts: int
     webhook_url: str | None
     # a delayed job's due time (in the past or None: due now), its expiry, the schedule that made it
+    # and the slot of its timetable it was fired for (unique per schedule)
     run_at: datetime | None = None
     expires_at: datetime | None = None
     schedule_id: UUID | None = None
+    schedule_slot: datetime | None = None
 
 
 def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
@@ -153,10 +155,10 @@ def event_written(row: Row, event: EventType) -> EventType:
 _INSERT_JOB = """
 WITH j AS (
     INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
-                      status, run_at, expires_at, schedule_id)
+                      status, run_at, expires_at, schedule_id, schedule_slot)
     VALUES ($1, $2, $3, $4, $5, $6, $7, 1,
             CASE WHEN $8::timestamptz > now() THEN 'scheduled' ELSE 'pending' END,
-            CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10)
+            CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10, $11)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -271,6 +273,7 @@ async def insert_job(conn: Conn, job: NewJob) -> Row:
         job.run_at,
         job.expires_at,
         job.schedule_id,
+        job.schedule_slot,
     )
     assert row is not None  # an INSERT ... RETURNING returns its row
     return row
@@ -570,14 +573,14 @@ async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> l
 _INSERT_JOBS = """
 WITH j AS (
     INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
-                      status, run_at, expires_at, schedule_id)
+                      status, run_at, expires_at, schedule_id, schedule_slot)
     SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1,
            CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
-           CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id
+           CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id, schedule_slot
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[],
-                $8::timestamptz[], $9::timestamptz[], $10::uuid[])
+                $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::timestamptz[])
          AS t(id, tenant, type, params, priority, max_attempts, webhook_url, run_at, expires_at,
-              schedule_id)
+              schedule_id, schedule_slot)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -600,6 +603,7 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
         [j.run_at for j in jobs],
         [j.expires_at for j in jobs],
         [j.schedule_id for j in jobs],
+        [j.schedule_slot for j in jobs],
     )
     return {r["id"]: r for r in rows}
 

@@ -145,3 +145,32 @@ class Delivery(Resource):
 class DeliveryList(Resource):
     items: list[Delivery]
     next_cursor: str | None
+
+
+class ScheduleJobView(Resource):
+    type: str
+    params: dict[str, Any]
+    priority: Literal["normal", "high"]
+    webhook_url: str | None
+
+
+class Schedule(Resource):
+    id: str
+    name: str
+    description: str
+    cron: str | None
+    interval_s: float | None
+    timezone: str
+    job: ScheduleJobView
+    overlap: Literal["skip", "allow"]
+    paused: bool
+    next_run_at: str | None = Field(description="the next slot; null while paused")
+    last_run_at: str | None = Field(description="the slot last fired, or the time of the last trigger")
+    last_job_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class ScheduleList(Resource):
+    items: list[Schedule]
+    next_cursor: str | None

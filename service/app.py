@@ -16,8 +16,9 @@ from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import create_redis
 from jobwire.registry import Registry, load_job_types
+from jobwire.scheduler import Scheduler
 from jobwire.tokens import StreamTokens
-from service import dashboard, health, jobs, metrics, openapi, sse, webhooks, ws
+from service import dashboard, health, jobs, metrics, openapi, schedules, sse, webhooks, ws
 from service.auth import AUTH_FAILURES, KEY_CACHE, KeyCache, auth_middleware
 from service.cors import CORS, Cors, preflight_middleware
 from service.cors import add_headers as add_cors_headers
@@ -34,6 +35,7 @@ from service.state import (
     RATE_LIMITER,
     REDIS,
     REGISTRY,
+    SCHEDULER,
     SETTINGS,
     STATS,
     STREAM_LIMITER,
@@ -87,6 +89,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[STATS] = QueueStats(app[DB])
     app[SUBMITTER] = Submitter(app[DB], app[REDIS], app[KEYS])
     app[HUB] = EventHub(settings, app[KEYS])
+    app[SCHEDULER] = Scheduler(
+        app[DB], app[REDIS], app[KEYS], registry=app[REGISTRY], poll_s=settings.scheduler_poll_s
+    )
     loop = asyncio.get_running_loop()
     tasks = [
         loop.create_task(app[HUB].run()),
@@ -95,6 +100,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         loop.create_task(app[SUBMITTER].run()),
         loop.create_task(expiry.run(app[DB], app[REDIS], app[KEYS], interval_s=settings.expiry_sweep_s)),
         loop.create_task(app[REVOCATIONS].run(app[DB], app[HUB])),
+        loop.create_task(app[SCHEDULER].run()),
     ]
     log.info("api ready", namespace=settings.namespace)
     yield
@@ -141,6 +147,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app.add_routes(sse.routes)
     app.add_routes(ws.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(schedules.routes)
     app.add_routes(openapi.routes)
     app.add_routes(dashboard.routes)
     return app

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from jobwire import jobstore
+from jobwire.registry import JobType
 from jobwire.webhooks import ssrf
-from service.problems import Handler, Problem, invalid
-from service.state import SETTINGS
+from service.problems import Handler, Problem, invalid, validation_problem
+from service.state import REGISTRY, SETTINGS
+
+M = TypeVar("M", bound=BaseModel)
 
 JSON = "application/json"
 
@@ -46,6 +51,42 @@ async def read_json(request: web.Request) -> Any:
     return parsed
 
 
+def body_model(body: Any, model: type[M]) -> M:
+    """A parsed JSON body as `model`, or a 422 naming every field at fault."""
+    if not isinstance(body, dict):
+        raise invalid(
+            ["body"], "the body must be a JSON object", msg="must be an object", type_="object_type"
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+
+
+def job_params(
+    request: web.Request, type_name: str, params: dict[str, Any], *, loc: Sequence[str] = ("body",)
+) -> tuple[JobType, dict[str, Any]]:
+    """The job type and its params validated by the type's model, normalised (defaults filled in) as
+    they are stored, so that a job shows exactly what it runs with; a 422 at `loc` + "type" or
+    "params" otherwise. For submissions and for schedules' jobs alike."""
+    registry = request.app[REGISTRY]
+    jt = registry.get(type_name)
+    if jt is None:
+        raise invalid(
+            [*loc, "type"],
+            f"unknown job type {type_name!r}; known types: {', '.join(registry.names())}",
+            msg=f"unknown job type {type_name!r}",
+            type_="unknown_type",
+        )
+    try:
+        validated = jt.params_model.model_validate(params)
+    except ValidationError as exc:
+        raise validation_problem(
+            exc, prefix=(*loc, "params"), detail=f"params do not match job type {type_name!r}; see `errors`"
+        ) from None
+    return jt, validated.model_dump(mode="json")
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -76,14 +117,16 @@ async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.S
 # ---- destinations ----------------------------------------------------------------------------
 
 
-async def check_destination(request: web.Request, url: str, *, field: str = "url") -> None:
+async def check_destination(request: web.Request, url: str, *, field: str | list[str] = "url") -> None:
     """422 unless the (canonical) URL's host resolves to public addresses only (or private ones are
-    allowed); 503 when its name could not be resolved in time. For the webhook URLs of jobs and of
-    endpoints alike."""
+    allowed); 503 when its name could not be resolved in time. For the webhook URLs of jobs, of
+    schedules' jobs and of endpoints alike. `field` is where the URL is in the body (a path for a
+    nested one)."""
     try:
         await ssrf.check_url(url, allow_private=request.app[SETTINGS].webhook_allow_private)
     except ssrf.BlockedDestination as exc:
-        raise invalid(["body", field], str(exc), type_="blocked_destination") from None
+        loc = ["body", *([field] if isinstance(field, str) else field)]
+        raise invalid(loc, str(exc), type_="blocked_destination") from None
     except ssrf.DestinationUnchecked as exc:
         raise Problem(
             503,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from jobwire import events, jobstore
 from jobwire.apikeys import Principal
@@ -24,8 +23,10 @@ from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.follower import Follower
 from service.http import (
+    body_model,
     check_destination,
     if_none_match,
+    job_params,
     json_response,
     prefer_wait,
     query_cursor,
@@ -34,7 +35,7 @@ from service.http import (
     read_json,
 )
 from service.hub import Subscriber
-from service.problems import Problem, invalid, validation_problem
+from service.problems import Problem, invalid
 from service.schemas import MoveJob, SubmitJob, TimesInvalid
 from service.state import (
     DB,
@@ -42,7 +43,6 @@ from service.state import (
     KEYS,
     PRINCIPAL,
     REDIS,
-    REGISTRY,
     SETTINGS,
     STREAM_LIMITER,
     SUBMITTER,
@@ -50,7 +50,6 @@ from service.state import (
 )
 
 log = get_logger("jobwire.api")
-M = TypeVar("M", bound=BaseModel)
 routes = web.RouteTableDef()
 
 MAX_WAIT_S = 60
@@ -150,40 +149,14 @@ async def _enqueue_one(
 # ---- submit ----------------------------------------------------------------------------------
 
 
-def _body_model(body: Any, model: type[M]) -> M:
-    if not isinstance(body, dict):
-        raise invalid(
-            ["body"], "the body must be a JSON object", msg="must be an object", type_="object_type"
-        )
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise validation_problem(exc) from None
-
-
 def _times_problem(exc: TimesInvalid) -> Problem:
     return invalid(["body", exc.field], exc.detail)
 
 
 def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, dict[str, Any], int]:
-    sub = _body_model(body, SubmitJob)
-    jt = request.app[REGISTRY].get(sub.type)
-    if jt is None:
-        known = ", ".join(request.app[REGISTRY].names())
-        raise invalid(
-            ["body", "type"],
-            f"unknown job type {sub.type!r}; known types: {known}",
-            msg=f"unknown job type {sub.type!r}",
-            type_="unknown_type",
-        )
-    try:
-        params = jt.params_model.model_validate(sub.params)
-    except ValidationError as exc:
-        raise validation_problem(
-            exc, prefix=("body", "params"), detail=f"params do not match job type {sub.type!r}; see `errors`"
-        ) from None
-    # stored normalised (defaults filled in) so the job shows exactly what it runs with
-    return sub, params.model_dump(mode="json"), jt.max_attempts
+    sub = body_model(body, SubmitJob)
+    jt, params = job_params(request, sub.type, sub.params)
+    return sub, params, jt.max_attempts
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -379,7 +352,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def move_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     scope = _principal(request).scope()
-    move_to = _body_model(await read_json(request), MoveJob)
+    move_to = body_model(await read_json(request), MoveJob)
     try:
         run_at = move_to.resolve(datetime.now(UTC))
     except TimesInvalid as exc:

@@ -72,6 +72,7 @@ def _uuid(name: str) -> dict[str, Any]:
 JOB_ID = _uuid("job_id")
 ENDPOINT_ID = _uuid("endpoint_id")
 DELIVERY_ID = _uuid("delivery_id")
+SCHEDULE_ID = _uuid("schedule_id")
 LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
 PAGE = [LIMIT, _string("cursor", "query")]
 SSE = {"text/event-stream": {"schema": {"type": "string", "description": "id:/event:/data: frames of Event"}}}
@@ -161,6 +162,54 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             "202": _answer(schemas.Job, "pending again"),
             "404": _problem("unknown"),
             "409": _problem("not failed or cancelled"),
+        },
+    },
+    # ---- schedules (service.schedules)
+    "create_schedule": {
+        "summary": "Create a schedule (`cron` in `timezone`, or `interval_s`)",
+        "description": "The job's params are validated with its type's model. The first run is the "
+        "first slot after now.",
+        "requestBody": _body(schemas.CreateSchedule),
+        "responses": {
+            "201": _answer(schemas.Schedule, "created", {"Location": "/v1/schedules/{id}"}),
+            "409": _problem("the tenant has a schedule of that name"),
+            "422": _problem("invalid cron, time zone, job type or params"),
+            **NOT_JSON,
+        },
+    },
+    "list_schedules": {
+        "summary": "List schedules, newest first",
+        "parameters": PAGE,
+        "responses": {"200": _answer(schemas.ScheduleList, "a page"), **BAD_PAGE},
+    },
+    "get_schedule": {
+        "summary": "Read a schedule",
+        "parameters": [SCHEDULE_ID],
+        "responses": {"200": _answer(schemas.Schedule, "the schedule"), **NOT_FOUND},
+    },
+    "update_schedule": {
+        "summary": "Change a schedule; `paused: true` pauses, `false` resumes",
+        "parameters": [SCHEDULE_ID],
+        "requestBody": _body(schemas.UpdateSchedule),
+        "responses": {
+            "200": _answer(schemas.Schedule, "changed"),
+            "409": _problem("the new name is taken"),
+            "422": _problem("invalid"),
+            **NOT_JSON,
+            **NOT_FOUND,
+        },
+    },
+    "delete_schedule": {
+        "summary": "Delete a schedule (its jobs stay)",
+        "parameters": [SCHEDULE_ID],
+        "responses": {"204": {"description": "deleted"}, **NOT_FOUND},
+    },
+    "trigger_schedule": {
+        "summary": "Submit the schedule's job now, outside its timetable",
+        "parameters": [SCHEDULE_ID],
+        "responses": {
+            "202": _answer(schemas.Job, "submitted", {"Location": "/v1/jobs/{id}"}),
+            **NOT_FOUND,
         },
     },
     # ---- streams (service.sse, service.ws)

@@ -9,7 +9,7 @@ tests validate those dicts against the models, so the two cannot drift apart.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +29,9 @@ from jobwire.resources import (
     JobList,
     Problem,
     ProblemError,
+    Schedule,
+    ScheduleJobView,
+    ScheduleList,
     SigningSecret,
     Status,
     WebhookEvent,
@@ -37,6 +40,7 @@ from jobwire.webhooks import ssrf
 
 __all__ = [
     "CreateEndpoint",
+    "CreateSchedule",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryList",
@@ -52,11 +56,16 @@ __all__ = [
     "MoveJob",
     "Problem",
     "ProblemError",
+    "Schedule",
+    "ScheduleJob",
+    "ScheduleJobView",
+    "ScheduleList",
     "SigningSecret",
     "Status",
     "SubmitJob",
     "TimesInvalid",
     "UpdateEndpoint",
+    "UpdateSchedule",
     "WebhookEvent",
 ]
 
@@ -195,3 +204,69 @@ class UpdateEndpoint(BaseModel):
 
     _url = field_validator("url")(ssrf.canonical_url_field)
     _unique = field_validator("events")(_distinct_events)
+
+
+class ScheduleJob(BaseModel):
+    """The job a schedule submits: validated like a submission (params by the type's model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200, description="a registered job type")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the job type's model")
+    priority: Priority = Field(default=Priority.NORMAL)
+    webhook_url: str | None = Field(default=None, max_length=2048, description="receives each terminal event")
+
+    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
+
+
+def _schedule_name(value: str | None) -> str | None:
+    if value is not None and (not value.isprintable() or value != value.strip()):
+        raise ValueError("a name is printable, without leading or trailing spaces")
+    return value
+
+
+# the longest interval: a year (a longer one is a cron expression)
+_MAX_INTERVAL_S = 366 * 86400
+
+
+class CreateSchedule(BaseModel):
+    """The body of POST /v1/schedules: `cron` or `interval_s`, exactly one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="unique among the tenant's schedules")
+    description: str = Field(default="", max_length=500)
+    cron: str | None = Field(
+        default=None,
+        max_length=200,
+        description="5 fields, 6 with seconds first, or @yearly @monthly @weekly @daily @hourly",
+    )
+    interval_s: float | None = Field(
+        default=None, ge=1, le=_MAX_INTERVAL_S, description="every this many seconds"
+    )
+    timezone: str = Field(default="UTC", max_length=100, description="IANA name; the cron's local time")
+    job: ScheduleJob
+    overlap: Literal["skip", "allow"] = Field(
+        default="skip", description="skip: no new run while the previous one is not finished"
+    )
+    paused: bool = False
+
+    _name = field_validator("name")(_schedule_name)
+
+
+class UpdateSchedule(BaseModel):
+    """The body of PATCH /v1/schedules/{id}: any subset of the fields (`job` replaces the whole
+    job); `cron` and `interval_s` replace one another."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=500)
+    cron: str | None = Field(default=None, max_length=200)
+    interval_s: float | None = Field(default=None, ge=1, le=_MAX_INTERVAL_S)
+    timezone: str | None = Field(default=None, max_length=100)
+    job: ScheduleJob | None = None
+    overlap: Literal["skip", "allow"] | None = None
+    paused: bool | None = Field(default=None, description="true pauses, false resumes")
+
+    _name = field_validator("name")(_schedule_name)

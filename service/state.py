@@ -10,6 +10,7 @@ from jobwire.apikeys import Principal
 from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.registry import Registry
+from jobwire.scheduler import Scheduler
 from jobwire.tokens import StreamTokens
 from service.hub import EventHub
 from service.limits import RateLimiter, StreamLimiter
@@ -25,6 +26,7 @@ TOKENS = web.AppKey("tokens", StreamTokens)
 HUB = web.AppKey("hub", EventHub)
 STATS = web.AppKey("stats", QueueStats)
 SUBMITTER = web.AppKey("submitter", Submitter)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAM_LIMITER = web.AppKey("stream_limiter", StreamLimiter)
 

@@ -101,6 +101,19 @@ async def other_database(template_db: str) -> AsyncIterator[str]:
         yield url
 
 
+@contextlib.asynccontextmanager
+async def database_of(schema_sql: str) -> AsyncIterator[str]:
+    """A fresh database holding `schema_sql` (an older schema, for the upgrade tests), dropped after."""
+    name = f"jobwire_up_{uuid.uuid4().hex[:10]}"
+    url = db_url(name)
+    await db.create_database_if_missing(url)
+    await db.apply_schema(url, schema_sql)
+    try:
+        yield url
+    finally:
+        await drop_database(name)
+
+
 async def delete_namespace(redis_url: str, namespace: str) -> None:
     redis = create_redis(redis_url)
     try:

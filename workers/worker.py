@@ -18,6 +18,7 @@ from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
 from jobwire.registry import load_job_types
 from jobwire.retention import RetentionPolicy
+from jobwire.scheduler import Scheduler
 from workers.arq_worker import JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.purger import Purger
@@ -70,8 +71,10 @@ class WorkerService:
         heartbeat = Heartbeat(self.runtime, self.pool, self.redis, self.keys, lease_s=s.worker_lease_s)
         reconciler = Reconciler(self.pool, self.redis, self.keys, interval_s=s.reconcile_interval_s)
         purger = Purger(s, RetentionPolicy.from_settings(s, registry), self.redis, self.keys)
+        scheduler = Scheduler(self.pool, self.redis, self.keys, registry=registry, poll_s=s.scheduler_poll_s)
         loop = asyncio.get_running_loop()
         self._tasks = [
+            loop.create_task(scheduler.run()),
             loop.create_task(heartbeat.run()),
             loop.create_task(reconciler.run()),
             loop.create_task(expiry.run(self.pool, self.redis, self.keys, interval_s=s.expiry_sweep_s)),

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -348,6 +348,80 @@ def cmd_types(args: argparse.Namespace) -> int:
     return client.run(lambda: client.types(as_json=args.json))
 
 
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from jobwire.cli import schedules
+    from jobwire.cli import watch as client
+
+    def command() -> int:
+        action = args.action
+        if action == "list":
+            return schedules.list_schedules(as_json=args.json)
+        if action == "create":
+            return schedules.create(
+                args.name,
+                args.type,
+                client.parse_params(args.param, args.params_json),
+                cron=args.cron,
+                interval_s=args.every,
+                timezone=args.timezone,
+                priority=args.priority,
+                overlap=args.overlap,
+                paused=args.paused,
+                description=args.description,
+                as_json=args.json,
+            )
+        if action in ("pause", "resume"):
+            return schedules.set_paused(args.schedule, action == "pause", as_json=args.json)
+        if action == "trigger":
+            return schedules.trigger(args.schedule, wait=args.wait, as_json=args.json)
+        return schedules.delete(args.schedule)
+
+    return client.run(command)
+
+
+def _schedules_parser(sub: Any) -> None:
+    p = sub.add_parser("schedules", help="manage schedules (JOBWIRE_URL, JOBWIRE_API_KEY)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("list", help="every schedule: timetable, next run, last run and its job")
+    a.add_argument("--json", action="store_true", help="print the schedules as JSON")
+    a = actions.add_parser(
+        "create",
+        help="create a schedule; prints its id on the last line",
+        description="Create a schedule that submits a job of TYPE on a cron timetable or every DURATION.",
+    )
+    a.add_argument("name", help="unique among your schedules")
+    a.add_argument("type", help="job type, e.g. report.generate")
+    when = a.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", metavar="EXPR", help="5 fields, 6 with seconds first, or @daily, @hourly, …")
+    when.add_argument(
+        "--every",
+        metavar="DURATION",
+        type=_duration,
+        help="an interval: 90, 90s, 15m, 2h or 1d (at least 1 s)",
+    )
+    a.add_argument("--timezone", default="UTC", help="IANA zone of the cron's times (default UTC)")
+    a.add_argument("--param", action="append", default=[], metavar="K=V", help="a param; V is JSON or text")
+    a.add_argument("--params-json", metavar="JSON", help="params as one JSON object")
+    a.add_argument("--priority", choices=["normal", "high"], default="normal", help="of the jobs it submits")
+    a.add_argument(
+        "--overlap", choices=["skip", "allow"], default="skip", help="while the last run is unfinished"
+    )
+    a.add_argument("--paused", action="store_true", help="create it paused")
+    a.add_argument("--description", default="", help="free text, shown in lists and the dashboard")
+    a.add_argument("--json", action="store_true", help="print the schedule as JSON")
+    for action, text in (("pause", "pause a schedule"), ("resume", "resume a schedule from its next slot")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("schedule", help="its id or name")
+        a.add_argument("--json", action="store_true", help="print the schedule as JSON")
+    a = actions.add_parser("trigger", help="submit the schedule's job now; prints the job id")
+    a.add_argument("schedule", help="its id or name")
+    a.add_argument("--wait", action="store_true", help="follow the job to its end; exit 1 if it fails")
+    a.add_argument("--json", action="store_true", help="print the job as JSON")
+    a = actions.add_parser("delete", help="delete a schedule (its jobs stay)")
+    a.add_argument("schedule", help="its id or name")
+    p.set_defaults(run=cmd_schedules)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobwire", description="jobwire: jobs over HTTP, run by ARQ workers."
@@ -446,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("types", help="list the job types and their params (JOBWIRE_URL, JOBWIRE_API_KEY)")
     p.add_argument("--json", action="store_true", help="print them as JSON, params as JSON schemas")
     p.set_defaults(run=cmd_types)
+    _schedules_parser(sub)
 
     p = sub.add_parser("dispatcher", help="run the webhook dispatcher")
     p.set_defaults(run=cmd_dispatcher)

@@ -364,3 +364,46 @@ async def test_ctrl_c_while_waiting_prints_how_to_resume_and_exits_130(
         base_url=api.url, headers={"Authorization": f"Bearer {env['JOBWIRE_API_KEY']}"}
     ) as c:
         assert (await c.get(f"/v1/jobs/{job_id}")).json()["status"] == "running"  # the job goes on
+
+
+async def test_schedules_create_list_pause_resume_trigger_delete(
+    api: Api, settings: Settings, worker: WorkerService
+) -> None:
+    env = {**client_env(api, await new_key(settings.database_url, "acme")), "COLUMNS": "400"}
+    name = "[/link] [bold red]FAKE[/] :thumbs_up:"  # markup in a name is text
+    args = ["schedules", "create", name, "demo.sleep", "--every", "1h", "--param", "seconds=0"]
+    created = await asyncio.to_thread(run, args, env)
+    assert created.returncode == 0, created.stderr
+    schedule_id = created.stdout.strip().splitlines()[-1]
+    assert name in created.stderr and "every 3600 s" in created.stderr
+    cron = await asyncio.to_thread(
+        run, ["schedules", "create", "nightly", "demo.sleep", "--cron", "0 3 * * *", "--timezone",
+              "Europe/Berlin", "--json"], env
+    )  # fmt: skip
+    assert json.loads(cron.stdout)["timezone"] == "Europe/Berlin", cron.stderr
+    listed = await asyncio.to_thread(run, ["schedules", "list"], env)
+    assert listed.returncode == 0 and name in listed.stdout and "0 3 * * * (Europe/Berlin)" in listed.stdout
+    assert "\U0001f44d" not in listed.stdout  # no emoji code interpreted
+    # by id or by name
+    paused = await asyncio.to_thread(run, ["schedules", "pause", "nightly", "--json"], env)
+    assert json.loads(paused.stdout)["paused"] is True and json.loads(paused.stdout)["next_run_at"] is None
+    resumed = await asyncio.to_thread(run, ["schedules", "resume", schedule_id, "--json"], env)
+    assert json.loads(resumed.stdout)["next_run_at"] is not None
+    triggered = await asyncio.to_thread(run, ["schedules", "trigger", schedule_id, "--wait", "--json"], env)
+    assert triggered.returncode == 0, triggered.stderr
+    job = json.loads(triggered.stdout)
+    assert job["status"] == "completed" and job["schedule_id"] == schedule_id
+    listed = json.loads((await asyncio.to_thread(run, ["schedules", "list", "--json"], env)).stdout)
+    assert {s["name"] for s in listed} == {name, "nightly"}
+    assert next(s for s in listed if s["id"] == schedule_id)["last_job_id"] == job["id"]
+    deleted = await asyncio.to_thread(run, ["schedules", "delete", "nightly"], env)
+    assert deleted.returncode == 0, deleted.stderr
+    # errors: the server's problem, with the field; an unknown name
+    bad = await asyncio.to_thread(
+        run, ["schedules", "create", "x", "demo.sleep", "--cron", "61 * * * *"], env
+    )
+    assert bad.returncode == 2 and "422" in bad.stderr and "body.cron" in bad.stderr, bad.stderr
+    gone = await asyncio.to_thread(run, ["schedules", "trigger", "nightly"], env)
+    assert gone.returncode == 2 and "no schedule named 'nightly'" in gone.stderr
+    neither = await asyncio.to_thread(run, ["schedules", "create", "x", "demo.sleep"], env)
+    assert neither.returncode == 2 and "--cron" in neither.stderr

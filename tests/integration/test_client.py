@@ -114,6 +114,39 @@ async def test_the_blocking_client_follows_and_waits(
     await asyncio.to_thread(scenario)
 
 
+async def test_schedules_through_both_clients(api: Api, client: httpx.AsyncClient, jobs: AsyncClient) -> None:
+    made = await jobs.create_schedule(
+        "nightly", "demo.sleep", {"seconds": 0}, cron="0 3 * * *", timezone="Europe/Berlin", priority="high"
+    )
+    assert made.cron == "0 3 * * *" and made.timezone == "Europe/Berlin" and made.job.priority == "high"
+    assert made.next_run_at is not None and not made.paused
+    assert [s.id for s in (await jobs.schedules(limit=10)).items] == [made.id]
+    paused = await jobs.update_schedule(made.id, paused=True)
+    assert paused.paused and paused.next_run_at is None
+    job = await jobs.trigger_schedule(made.id)
+    assert job.schedule_id == made.id and (await jobs.get_schedule(made.id)).last_job_id == job.id
+    with pytest.raises(ApiError) as taken:
+        await jobs.create_schedule("nightly", "demo.sleep", interval_s=60)
+    assert taken.value.status == 409
+    with pytest.raises(ApiError) as invalid:
+        await jobs.create_schedule("bad", "demo.sleep", {"seconds": "x"}, interval_s=60)
+    assert invalid.value.errors[0]["loc"] == ["body", "job", "params", "seconds"]
+
+    def blocking() -> None:
+        with Client(api.url, key_of(client)) as sync:
+            every = sync.create_schedule("every", "demo.sleep", interval_s=3600, overlap="allow")
+            assert every.interval_s == 3600 and every.overlap == "allow"
+            assert sync.update_schedule(every.id, description="hourly").description == "hourly"
+            sync.delete_schedule(every.id)
+            with pytest.raises(ApiError) as gone:
+                sync.get_schedule(every.id)
+            assert gone.value.status == 404
+
+    await asyncio.to_thread(blocking)
+    await jobs.delete_schedule(made.id)
+    assert (await jobs.schedules()).items == []
+
+
 def test_the_client_imports_without_the_server() -> None:
     code = (
         "import sys, jobwire; from jobwire import Client, AsyncClient, ApiError, verify_webhook;"

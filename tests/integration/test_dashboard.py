@@ -392,3 +392,69 @@ async def test_a_tenant_sees_only_its_jobs_and_an_admin_sees_every_tenant(
     finally:
         await context.close()
     assert not errors, f"uncaught errors in the pages: {errors}"
+
+
+# ---- schedules ---------------------------------------------------------------------------------
+
+
+async def test_the_schedules_view_shows_runs_and_pauses_resumes_and_triggers_after_asking(
+    page: Page, api: Api, client: httpx.AsyncClient, settings: Settings, worker: WorkerService
+) -> None:
+    r = await client.post(
+        "/v1/schedules",
+        json={
+            "name": "nightly <b>report</b>",  # tenant text is shown as text
+            "cron": "0 3 * * *",
+            "timezone": "Europe/Berlin",
+            "job": {"type": "demo.sleep", "params": {"seconds": 0}},
+        },
+    )
+    s = r.json()
+    first = (await client.post(f"/v1/schedules/{s['id']}/trigger")).json()
+    await sign_in(page, api, await new_key(settings.database_url, "acme"), "#/schedules")
+    schedule = page.locator(f'[data-testid="schedule-row"][data-schedule-id="{s["id"]}"]')
+    await expect(schedule.get_by_test_id("schedule-name")).to_have_text("nightly <b>report</b>")
+    await expect(schedule.get_by_test_id("schedule-timetable")).to_have_text("0 3 * * * (Europe/Berlin)")
+    await expect(schedule.get_by_test_id("schedule-next")).to_have_attribute("datetime", s["next_run_at"])
+    await expect(schedule.get_by_test_id("schedule-next")).to_have_text(re.compile(r"^in "))
+    await expect(schedule.get_by_test_id("schedule-last-job")).to_have_attribute(
+        "href", f"#/jobs/{first['id']}"
+    )
+    await screenshot(page, "schedules")
+
+    # pause asks first: keeping it changes nothing
+    await schedule.get_by_test_id("schedule-toggle").click()
+    await page.get_by_test_id("confirm-dialog").get_by_test_id("confirm-cancel").click()
+    assert (await client.get(f"/v1/schedules/{s['id']}")).json()["paused"] is False
+    await schedule.get_by_test_id("schedule-toggle").click()
+    await confirm(page)
+    await expect(schedule.get_by_test_id("schedule-paused")).to_be_visible()
+    await expect(schedule.get_by_test_id("schedule-toggle")).to_have_text("Resume")
+    assert (await client.get(f"/v1/schedules/{s['id']}")).json()["next_run_at"] is None
+    await schedule.get_by_test_id("schedule-toggle").click()
+    await confirm(page)
+    await expect(schedule.get_by_test_id("schedule-toggle")).to_have_text("Pause")
+    assert (await client.get(f"/v1/schedules/{s['id']}")).json()["paused"] is False
+
+    # run now: a job of the schedule, which becomes its last run, one click from its page
+    await schedule.get_by_test_id("schedule-trigger").click()
+    await confirm(page)
+    await expect(page.get_by_test_id("schedules-notice")).to_contain_text("Submitted job")
+    after = (await client.get(f"/v1/schedules/{s['id']}")).json()
+    assert after["last_job_id"] != first["id"]
+    link = schedule.get_by_test_id("schedule-last-job")
+    await expect(link).to_have_attribute("href", f"#/jobs/{after['last_job_id']}")
+    await link.click()
+    await expect(page).to_have_url(re.compile(f"#/jobs/{after['last_job_id']}$"))
+    await expect(page.get_by_test_id("nav-jobs")).to_have_attribute("aria-current", "page")
+
+
+async def test_scheduled_jobs_show_their_time_in_the_jobs_view(
+    page: Page, api: Api, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    job = await submit(client, "demo.sleep", {"seconds": 0}, delay_s=2 * 3600 + 60)
+    await sign_in(page, api, await new_key(settings.database_url, "acme"), "#/jobs?status=scheduled")
+    jr = row(page, job["id"])
+    await expect(jr.get_by_test_id("job-status")).to_have_text("scheduled")
+    await expect(jr).to_contain_text("runs in 2 h")
+    await expect(jr.get_by_test_id("job-message")).to_contain_text("runs ")

@@ -18,7 +18,7 @@ import websockets
 from aiohttp import web
 
 from jobwire.config import Settings
-from service import jobs, sse, webhooks
+from service import jobs, schedules, sse, webhooks
 from tests.conftest import Api, ClientFactory, eventually, make_settings, submit
 from tests.integration.test_isolation import PARAM, v1_routes
 from tests.receiver import Receiver
@@ -201,7 +201,7 @@ def _numeric_inputs() -> set[tuple[str, str, str]]:
             continue  # frames: below
         handler = next(
             r.handler
-            for table in (jobs.routes, sse.routes, webhooks.routes)
+            for table in (jobs.routes, sse.routes, webhooks.routes, schedules.routes)
             for r in table
             if isinstance(r, web.RouteDef) and (r.method, r.path) == (method, path)
         )
@@ -248,6 +248,8 @@ async def test_every_number_and_cursor_the_api_reads_answers_hostile_values_with
         ("GET", "/v1/events", "header:Last-Event-ID"),
         ("GET", "/v1/webhooks", "query:cursor"),
         ("GET", "/v1/jobs/{job_id}/deliveries", "query:limit"),
+        ("GET", "/v1/schedules", "query:cursor"),
+        ("GET", "/v1/schedules", "query:limit"),
     } <= walked, sorted(walked)
 
     checked = 0

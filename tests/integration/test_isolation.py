@@ -11,17 +11,23 @@ import websockets
 from aiohttp import web
 
 from jobwire.config import Settings
-from service import jobs, sse, webhooks, ws
+from service import jobs, schedules, sse, webhooks, ws
 from tests.conftest import Api, ClientFactory, make_settings, submit
 from tests.receiver import Receiver
 
 PARAM = re.compile(r"\{(\w+)(?::[^}]+)?\}")
+# per collection, a PATCH body the route would accept from the owner
+PATCH_BODIES: dict[str, dict[str, object]] = {
+    "jobs": {"delay_s": 60},
+    "webhooks": {"events": ["job.failed"]},
+    "schedules": {"paused": True, "name": "taken-over"},
+}
 
 
 def v1_routes() -> list[tuple[str, str]]:
     return sorted(
         (route.method, route.path)
-        for table in (jobs.routes, sse.routes, ws.routes, webhooks.routes)
+        for table in (jobs.routes, sse.routes, ws.routes, webhooks.routes, schedules.routes)
         for route in table
         if isinstance(route, web.RouteDef) and route.path.startswith("/v1/")
     )
@@ -42,7 +48,18 @@ async def test_another_tenant_sees_nothing_on_any_route(
     job = await submit(owner, "test.block", {"seconds": 30}, webhook_url=receiver.url + "/own")
     assert (await owner.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 200  # owes deliveries
     delivery = (await owner.get(f"/v1/jobs/{job['id']}/deliveries")).json()["items"][0]
-    ids = {"job_id": job["id"], "endpoint_id": endpoint["id"], "delivery_id": delivery["id"]}
+    schedule = (
+        await owner.post(
+            "/v1/schedules",
+            json={"name": "nightly", "cron": "0 3 * * *", "job": {"type": "demo.sleep", "params": {}}},
+        )
+    ).json()
+    ids = {
+        "job_id": job["id"],
+        "endpoint_id": endpoint["id"],
+        "delivery_id": delivery["id"],
+        "schedule_id": schedule["id"],
+    }
     secrets = [endpoint["secret"], (await owner.get("/v1/webhooks/signing-secret")).json()["secret"]]
 
     checked = 0
@@ -55,7 +72,9 @@ async def test_another_tenant_sees_nothing_on_any_route(
             path += f"?jobs={job['id']}"
         body: dict[str, object] | None = {} if method == "POST" else None
         if method == "PATCH":  # a body the route would accept from its owner
-            body = {"delay_s": 60} if template.startswith("/v1/jobs/") else {"events": ["job.failed"]}
+            body = PATCH_BODIES[template.split("/")[2]]
+        if (method, template) == ("POST", "/v1/schedules"):  # a valid one, with acme's name
+            body = {"name": "nightly", "interval_s": 60, "job": {"type": "demo.sleep", "params": {}}}
         r = await intruder.request(method, path, json=body)
         text = r.text
         if names or path.startswith("/v1/events"):
@@ -67,9 +86,11 @@ async def test_another_tenant_sees_nothing_on_any_route(
         for value in (*ids.values(), *secrets):
             assert value in path or value not in text, (method, path, value)
         checked += 1
-    assert checked >= 18
-    # nothing of acme's changed
+    assert checked >= 24
+    # nothing of acme's changed, and its schedule fired nothing for the intruder
     assert (await owner.get(f"/v1/webhooks/{endpoint['id']}")).json()["events"] == endpoint["events"]
+    assert (await owner.get(f"/v1/schedules/{schedule['id']}")).json() == schedule
+    assert (await intruder.get("/v1/jobs", params={"schedule_id": schedule["id"]})).json()["items"] == []
 
 
 async def test_stream_tokens_open_their_own_job_only(

@@ -11,19 +11,15 @@ import asyncpg
 import pytest
 
 from jobwire import db
-from tests.conftest import db_url, drop_database
+from tests.conftest import database_of
 
 BEFORE = Path(__file__).with_name("schema_before_time.sql")
 
 
 @pytest.fixture
 async def old_db() -> AsyncIterator[str]:
-    name = f"jobwire_up_{uuid.uuid4().hex[:10]}"
-    url = db_url(name)
-    await db.create_database_if_missing(url)
-    await db.apply_schema(url, BEFORE.read_text())
-    yield url
-    await drop_database(name)
+    async with database_of(BEFORE.read_text()) as url:
+        yield url
 
 
 async def test_the_upgrade_keeps_every_row_and_runs_twice(old_db: str) -> None:

@@ -13,6 +13,7 @@ import { $, h, setText, tenantOf, tenants } from "./format.js";
 import { JobView } from "./job.js";
 import { JobsView } from "./jobs.js";
 import { OverviewView } from "./overview.js";
+import { SchedulesView } from "./schedules.js";
 import { page, session } from "./session.js";
 import { live, updateCountdown } from "./socket.js";
 
@@ -22,6 +23,7 @@ function parseRoute() {
   const parts = path.split("/").filter(Boolean);
   if (parts[0] === "jobs" && parts[1]) return { name: "job", id: decodeURIComponent(parts[1]) };
   if (parts[0] === "jobs") return { name: "jobs", query: new URLSearchParams(query) };
+  if (parts[0] === "schedules") return { name: "schedules" };
   return { name: "overview" };
 }
 
@@ -29,23 +31,21 @@ function navigate() {
   if (!session.key) return;
   const route = parseRoute();
   if (page.view) page.view.unmount();
-  page.view =
-    route.name === "job"
-      ? new JobView(route.id)
-      : route.name === "jobs"
-        ? new JobsView(route.query)
-        : new OverviewView();
+  const views = {
+    job: () => new JobView(route.id),
+    jobs: () => new JobsView(route.query),
+    schedules: () => new SchedulesView(),
+    overview: () => new OverviewView(),
+  };
+  page.view = views[route.name]();
+  const section = route.name === "job" ? "jobs" : route.name;
   for (const link of document.querySelectorAll("[data-nav]")) {
-    const active = link.dataset.nav === (route.name === "overview" ? "overview" : "jobs");
+    const active = link.dataset.nav === section;
     if (active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  document.title =
-    route.name === "overview"
-      ? "Overview · jobwire"
-      : route.name === "jobs"
-        ? "Jobs · jobwire"
-        : "Job · jobwire";
+  const titles = { overview: "Overview", jobs: "Jobs", job: "Job", schedules: "Schedules" };
+  document.title = `${titles[route.name]} · jobwire`;
   const main = $("#view");
   page.view.mount(main);
   window.scrollTo(0, 0);

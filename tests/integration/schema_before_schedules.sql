@@ -1,0 +1,208 @@
+-- jobwire schema. `jobwire migrate` applies this file under an advisory lock; every statement is
+-- idempotent, so running it twice (or on every deploy) is safe. Later changes are appended as
+-- further idempotent statements (ADD COLUMN IF NOT EXISTS, ...), never by editing the ones above.
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant      text        NOT NULL,
+    -- sha256 of the key: keys are 256-bit random tokens, so a fast hash is enough and lets every
+    -- request authenticate with one indexed lookup.
+    key_hash    bytea       NOT NULL UNIQUE,
+    key_prefix  text        NOT NULL,
+    is_admin    boolean     NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id               uuid             PRIMARY KEY,
+    tenant           text             NOT NULL,
+    type             text             NOT NULL,
+    params           jsonb            NOT NULL,
+    priority         text             NOT NULL CHECK (priority IN ('normal', 'high')),
+    status           text             NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    progress         double precision NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    message          text,
+    result           jsonb,
+    error            jsonb,
+    attempts         integer          NOT NULL DEFAULT 0,
+    max_attempts     integer          NOT NULL CHECK (max_attempts >= 1),
+    webhook_url      text,
+    -- set by a cancel of a running job; the worker running it sees the flag and interrupts it
+    cancel_requested boolean          NOT NULL DEFAULT false,
+    -- seq of the newest row in job_events: every change bumps it in the same statement, which
+    -- row-locks the job and so keeps the per-job sequence gapless under concurrency
+    last_seq         integer          NOT NULL DEFAULT 0,
+    created_at       timestamptz      NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    updated_at       timestamptz      NOT NULL DEFAULT now()
+);
+
+-- listing: newest first per tenant, keyset pagination on (created_at, id)
+CREATE INDEX IF NOT EXISTS jobs_tenant_created_idx ON jobs (tenant, created_at DESC, id DESC);
+-- admin listing across tenants
+CREATE INDEX IF NOT EXISTS jobs_created_idx ON jobs (created_at DESC, id DESC);
+-- the reconciler's scan: only unfinished jobs, a small slice of the table
+CREATE INDEX IF NOT EXISTS jobs_unfinished_idx ON jobs (id) WHERE status IN ('pending', 'running');
+
+CREATE TABLE IF NOT EXISTS job_events (
+    job_id    uuid             NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq       integer          NOT NULL,
+    type      text             NOT NULL
+              CHECK (type IN ('created', 'started', 'progress', 'retrying', 'completed', 'failed', 'cancelled')),
+    status    text             NOT NULL,
+    progress  double precision NOT NULL,
+    message   text,
+    -- the result on 'completed', the error on 'failed' and 'retrying'
+    data      jsonb,
+    at        timestamptz      NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant       text        NOT NULL,
+    key          text        NOT NULL,
+    request_hash bytea       NOT NULL,
+    job_id       uuid        NOT NULL,
+    -- NULL while the first request is still deciding its answer (Prefer: wait)
+    status_code  smallint,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+-- live queue statistics (dashboard, /metrics): jobs finished in the last minute
+CREATE INDEX IF NOT EXISTS jobs_finished_idx ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- the per-tenant running cap (JOBWIRE_TENANT_MAX_RUNNING) counts a tenant's running jobs
+CREATE INDEX IF NOT EXISTS jobs_running_tenant_idx ON jobs (tenant) WHERE status = 'running';
+
+-- ---- webhooks ---------------------------------------------------------------------------------
+
+-- the secret that signs deliveries to jobs' own webhook_url, one per tenant, created on first use
+CREATE TABLE IF NOT EXISTS webhook_signing_secrets (
+    tenant              text        PRIMARY KEY,
+    secret              text        NOT NULL,
+    -- after a rotation the old secret keeps signing beside the new one until this time
+    previous_secret     text,
+    previous_expires_at timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    rotated_at          timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id                  uuid        PRIMARY KEY,
+    tenant              text        NOT NULL,
+    url                 text        NOT NULL,
+    events              text[]      NOT NULL,
+    description         text        NOT NULL DEFAULT '',
+    secret              text        NOT NULL,
+    previous_secret     text,
+    previous_expires_at timestamptz,
+    -- set when a receiver answers 410 Gone or fails without a success for too long
+    disabled_at         timestamptz,
+    disabled_reason     text,
+    -- the first failure since the last success: how long an endpoint has been failing
+    failing_since       timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+-- the transition statements look up a tenant's endpoints on every job event
+CREATE INDEX IF NOT EXISTS webhook_endpoints_tenant_idx ON webhook_endpoints (tenant) WHERE disabled_at IS NULL;
+CREATE INDEX IF NOT EXISTS webhook_endpoints_list_idx ON webhook_endpoints (tenant, created_at DESC, id DESC);
+
+-- The outbox: one row per (event, destination), inserted by the statement that changes the job.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id               uuid        PRIMARY KEY,
+    tenant           text        NOT NULL,
+    job_id           uuid        NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    -- the job event this delivery carries; (job_id, seq) is also the stable webhook-id
+    seq              integer     NOT NULL,
+    -- NULL: the job's own webhook_url, signed with the tenant's signing secret
+    endpoint_id      uuid        REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+    url              text        NOT NULL,
+    -- what the per-destination concurrency cap counts: the endpoint, or the job URL's origin
+    destination      text        NOT NULL,
+    event_type       text        NOT NULL,
+    -- the job row as it was right after the change (the body's `data`)
+    job              jsonb       NOT NULL,
+    status           text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts         integer     NOT NULL DEFAULT 0,
+    -- attempts made before the last redeliver: the retry schedule restarts from here
+    schedule_base    integer     NOT NULL DEFAULT 0,
+    -- when it is due; while an attempt is in flight, when its lease ends (a dispatcher that dies
+    -- mid-attempt leaves the delivery due again at that time)
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    lease            uuid,
+    last_status_code smallint,
+    last_error       text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    delivered_at     timestamptz
+);
+CREATE INDEX IF NOT EXISTS deliveries_due_idx ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_job_idx ON deliveries (job_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS deliveries_endpoint_idx ON deliveries (endpoint_id, created_at DESC, id DESC)
+    WHERE endpoint_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_failed_idx ON deliveries (created_at) WHERE status = 'failed';
+
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id uuid        NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    at          timestamptz NOT NULL,
+    status_code smallint,
+    error       text,
+    duration_ms real        NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_delivery_idx ON delivery_attempts (delivery_id, id);
+
+-- dispatchers LISTEN here and wake as soon as a delivery commits (several notifications in one
+-- transaction fold into one)
+CREATE OR REPLACE FUNCTION jobwire_notify_delivery() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('jobwire_deliveries', '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER deliveries_notify AFTER INSERT ON deliveries
+    FOR EACH ROW EXECUTE FUNCTION jobwire_notify_delivery();
+
+-- ---- worker runs ------------------------------------------------------------------------------
+
+-- How many times the job has been started. Every start takes the next number and hands it to the
+-- worker, whose writes (progress, outcome, hand-back) only apply while the row still holds that
+-- number. Unlike `attempts`, a manual retry never resets it, so a worker whose lease lapsed can
+-- never act on a later run. A constant default: adding it does not rewrite the table.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS runs bigint NOT NULL DEFAULT 0;
+
+-- ---- time: delayed jobs, expiry, schedules ----------------------------------------------------
+
+-- when a delayed job is due (NULL: it was not delayed), when an unstarted job expires, and the
+-- schedule that submitted it
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS run_at timestamptz;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS expires_at timestamptz;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS schedule_id uuid;
+
+-- a delayed job is `scheduled` until it starts. The old check is a subset of the new one, so the
+-- existing rows pass it; the DO block makes the change once.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint
+        WHERE conrelid = 'jobs'::regclass AND conname = 'jobs_status_check'
+          AND pg_get_constraintdef(oid) LIKE '%scheduled%'
+    ) THEN
+        ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_status_check;
+        ALTER TABLE jobs ADD CONSTRAINT jobs_status_check
+            CHECK (status IN ('scheduled', 'pending', 'running', 'completed', 'failed', 'cancelled'));
+    END IF;
+END $$;
+
+-- the reconciler's scan: every unfinished job, scheduled ones included
+CREATE INDEX IF NOT EXISTS jobs_open_idx ON jobs (id) WHERE status IN ('scheduled', 'pending', 'running');
+-- the expiry sweep: unstarted jobs with an expiry, soonest first
+CREATE INDEX IF NOT EXISTS jobs_expiry_idx ON jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN ('scheduled', 'pending');
+-- GET /v1/jobs?schedule_id=
+CREATE INDEX IF NOT EXISTS jobs_schedule_idx ON jobs (schedule_id, created_at DESC, id DESC)
+    WHERE schedule_id IS NOT NULL;
