@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     # events queued for one SSE/WebSocket client before it counts as too slow and is closed
     stream_queue_max: int = Field(default=2048, ge=16)
     log_format: Literal["console", "json"] | None = None
+    # where workers and dispatchers touch their liveness file (`jobwire health worker|dispatcher`)
+    liveness_dir: str = Field(default_factory=tempfile.gettempdir)
     log_level: str = "info"
 
     # api
