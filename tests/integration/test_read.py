@@ -9,8 +9,10 @@ import uuid
 import httpx
 from aiohttp import web
 
+from jobwire.config import Settings
+from jobwire.registry import Registry
 from service import jobs, sse, webhooks, ws
-from tests.conftest import ClientFactory, submit, wait_status
+from tests.conftest import Api, ClientFactory, submit, wait_status
 from workers.worker import WorkerService
 
 
@@ -172,10 +174,23 @@ async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     schemas = doc["components"]["schemas"]
     assert {"SubmitJob", "Job", "Problem", "Event", "SleepParams"} <= set(schemas)
     assert doc["x-job-types"]["demo.sleep"]["params"]["$ref"] == "#/components/schemas/SleepParams"
-    assert schemas["SubmitJob"]["properties"]["priority"]["default"] == "normal"
+    assert schemas["SubmitDemoSleep"]["properties"]["priority"]["default"] == "normal"
+    # clients generated from it call the api where the document was read
+    assert doc["servers"][0]["url"] == str(anon.base_url).rstrip("/")
     # what the handlers answer matches the documented models
     job = await submit(client, "demo.sleep", {"seconds": 1})
     Job.model_validate(job)
     JobList.model_validate((await client.get("/v1/jobs")).json())
     page = await anon.get("/docs")
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+
+
+async def test_openapi_servers_is_the_public_url_when_set(settings: Settings, registry: Registry) -> None:
+    server = Api(settings.model_copy(update={"public_url": "https://jobs.example.com"}), registry)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as anon:
+            doc = (await anon.get("/openapi.json")).json()
+    finally:
+        await server.stop()
+    assert doc["servers"] == [{"url": "https://jobs.example.com", "description": "this jobwire api"}]
