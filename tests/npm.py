@@ -52,3 +52,11 @@ def tools(name: str, manifest_dir: Path) -> Path:
             shutil.copyfile(manifest_dir / file, target / file)
     ci(target)
     return target / "node_modules" / ".bin"
+
+
+def run(directory: Path, script: str, *, timeout: float = 120) -> None:
+    """`npm run <script>` in `directory`."""
+    done = subprocess.run(
+        ["npm", "run", "--silent", script], cwd=directory, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"npm run {script} in {directory} failed:\n{done.stdout}\n{done.stderr}"
