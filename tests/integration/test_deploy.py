@@ -67,17 +67,19 @@ async def test_migrate_waits_for_a_postgres_that_starts_late(late_postgres: Post
         await conn.close()
 
 
-def test_migrate_gives_up_at_its_deadline_with_a_clear_message() -> None:
-    url = f"postgresql://postgres@127.0.0.1:{free_port()}/jobwire"
-    started = time.monotonic()
-    done = subprocess.run(
-        [*JOBWIRE, "migrate", "--wait", "1.5"],
-        cwd=ROOT,
-        env=jobwire_env(JOBWIRE_DATABASE_URL=url),
-        capture_output=True,
-        text=True,
-        timeout=30,
+def jobwire(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*JOBWIRE, *args], cwd=ROOT, env=jobwire_env(**env), capture_output=True, text=True, timeout=30
     )
+
+
+def nothing_listens() -> str:
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/jobwire"
+
+
+def test_migrate_gives_up_at_its_deadline_with_a_clear_message() -> None:
+    started = time.monotonic()
+    done = jobwire("migrate", "--wait", "1.5", JOBWIRE_DATABASE_URL=nothing_listens())
     assert done.returncode == 1
     assert time.monotonic() - started >= 1.5
     assert "did not accept a connection within 1.5 s" in done.stderr
@@ -85,28 +87,19 @@ def test_migrate_gives_up_at_its_deadline_with_a_clear_message() -> None:
 
 
 def test_migrate_without_wait_fails_at_once_and_says_how_to_wait() -> None:
-    url = f"postgresql://postgres@127.0.0.1:{free_port()}/jobwire"
-    done = subprocess.run(
-        [*JOBWIRE, "migrate"],
-        cwd=ROOT,
-        env=jobwire_env(JOBWIRE_DATABASE_URL=url),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = jobwire("migrate", JOBWIRE_DATABASE_URL=nothing_listens())
     assert done.returncode == 1
     assert "--wait DURATION" in done.stderr and "Traceback" not in done.stderr
 
 
 def health(settings: Settings, role: Role, *extra: str) -> subprocess.CompletedProcess[str]:
     """The command a container healthcheck runs."""
-    return subprocess.run(
-        [*JOBWIRE, "health", role, *extra],
-        cwd=ROOT,
-        env=jobwire_env(JOBWIRE_NAMESPACE=settings.namespace, JOBWIRE_LIVENESS_DIR=settings.liveness_dir),
-        capture_output=True,
-        text=True,
-        timeout=30,
+    return jobwire(
+        "health",
+        role,
+        *extra,
+        JOBWIRE_NAMESPACE=settings.namespace,
+        JOBWIRE_LIVENESS_DIR=settings.liveness_dir,
     )
 
 
