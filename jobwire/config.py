@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -70,9 +71,14 @@ class Settings(BaseSettings):
     # the longest the dispatcher sleeps without a notification (retries coming due wake it sooner)
     webhook_poll_s: float = Field(default=5, gt=0)
     sse_heartbeat_s: float = Field(default=15, gt=0)
+    # the longest the api holds an answer (`Prefer: wait=N`, `?wait=N`): API.md's 60, or less where
+    # a proxy in front cuts idle requests sooner (0: never held)
+    max_wait_s: int = Field(default=60, ge=0, le=60)
     # events queued for one SSE/WebSocket client before it counts as too slow and is closed
     stream_queue_max: int = Field(default=2048, ge=16)
     log_format: Literal["console", "json"] | None = None
+    # where workers and dispatchers touch their liveness file (`jobwire health worker|dispatcher`)
+    liveness_dir: str = Field(default_factory=tempfile.gettempdir)
     log_level: str = "info"
 
     # api

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -144,6 +146,39 @@ async def apply_schema(database_url: str, schema_sql: str | None = None) -> None
             await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def server_address(url: str) -> str:
+    """host:port of a database URL, for messages (never its password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+
+
+async def wait_for_server(
+    database_url: str, wait_s: float, on_retry: Callable[[BaseException], None] | None = None
+) -> None:
+    """Until PostgreSQL accepts a connection (a missing database counts: the server is up), retrying
+    for wait_s seconds; raises the last connection error past that. A container's PostgreSQL may
+    still be starting (refusing, or answering "the database system is starting up") when the
+    migration starts."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.1
+    while True:
+        try:
+            conn = await asyncpg.connect(database_url, timeout=max(1.0, min(10.0, wait_s)))
+        except asyncpg.InvalidCatalogNameError:
+            return
+        except UNAVAILABLE as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
+        else:
+            await conn.close()
+            return
 
 
 async def migrate(database_url: str) -> bool:

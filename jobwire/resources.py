@@ -142,6 +142,14 @@ class Delivery(Resource):
     attempt_history: list[DeliveryAttempt]
 
 
+class WebhookPayload(Resource):
+    """The body of a webhook delivery (signed per Standard Webhooks: see verify_webhook)."""
+
+    type: WebhookEvent
+    timestamp: str = Field(description="when the event happened (the job's updated_at), RFC 3339")
+    data: Job = Field(description="the job right after the event")
+
+
 class DeliveryList(Resource):
     items: list[Delivery]
     next_cursor: str | None

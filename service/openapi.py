@@ -2,13 +2,17 @@
 
 The document's paths and methods are the application's own routes, read when it is asked for, so a
 route the app serves cannot be missing from it. What each operation says (summary, parameters,
-body, answers) is in OPERATIONS, keyed by the name of the handler, which is also the operationId.
-The schemas are the models of service.schemas and the params models of the job types.
+body, answers) is in OPERATIONS, keyed by the name of the handler, which is also the operationId;
+its tag is the route module's (TAGS). The schemas are the models of service.schemas and the params
+models of the job types: the submission body is one schema per job type, selected by `type`, so
+that a generated client types each job's params. The 3.1 `webhooks` section describes what the
+dispatcher POSTs to receivers.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,10 +20,11 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from jobwire import resources
-from jobwire.registry import Registry
+from jobwire.events import WEBHOOK_EVENTS
+from jobwire.registry import JobType, Registry
 from service import schemas
 from service.http import json_response
-from service.state import REGISTRY
+from service.state import REGISTRY, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -75,16 +80,65 @@ DELIVERY_ID = _uuid("delivery_id")
 SCHEDULE_ID = _uuid("schedule_id")
 LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
 PAGE = [LIMIT, _string("cursor", "query")]
-SSE = {"text/event-stream": {"schema": {"type": "string", "description": "id:/event:/data: frames of Event"}}}
+# the schema of one frame of the stream (as SSE parsers hand them out): its data is an Event
+SSE = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "description": "one frame: `id` is the event's seq, `event` its type, `data` the Event as JSON",
+            "properties": {
+                "id": {"type": "string"},
+                "event": {"type": "string"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": REF.format(model="Event")},
+                },
+                "retry": {"type": "integer", "description": "the reconnection delay, ms"},
+            },
+        }
+    }
+}
 STREAM = {"200": {"description": "the stream; data is an Event", "content": SSE}}
 
+TOKEN = _string(
+    "token",
+    "query",
+    description="instead of the Authorization header (EventSource and browsers' WebSocket send none): "
+    "the stream token of a job's events_url (that job only), or an API key",
+)
+
+# what any /v1 route may answer, whatever it does; an operation's own description of a code wins
 COMMON = {
-    "401": _problem("no or bad API key"),
+    "401": _problem("no API key, or a bad one (or a bad stream token)"),
+    "422": _problem("invalid input: `errors[].loc` names the field (e.g. a NUL character in the query)"),
+    "429": _problem(
+        "over the key's rate limit, its open streams, or the address's failed authentications (Retry-After)"
+    ),
     "503": _problem("PostgreSQL or Redis unreachable (Retry-After)"),
 }
 NOT_FOUND = {"404": _problem("unknown, or another tenant's")}
-NOT_JSON = {"400": _problem("not JSON"), "415": _problem("not application/json")}
+NOT_JSON = {
+    "400": _problem("not JSON"),
+    "413": _problem("body too large (JOBWIRE_MAX_BODY_BYTES)"),
+    "415": _problem("not application/json"),
+}
 BAD_PAGE = {"422": _problem("bad limit or cursor")}
+
+# the tag of each route module's operations
+TAGS = {
+    "service.jobs": "jobs",
+    "service.sse": "streams",
+    "service.ws": "streams",
+    "service.webhooks": "webhooks",
+    "service.schedules": "schedules",
+}
+TAG_DESCRIPTIONS = {
+    "jobs": "Submit, read, list, move, cancel and retry jobs",
+    "streams": "Follow jobs live: Server-Sent Events and a WebSocket",
+    "webhooks": "Webhook endpoints, signing secrets and deliveries (what is POSTed: see `webhooks`)",
+    "schedules": "Recurring timetables (cron in a time zone, or an interval) that submit jobs",
+}
 
 # Per handler (by name): the operation object without its operationId; every answer also lists COMMON.
 OPERATIONS: dict[str, dict[str, Any]] = {
@@ -101,11 +155,12 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {
             "202": _answer(schemas.Job, "accepted and durable", {"Location": "/v1/jobs/{id}"}),
             "200": _answer(schemas.Job, "finished within Prefer: wait", {"Preference-Applied": "wait=N"}),
-            "400": _problem("not JSON"),
             "409": _problem("the same Idempotency-Key is still being answered"),
-            "413": _problem("body too large"),
-            "415": _problem("not application/json"),
-            "422": _problem("invalid content, or an Idempotency-Key reused with another body"),
+            "422": _problem(
+                "invalid content (an unknown type, bad params), or an Idempotency-Key reused with another "
+                "body"
+            ),
+            **NOT_JSON,
         },
     },
     "list_jobs": {
@@ -151,8 +206,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {
             "200": _answer(schemas.Job, "cancelled"),
             "202": _answer(schemas.Job, "a running job is being interrupted"),
-            "404": _problem("unknown"),
             "409": _problem("already finished"),
+            **NOT_FOUND,
         },
     },
     "retry": {
@@ -160,8 +215,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "parameters": [JOB_ID],
         "responses": {
             "202": _answer(schemas.Job, "pending again"),
-            "404": _problem("unknown"),
             "409": _problem("not failed or cancelled"),
+            **NOT_FOUND,
         },
     },
     # ---- schedules (service.schedules)
@@ -219,12 +274,12 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             JOB_ID,
             _string("Last-Event-ID", "header"),
             _string("last_event_id", "query"),
-            _string("token", "query"),
+            TOKEN,
         ],
         "responses": {
             **STREAM,
             "204": {"description": "the client already has the terminal event"},
-            "404": _problem("unknown"),
+            "404": _problem("unknown, another tenant's, or not the stream token's job"),
             "422": _problem("bad Last-Event-ID"),
         },
     },
@@ -233,7 +288,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "parameters": [
             _string("jobs", "query", required=True),
             _string("Last-Event-ID", "header"),
-            _string("token", "query"),
+            TOKEN,
         ],
         "responses": {
             **STREAM,
@@ -244,9 +299,11 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     },
     "websocket": {
         "summary": "WebSocket: subscribe to jobs (with since) or to the tenant's feed",
+        "parameters": [TOKEN],
         "responses": {
             "101": {"description": "switching protocols"},
             "400": _problem("not a WebSocket upgrade"),
+            "403": _problem("the page's Origin is not in JOBWIRE_CORS_ORIGINS"),
         },
     },
     # ---- webhooks (service.webhooks)
@@ -325,14 +382,21 @@ OPERATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _operation(name: str, method: str, path: str) -> dict[str, Any]:
+def _operation(name: str, module: str, method: str, path: str) -> dict[str, Any]:
     try:
         operation = OPERATIONS[name]
+        tag = TAGS[module]
     except KeyError:
         raise LookupError(
-            f"{method} {path} is served by {name}(), which OPERATIONS does not describe"
+            f"{method} {path} is served by {module}.{name}(), which OPERATIONS or TAGS does not describe"
         ) from None
-    return {"operationId": name, **operation, "responses": {**operation["responses"], **COMMON}}
+    responses = {**COMMON, **operation["responses"]}
+    return {
+        "operationId": name,
+        "tags": [tag],
+        **operation,
+        "responses": {code: responses[code] for code in sorted(responses)},
+    }
 
 
 def paths(app_routes: Iterable[web.AbstractRoute]) -> dict[str, dict[str, Any]]:
@@ -344,8 +408,103 @@ def paths(app_routes: Iterable[web.AbstractRoute]) -> dict[str, dict[str, Any]]:
             continue
         path = route.resource.canonical
         if path.startswith(DOCUMENTED_PREFIX):
-            name = route.handler.__name__
-            out.setdefault(path, {})[route.method.lower()] = _operation(name, route.method, path)
+            handler = route.handler
+            out.setdefault(path, {})[route.method.lower()] = _operation(
+                handler.__name__, handler.__module__, route.method, path
+            )
+    return out
+
+
+def _submission_name(job_type: str, taken: set[str]) -> str:
+    """SubmitJob's variant for a job type, named for code generators: demo.sleep -> SubmitDemoSleep."""
+    name = "Submit" + "".join(part.capitalize() for part in re.split(r"[._]", job_type))
+    while name in taken:  # a.b_c and a.b.c: distinct types, the same camel case
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def submissions(types: list[JobType], components: dict[str, Any]) -> dict[str, Any]:
+    """One submission schema per job type (SubmitJob's fields, `type` fixed to the type's name and
+    `params` its model), and SubmitJob as their oneOf with `type` as the discriminator. Adds the
+    variants to `components` and returns SubmitJob's schema."""
+    base = components["SubmitJob"]
+    mapping: dict[str, str] = {}
+    for jt in types:
+        name = _submission_name(jt.name, set(components))
+        properties = dict(base["properties"])
+        properties["type"] = {"type": "string", "const": jt.name, "description": "the job type"}
+        properties["params"] = {"$ref": REF.format(model=jt.params_model.__name__)}
+        components[name] = {
+            **base,
+            "title": name,
+            "description": jt.description or f"Submit a {jt.name} job",
+            "properties": properties,
+        }
+        mapping[jt.name] = REF.format(model=name)
+    return {
+        "title": "SubmitJob",
+        "description": base.get("description", ""),
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+    }
+
+
+WEBHOOK_HEADERS = [
+    ("webhook-id", "the delivery's id: the same on every attempt and redelivery (deduplicate on it)"),
+    ("webhook-timestamp", "seconds since the epoch when this attempt was signed"),
+    (
+        "webhook-signature",
+        "`v1,<base64 HMAC-SHA256 of {webhook-id}.{webhook-timestamp}.{body}>`, space-separated during a "
+        "secret rotation (jobwire.verify_webhook checks it)",
+    ),
+]
+
+
+# what a receiver's answer does to the delivery (jobwire.webhooks.retry.decide)
+WEBHOOK_ANSWERS = {
+    "200": {"description": "received: any 2xx ends the delivery"},
+    "410": {"description": "gone: the delivery fails at once and is not retried"},
+    "429": {"description": "retried later; the Retry-After of a 429 or 503 is honoured, within bounds"},
+    "500": {"description": "any other answer, a timeout, a refused connection: retried with backoff"},
+}
+
+
+def webhooks(components: dict[str, Any]) -> dict[str, Any]:
+    """The 3.1 `webhooks` section: one POST per event type, to an endpoint or a job's webhook_url."""
+    out: dict[str, Any] = {}
+    for event in WEBHOOK_EVENTS.values():
+        name = "Webhook" + "".join(part.capitalize() for part in event.split("."))
+        components[name] = {
+            "title": name,
+            "allOf": [
+                {"$ref": REF.format(model=schemas.WebhookPayload.__name__)},
+                {"type": "object", "properties": {"type": {"type": "string", "const": event}}},
+            ],
+        }
+        out[event] = {
+            "post": {
+                "operationId": "on_" + event.replace(".", "_"),
+                "tags": ["webhooks"],
+                "summary": f"jobwire POSTs {event} to the endpoints that subscribe to it",
+                "security": [],  # signed instead: see webhook-signature
+                "parameters": [
+                    {
+                        "name": header,
+                        "in": "header",
+                        "required": True,
+                        "description": text,
+                        "schema": {"type": "string"},
+                    }
+                    for header, text in WEBHOOK_HEADERS
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": REF.format(model=name)}}},
+                },
+                "responses": WEBHOOK_ANSWERS,
+            }
+        }
     return out
 
 
@@ -358,12 +517,19 @@ MODELS = [
     and issubclass(model, BaseModel)
     and model.__module__ in (schemas.__name__, resources.__name__)
     and model is not resources.Resource
+    and model is not schemas.JobTimes  # the time fields SubmitJob inherits, never a body of its own
 ]
 
 
-def build(registry: Registry, app_routes: Iterable[web.AbstractRoute]) -> dict[str, Any]:
+def build(
+    registry: Registry, app_routes: Iterable[web.AbstractRoute], server_url: str = "/"
+) -> dict[str, Any]:
+    """The document; server_url is where clients reach the api (JOBWIRE_PUBLIC_URL, or the host the
+    request for the document came to)."""
     types = list(registry)
     components = _schemas(*MODELS, *(jt.params_model for jt in types))
+    components["SubmitJob"] = submissions(types, components)
+    hooks = webhooks(components)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -371,7 +537,11 @@ def build(registry: Registry, app_routes: Iterable[web.AbstractRoute]) -> dict[s
             "version": "1",
             "description": "Submit jobs, follow them live, cancel and retry them. Every /v1 route needs "
             "`Authorization: Bearer <api key>`; the stream routes also take `?token=`.",
+            "license": {"name": "MIT", "identifier": "MIT"},
         },
+        "servers": [{"url": server_url, "description": "this jobwire api"}],
+        "tags": [{"name": name, "description": text} for name, text in TAG_DESCRIPTIONS.items()],
+        "webhooks": hooks,
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -392,7 +562,9 @@ def build(registry: Registry, app_routes: Iterable[web.AbstractRoute]) -> dict[s
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(build(request.app[REGISTRY], request.app.router.routes()))
+    public = request.app[SETTINGS].public_url
+    server = public or f"{request.scheme}://{request.host}"
+    return json_response(build(request.app[REGISTRY], request.app.router.routes(), server))
 
 
 DOCS_HTML = """<!doctype html>

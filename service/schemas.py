@@ -35,6 +35,7 @@ from jobwire.resources import (
     SigningSecret,
     Status,
     WebhookEvent,
+    WebhookPayload,
 )
 from jobwire.webhooks import ssrf
 
@@ -67,6 +68,7 @@ __all__ = [
     "UpdateEndpoint",
     "UpdateSchedule",
     "WebhookEvent",
+    "WebhookPayload",
 ]
 
 # ---- requests --------------------------------------------------------------------------------
@@ -75,6 +77,8 @@ __all__ = [
 # how far ahead a job may be delayed (API.md)
 MAX_DELAY = timedelta(days=366)
 _MAX_DELAY_S = MAX_DELAY.total_seconds()
+# a TTL past this would overflow a time (a 500); a century is no limit a job needs
+_MAX_TTL_S = 100 * 365.25 * 86400
 
 
 class JobTimes(BaseModel):
@@ -92,7 +96,10 @@ class JobTimes(BaseModel):
         default=None, description="a job not started by then ends `cancelled` with error Expired"
     )
     ttl_s: float | None = Field(
-        default=None, gt=0, description="expires this many seconds from now (not with expires_at)"
+        default=None,
+        gt=0,
+        le=_MAX_TTL_S,
+        description="expires this many seconds from now (not with expires_at; at most 100 years)",
     )
 
     def resolve(self, now: datetime) -> tuple[datetime | None, datetime | None]:

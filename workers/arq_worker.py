@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
@@ -105,6 +105,8 @@ class JobwireWorker(Worker):
         self.idle_poll_s = self.poll_delay_s
         self.poll_delay_s = 0
         self._wake = asyncio.Event()
+        # called after every poll that reached Redis (the worker's liveness: see jobwire/liveness.py)
+        self.on_poll: Callable[[], None] = lambda: None
 
     async def _poll_iteration(self) -> None:
         # ARQ's loop has no stop flag of its own, and a cancellation that lands inside a Redis call
@@ -120,6 +122,7 @@ class JobwireWorker(Worker):
             log.warning("redis unavailable, retrying", error=str(exc))
             await asyncio.sleep(1)
             return
+        self.on_poll()
         await self._idle(next_due_ms)
 
     async def _poll_once(self) -> int | None:

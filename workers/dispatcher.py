@@ -34,6 +34,7 @@ from jobwire import db, jobmetrics
 from jobwire.config import Settings
 from jobwire.job import iso, job_view
 from jobwire.keys import Keys
+from jobwire.liveness import Liveness
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
@@ -91,6 +92,7 @@ class Dispatcher:
         self._outcomes: list[tuple[Outcome, str | None]] = []
         self._outcomes_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.liveness = Liveness(settings.liveness_dir, settings.namespace, "dispatcher")
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Dispatcher:
         """Stop leasing, let attempts in flight finish (each has a deadline), record them, and hand
         back anything not attempted."""
         self._stopping = True
+        self.liveness.clear()
         listener, claimer, writer = self._tasks or (None, None, None)
         for task in (claimer, listener):
             if task is not None:
@@ -196,6 +199,7 @@ class Dispatcher:
                         lease_s=s.webhook_lease_s,
                         lease=self.lease,
                     )
+                    self.liveness.beat()  # the claim reached PostgreSQL: this loop is working
                     for row in rows:
                         self._begin(row)
                     if len(rows) == free:
@@ -212,6 +216,8 @@ class Dispatcher:
                 elif due is not None:
                     # overdue but not leased: at their destination's cap, or being leased elsewhere
                     sleep_s = min(sleep_s, due if due > 0 else BLOCKED_RECHECK_S)
+            else:
+                self.liveness.beat()  # every slot busy: working, with nothing to claim
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(sleep_s):
                     await self._wake.wait()

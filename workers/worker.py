@@ -13,6 +13,7 @@ from jobwire import expiry
 from jobwire.config import Settings
 from jobwire.db import create_pool
 from jobwire.keys import ARQ_FUNCTION, Keys
+from jobwire.liveness import Liveness
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.redis_client import create_redis
@@ -40,6 +41,7 @@ class WorkerService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._main: asyncio.Task[Any] | None = None
         self.worker: JobwireWorker | None = None
+        self.liveness = Liveness(settings.liveness_dir, settings.namespace, "worker")
 
     async def start(self) -> None:
         s = self.settings
@@ -68,6 +70,7 @@ class WorkerService:
         )
         # a short lease, renewed by the heartbeat: see workers/heartbeat.py
         self.worker.in_progress_timeout_s = s.worker_lease_s
+        self.worker.on_poll = self.liveness.beat
         heartbeat = Heartbeat(self.runtime, self.pool, self.redis, self.keys, lease_s=s.worker_lease_s)
         reconciler = Reconciler(self.pool, self.redis, self.keys, interval_s=s.reconcile_interval_s)
         purger = Purger(s, RetentionPolicy.from_settings(s, registry), self.redis, self.keys)
@@ -105,6 +108,7 @@ class WorkerService:
         grace = self.settings.worker_grace_s if grace_s is None else grace_s
         worker, self.worker = self.worker, None
         worker.allow_pick_jobs = False
+        self.liveness.clear()
         running = [t for t in worker.tasks.values() if not t.done()]
         if running and grace > 0:
             await asyncio.wait(running, timeout=grace)

@@ -20,7 +20,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import ValidationError
 
-from jobwire import __version__, apikeys, db
+from jobwire import __version__, apikeys, db, liveness
 from jobwire.config import Settings
 from jobwire.job import iso
 from jobwire.logs import configure, get_logger
@@ -116,10 +116,48 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
-    created = asyncio.run(db.migrate(db.session_url(settings)))
-    name = db.database_name(db.session_url(settings))
-    print(f"database {name}: {'created and ' if created else ''}schema applied")
+    # migrate needs a session of its own (its advisory lock): the direct URL, never a pooler
+    url = db.session_url(settings)
+    address = db.server_address(url)
+    told = False
+
+    def waiting(exc: BaseException) -> None:
+        nonlocal told
+        if not told:
+            told = True
+            print(
+                f"jobwire migrate: PostgreSQL at {address} is not accepting connections yet"
+                f" ({_reason(exc)}); retrying for up to {args.wait:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    async def run() -> bool:
+        await db.wait_for_server(url, args.wait, waiting)
+        return await db.migrate(url)
+
+    try:
+        created = asyncio.run(run())
+    except db.UNAVAILABLE as exc:
+        within = f" within {args.wait:g} s" if args.wait else " (--wait DURATION retries for a while)"
+        print(
+            f"jobwire migrate: PostgreSQL at {address} did not accept a connection{within}: {_reason(exc)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"database {db.database_name(url)}: {'created and ' if created else ''}schema applied")
     return 0
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    settings = _settings()
+    alive, why = liveness.check(settings.liveness_dir, settings.namespace, args.role, args.max_age)
+    print(f"jobwire health {args.role}: {'ok' if alive else 'not alive'}: {why}", flush=True)
+    return 0 if alive else 1
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -442,6 +480,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_worker)
 
     p = sub.add_parser("migrate", help="create the database if missing and apply schema.sql")
+    p.add_argument(
+        "--wait",
+        metavar="DURATION",
+        type=_duration,
+        default=0,
+        help="retry connecting to PostgreSQL for this long (90, 90s, 2m) while it starts; "
+        "default: fail at once",
+    )
     p.set_defaults(run=cmd_migrate)
 
     p = sub.add_parser(
@@ -453,6 +499,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     p.set_defaults(run=cmd_purge)
+
+    p = sub.add_parser(
+        "health",
+        help="exit 0 if this host's worker or dispatcher completed a loop lately (a container healthcheck)",
+        description="Checks the liveness file the worker or dispatcher of JOBWIRE_NAMESPACE touches "
+        "in JOBWIRE_LIVENESS_DIR each time its loop reaches Redis or PostgreSQL; exit 1 if it is "
+        "missing or old.",
+    )
+    p.add_argument("role", choices=liveness.ROLES, help="which process to check")
+    p.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        type=_duration,
+        default=30.0,
+        help="the longest since the last loop that counts as alive (default 30 s)",
+    )
+    p.set_defaults(run=cmd_health)
 
     p = sub.add_parser("keys", help="manage API keys")
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -74,6 +74,7 @@ async def test_submission_times_are_validated(client: httpx.AsyncClient) -> None
         ({"delay_s": -1}, ["body", "delay_s"]),
         ({"ttl_s": 5, "expires_at": (now + timedelta(hours=1)).isoformat()}, ["body", "ttl_s"]),
         ({"delay_s": 60, "ttl_s": 30}, ["body", "ttl_s"]),
+        ({"ttl_s": 9.7e307}, ["body", "ttl_s"]),  # would overflow the expiry time
         ({"expires_at": (now - timedelta(seconds=5)).isoformat()}, ["body", "expires_at"]),
     ]
     for extra, loc in cases:

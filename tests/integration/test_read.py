@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 
 import httpx
 from aiohttp import web
 
+from jobwire.config import Settings
+from jobwire.registry import Registry
 from service import jobs, schedules, sse, webhooks, ws
-from tests.conftest import ClientFactory, submit, wait_status
+from tests.conftest import Api, ClientFactory, make_settings, new_key, submit, wait_status
 from workers.worker import WorkerService
 
 
@@ -172,7 +175,9 @@ async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     schemas = doc["components"]["schemas"]
     assert {"SubmitJob", "Job", "Problem", "Event", "SleepParams"} <= set(schemas)
     assert doc["x-job-types"]["demo.sleep"]["params"]["$ref"] == "#/components/schemas/SleepParams"
-    assert schemas["SubmitJob"]["properties"]["priority"]["default"] == "normal"
+    assert schemas["SubmitDemoSleep"]["properties"]["priority"]["default"] == "normal"
+    # clients generated from it call the api where the document was read
+    assert doc["servers"][0]["url"] == str(anon.base_url).rstrip("/")
     # what the handlers answer matches the documented models
     job = await submit(client, "demo.sleep", {"seconds": 1})
     Job.model_validate(job)
@@ -185,3 +190,34 @@ async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     Job.model_validate((await client.post(f"/v1/schedules/{schedule.json()['id']}/trigger")).json())
     page = await anon.get("/docs")
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+
+
+async def test_openapi_servers_is_the_public_url_when_set(settings: Settings, registry: Registry) -> None:
+    server = Api(settings.model_copy(update={"public_url": "https://jobs.example.com"}), registry)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as anon:
+            doc = (await anon.get("/openapi.json")).json()
+    finally:
+        await server.stop()
+    assert doc["servers"] == [{"url": "https://jobs.example.com", "description": "this jobwire api"}]
+
+
+async def test_a_hold_is_capped_by_max_wait_s(database: str, namespace: str, registry: Registry) -> None:
+    # a proxy that closes idle requests after a few seconds: the operator lowers the hold
+    server = Api(make_settings(database, namespace, max_wait_s=1), registry)
+    await server.start()
+    try:
+        key = await new_key(database, "acme")
+        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
+            t0 = time.monotonic()
+            r = await c.post(
+                "/v1/jobs", json={"type": "test.block", "params": {}}, headers={"Prefer": "wait=30"}
+            )
+            assert r.status_code == 202 and time.monotonic() - t0 < 5
+            etag = r.headers["ETag"]
+            t0 = time.monotonic()
+            held = await c.get(f"/v1/jobs/{r.json()['id']}?wait=30", headers={"If-None-Match": etag})
+            assert held.status_code == 304 and 0.8 < time.monotonic() - t0 < 5
+    finally:
+        await server.stop()
