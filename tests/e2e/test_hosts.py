@@ -313,7 +313,7 @@ async def test_hosts_killed_cut_off_and_frozen_lose_nothing(cluster: Cluster) ->
         # ---- 4. host A's worker frozen past its lease ------------------------------------------
         worker = a.procs["worker"]
         await eventually(
-            lambda: running_on(database, f"A/{worker.pid}"), timeout=10, what="A's worker to hold jobs"
+            lambda: running_on(database, f"A/{worker.pid}"), timeout=30, what="A's worker to hold jobs"
         )
         frozen_jobs = await running_on(database, f"A/{worker.pid}")
         worker.send_signal(signal.SIGSTOP)
