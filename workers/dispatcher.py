@@ -82,7 +82,14 @@ class Dispatcher:
         self._redis: Redis | None = None
         self._http: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
-        self._stopping = False
+        # Shutdown is cooperative: stop() sets these flags and wakes each loop, which then ends by
+        # itself; its cancel only cuts a wait short. A cancel alone is not enough: on Python 3.11
+        # asyncio.wait_for returns the result instead of raising when the cancel lands just as the
+        # awaited operation completes (redis-py awaits every socket write that way), and a loop
+        # that absorbed its cancel would otherwise wait forever.
+        self._stopping = asyncio.Event()  # no more leasing, no more listening
+        self._recording = True  # the writer's; cleared once the attempts in flight are over
+        self._listener_lost: asyncio.Event | None = None  # the listener's current wait
         # every leased delivery, attempted or waiting for a slot, and their count per destination
         self._inflight: dict[UUID, asyncio.Task[None]] = {}
         self._per_destination: Counter[str] = Counter()
@@ -121,14 +128,15 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop leasing, let attempts in flight finish (each has a deadline), record them, and hand
         back anything not attempted."""
-        self._stopping = True
+        self._stopping.set()
+        self._wake.set()
+        if self._listener_lost is not None:
+            self._listener_lost.set()
         self.liveness.clear()
         listener, claimer, writer = self._tasks or (None, None, None)
         for task in (claimer, listener):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _end(task)
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=self.settings.webhook_timeout_s + 1)
         unfinished = list(self._inflight)
@@ -136,9 +144,9 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            self._recording = False
+            self._outcomes_ready.set()
+            await _end(writer)
         try:
             await self._flush()
             if unfinished and self._pool is not None:
@@ -161,8 +169,9 @@ class Dispatcher:
 
     async def _listen(self) -> None:
         """Hold a LISTEN connection, reconnecting after PostgreSQL outages."""
-        while True:
-            lost = asyncio.Event()
+        while not self._stopping.is_set():
+            # set when the connection ends, or by stop()
+            lost = self._listener_lost = asyncio.Event()
             try:
                 # a LISTEN belongs to a session: never through a transaction pooler
                 self._listener = await db.connect(self.settings, direct=True)
@@ -170,6 +179,8 @@ class Dispatcher:
                 await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 self._wake.set()  # deliveries may have committed while nobody listened
                 await lost.wait()
+                if self._stopping.is_set():
+                    return
                 log.warning("notification listener lost, reconnecting")
             except db.UNAVAILABLE as exc:
                 log.warning("notification listener could not connect, retrying", error=repr(exc))
@@ -180,7 +191,7 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         assert self._pool is not None
         s = self.settings
-        while not self._stopping:
+        while not self._stopping.is_set():
             self._wake.clear()
             free = PREFETCH * s.webhook_concurrency - len(self._inflight)
             sleep_s = s.webhook_poll_s
@@ -352,6 +363,8 @@ class Dispatcher:
         while True:
             await self._outcomes_ready.wait()
             self._outcomes_ready.clear()
+            if not self._recording:
+                return  # stop() records the last outcomes itself
             try:
                 await self._flush()
                 if not self._inflight:
@@ -404,6 +417,16 @@ class Dispatcher:
         ]
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await jobmetrics.record_deliveries(self._redis, self.keys, attempts, finished, latencies)
+
+
+async def _end(task: asyncio.Task[None]) -> None:
+    """Cancel one of the dispatcher's loops and wait for it to end. Unlike `await task` under
+    suppress(CancelledError), a cancel of the caller itself (a timeout around stop()) still ends
+    the wait."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.result()  # a loop that crashed: its error, as `await task` would raise it
 
 
 async def _bounded(closing: Awaitable[Any], what: str) -> bool:

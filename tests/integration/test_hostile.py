@@ -133,7 +133,8 @@ async def test_keys_and_secrets_never_reach_logs_or_metrics(
             await anon.get(f"/v1/jobs/{job['id']}/events", params={"token": key})
             await anon.get("/v1/jobs", headers={"Authorization": "Bearer jw_wrong_" + key[-20:]})
         await eventually(lambda: _attempted(receiver, 2), timeout=10, what="both deliveries attempted")
-        metrics = (await httpx.AsyncClient().get(f"{loud.url}/metrics")).text
+        async with httpx.AsyncClient(timeout=10) as plain:
+            metrics = (await plain.get(f"{loud.url}/metrics")).text
     finally:
         await dispatcher.stop()
         await receiver.stop()

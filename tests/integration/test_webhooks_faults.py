@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from aiohttp import web
 
 from jobwire.config import Settings
 from jobwire.webhooks import signing
@@ -136,15 +137,36 @@ async def test_two_dispatchers_share_the_work_without_sending_twice(
     dispatchers: list[DispatcherProcess],
     tmp_path: Path,
 ) -> None:
+    """Both dispatchers lease from the same table, neither leases what the other holds, and every
+    delivery goes out once under its own webhook-id. How the work splits is up to timing (the first
+    dispatcher up may well drain it all), so the receiver holds every answer until both have
+    attempts in flight: each sends at most `cap` at once to one endpoint, so more than `cap` at once
+    means both are sending."""
+    cap = 4
+    both_sending = asyncio.Event()
+
+    async def held_until_both_send(request: web.Request) -> web.StreamResponse:
+        if receiver.max_in_flight["/hook"] > cap:
+            both_sending.set()
+        await both_sending.wait()
+        return web.Response(status=200)
+
+    receiver.default = held_until_both_send
     expected = await owe_deliveries(client, receiver.url + "/hook", 300)
-    dispatchers.extend(DispatcherProcess(settings, tmp_path, name) for name in ("a", "b"))
+    # the held attempts must not time out while the second process starts on a loaded machine
+    env = {
+        "JOBWIRE_WEBHOOK_ENDPOINT_CONCURRENCY": str(cap),
+        "JOBWIRE_WEBHOOK_TIMEOUT_S": "30",
+        "JOBWIRE_WEBHOOK_LEASE_S": "40",
+    }
+    dispatchers.extend(DispatcherProcess(settings, tmp_path, name, **env) for name in ("a", "b"))
+    await asyncio.wait_for(both_sending.wait(), 25)
     await all_delivered(pool, 300, timeout=45)
     got = received_ids(receiver, "/hook")
     assert set(got) == set(expected)
     duplicates = sum(got.values()) - len(got)
     assert duplicates == 0, f"{duplicates} duplicates without any fault"
     assert await pool.fetchval("SELECT count(*) FROM delivery_attempts") == 300
-    # both took part: each leased what the other had not
     for d in dispatchers:
         assert d.log_path.read_text().count('"delivery attempt"') > 0, d.log_path.name
 
