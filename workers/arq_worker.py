@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -83,6 +84,7 @@ return #ARGV / 3
 
 DONE = "done"
 AGAIN = "again"
+LEASE_TOKEN = "lease_token"  # the ctx entry holding the claim's token
 
 Claimed = tuple[
     str, int, bytes, str
@@ -135,7 +137,7 @@ class JobwireWorker(Worker):
             if count < 1:
                 return None
         if self.allow_pick_jobs and self.job_counter < self.max_jobs:
-            reply = await _eval(
+            reply = await eval_script(
                 self.pool,
                 POLL_LUA,
                 [self.queue_name, self.promote_key],
@@ -219,7 +221,7 @@ class JobwireWorker(Worker):
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id]
         token = uuid.uuid4().hex
         args: list[Any] = [timestamp_ms(), int(self.in_progress_timeout_s * 1000), token, *job_ids]
-        reply = await _eval(self.pool, _CLAIM_LUA, keys, args)
+        reply = await eval_script(self.pool, _CLAIM_LUA, keys, args)
         return [
             (reply[i].decode(), int(float(reply[i + 1])), reply[i + 2], token)
             for i in range(0, len(reply), 3)
@@ -228,7 +230,7 @@ class JobwireWorker(Worker):
     async def _run_claimed(self, job_id: str, score: int, payload: bytes, token: str) -> None:
         how = DONE
         try:
-            how = await self._call(job_id, score, payload)
+            how = await self._call(job_id, score, payload, token)
         except asyncio.CancelledError:
             # the worker is stopping: the job stays queued and runs again on another worker
             how = AGAIN
@@ -246,7 +248,7 @@ class JobwireWorker(Worker):
                 # PostgreSQL and does nothing
                 log.warning("could not finish the job in redis", error=str(exc), arq_job_id=job_id)
 
-    async def _call(self, job_id: str, score: int, payload: bytes) -> str:
+    async def _call(self, job_id: str, score: int, payload: bytes, token: str) -> str:
         """Run the job's function; how the job leaves the queue."""
         if not payload:
             log.warning("job key missing (expired), dropping the queue entry", arq_job_id=job_id)
@@ -264,7 +266,8 @@ class JobwireWorker(Worker):
             self.jobs_failed += 1
             return DONE
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
-        ctx = {**self.ctx, "job_id": job_id, "score": score}
+        # the claim's token: the runtime checks the claim still holds the lease before it starts
+        ctx = {**self.ctx, "job_id": job_id, "score": score, LEASE_TOKEN: token}
         try:
             async with asyncio.timeout(timeout_s):
                 await function.coroutine(ctx, *args, **kwargs)
@@ -287,15 +290,18 @@ class JobwireWorker(Worker):
         for job_id, how, token in finishes:
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id]
             args += [job_id, how, token]
-        await _eval(self.pool, _FINISH_LUA, keys, args)
+        await eval_script(self.pool, _FINISH_LUA, keys, args)
         return [None] * len(finishes)
 
 
-_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_CLAIM_LUA, _FINISH_LUA, POLL_LUA)}
+@functools.cache
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
-async def _eval(redis: Any, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+async def eval_script(redis: Any, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """Run a Lua script by its SHA, sending it whole only when the server does not know it yet."""
     try:
-        return await cast(Awaitable[Any], redis.evalsha(_SHA[script], len(keys), *keys, *args))
+        return await cast(Awaitable[Any], redis.evalsha(_sha(script), len(keys), *keys, *args))
     except NoScriptError:  # once per server start: load it by sending it whole
         return await cast(Awaitable[Any], redis.eval(script, len(keys), *keys, *args))

@@ -20,6 +20,7 @@ from jobwire import db, jobstore
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from workers import leases
 from workers.runtime import RunHandle, Runtime
 
 log = get_logger("jobwire.heartbeat")
@@ -67,11 +68,9 @@ class Heartbeat:
                 handle.cancel()
 
     async def renew_leases(self, handles: dict[UUID, RunHandle]) -> None:
+        runs = [(str(job_id), handle.lease) for job_id, handle in handles.items()]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for job_id in handles:
-                    pipe.pexpire(self.keys.arq_in_progress_key(str(job_id)), int(self.lease_s * 1000))
-                await pipe.execute()
+            await leases.renew(self.redis, self.keys, runs, self.lease_s)
         except REDIS_UNAVAILABLE as exc:
             log.warning("cannot renew job leases", error=str(exc))
             return

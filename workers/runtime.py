@@ -46,6 +46,7 @@ from jobwire.logs import get_logger
 from jobwire.queue import add_publish, publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from jobwire.registry import JobType, Registry
+from workers import leases
 from workers.progress import ProgressReporter
 from workers.transitions import Transitions
 
@@ -67,11 +68,16 @@ class RunHandle:
     job_id: UUID
     run: int  # the job's `runs` number this run's start was given
     task: asyncio.Task[Any]
+    lease: str | None = None  # the token of the ARQ claim it runs under (None: run without ARQ)
     cancel_requested: bool = False
 
     def cancel(self) -> None:
         self.cancel_requested = True
         self.task.cancel()
+
+
+class _LeaseLost(Exception):
+    """This run's ARQ claim no longer holds the job's lease: another claim does."""
 
 
 class Runtime:
@@ -121,31 +127,58 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _claimed(self, job_id: UUID, lease: str | None, what: Callable[[], Awaitable[T]]) -> T:
+        """A write that starts the job or takes it over from a lost run: made (and retried, as
+        `_write`) only while this claim still holds the job's ARQ lease, else _LeaseLost."""
+
+        async def guarded() -> T:
+            if lease is not None and not await self._holds(job_id, lease):
+                raise _LeaseLost
+            return await what()
+
+        return await self._write(guarded)
+
+    async def _holds(self, job_id: UUID, lease: str) -> bool:
+        try:
+            return await leases.hold(self.redis, self.keys, str(job_id), lease, self.settings.worker_lease_s)
+        except REDIS_UNAVAILABLE as exc:
+            log.warning("cannot check the job's lease", error=str(exc))
+            return False
+
     # ---- the run -------------------------------------------------------------------------------
 
-    async def run(self, job_id_text: str) -> None:
-        job_id = UUID(job_id_text)
+    async def run(self, job_id_text: str, *, lease: str | None = None) -> None:
+        """Run the job an ARQ claim was given; `lease` is the claim's token, checked before the job
+        is started or taken over (workers/leases.py)."""
+        try:
+            await self._run_claimed(UUID(job_id_text), lease)
+        except _LeaseLost:
+            # it stays queued, and its lease, job key and queue entry are the holder's to finish
+            log.info("claim lapsed before the job started: another worker holds it", job=job_id_text)
+            raise Retry() from None
+
+    async def _run_claimed(self, job_id: UUID, lease: str | None) -> None:
         if not self.settings.tenant_max_running:
             # nearly every job is simply pending: start it without reading it first (one round
             # trip less, shared with the other jobs starting now); anything else is sorted out
             # below from the row
-            started = await self._write(lambda: self.transitions.start_pending(job_id))
+            started = await self._claimed(job_id, lease, lambda: self.transitions.start_pending(job_id))
             if started is not None:
                 if started["status"] == Status.CANCELLED:  # its cancel was pending: now done
                     return
                 self._bind(started)
                 try:
-                    await self._execute(started)
+                    await self._execute(started, lease)
                 finally:
                     self._unbind()
                 return
         row = await self._write(lambda: jobstore.get_job(self.pool, job_id, None))
         if row is None:
-            log.warning("job not found, dropping it from the queue", job=job_id_text)
+            log.warning("job not found, dropping it from the queue", job=str(job_id))
             return
         self._bind(row)
         try:
-            await self._run(row)
+            await self._run(row, lease)
         finally:
             self._unbind()
 
@@ -157,7 +190,7 @@ class Runtime:
     def _unbind() -> None:
         structlog.contextvars.unbind_contextvars("job_id", "tenant", "type", "attempt")
 
-    async def _run(self, row: jobstore.Row) -> None:
+    async def _run(self, row: jobstore.Row, lease: str | None) -> None:
         job_id: UUID = row["id"]
         status = Status(row["status"])
         if status.terminal:
@@ -173,22 +206,22 @@ class Runtime:
         if status == Status.RUNNING:
             # ARQ hands a running job out again only after its lease expired: the worker that ran
             # it is gone (or cut off). Its attempt counts; the job goes on if budget remains.
-            recovered = await self._recover_lost(row)
+            recovered = await self._recover_lost(row, lease)
             if recovered is None:
                 return
             row = recovered
 
         cap = self.settings.tenant_max_running
         if cap:
-            room, started = await self._write(
-                lambda: jobstore.start_within_cap(self.pool, job_id, row["tenant"], cap)
+            room, started = await self._claimed(
+                job_id, lease, lambda: jobstore.start_within_cap(self.pool, job_id, row["tenant"], cap)
             )
             if not room:
                 # stays pending, its attempt unspent; ARQ offers it again shortly
                 log.info("tenant at its running cap, deferring", cap=cap)
                 raise Retry(defer=self.settings.tenant_cap_retry_s)
         else:
-            started = await self._write(lambda: jobstore.start_pending(self.pool, job_id))
+            started = await self._claimed(job_id, lease, lambda: jobstore.start_pending(self.pool, job_id))
         if started is None:
             log.info("job changed before it could start (cancelled, or started elsewhere)")
             return
@@ -197,9 +230,9 @@ class Runtime:
         if event == EventType.CANCELLED:
             log.info("job cancelled before it started")
             return
-        await self._execute(started)
+        await self._execute(started, lease)
 
-    async def _execute(self, started: jobstore.Row) -> None:
+    async def _execute(self, started: jobstore.Row, lease: str | None) -> None:
         """Run a job this worker has just started (its `started` event published), and record how
         it ended."""
         job_id: UUID = started["id"]
@@ -217,7 +250,7 @@ class Runtime:
         t0 = time.monotonic()
         try:
             fn_task = self._start_function(jt, started, attempt, max_attempts, reporter)
-            handle = RunHandle(job_id, run, fn_task)
+            handle = RunHandle(job_id, run, fn_task, lease)
             self.runs[job_id] = handle
             try:
                 timeout_s = jt.timeout_s if jt else 0
@@ -339,21 +372,25 @@ class Runtime:
         await self._publish(row, event)
         log.info("job cancelled on shutdown" if event == EventType.CANCELLED else "job released on shutdown")
 
-    async def _recover_lost(self, row: jobstore.Row) -> jobstore.Row | None:
+    async def _recover_lost(self, row: jobstore.Row, lease: str | None) -> jobstore.Row | None:
         job_id: UUID = row["id"]
         attempt: int = row["attempts"]
         run: int = row["runs"]  # the lost run's number: what its own writes would have carried
         if row["cancel_requested"]:
-            done = await self._write(lambda: jobstore.cancelled_by_worker(self.pool, job_id, run))
+            done = await self._claimed(
+                job_id, lease, lambda: jobstore.cancelled_by_worker(self.pool, job_id, run)
+            )
             await self._publish(done, EventType.CANCELLED)
             return None
         error = error_info(WorkerLost(f"the worker running attempt {attempt} stopped responding"))
         if attempt >= row["max_attempts"]:
-            failed = await self._write(lambda: jobstore.fail(self.pool, job_id, run, error))
+            failed = await self._claimed(job_id, lease, lambda: jobstore.fail(self.pool, job_id, run, error))
             await self._publish(failed, EventType.FAILED)
             log.warning("job lost its worker on its last attempt", attempt=attempt)
             return None
-        pending = await self._write(lambda: jobstore.schedule_retry(self.pool, job_id, run, error))
+        pending = await self._claimed(
+            job_id, lease, lambda: jobstore.schedule_retry(self.pool, job_id, run, error)
+        )
         if pending is None:
             return None
         event = jobstore.event_written(pending, EventType.RETRYING)

@@ -20,7 +20,7 @@ from jobwire.redis_client import create_redis
 from jobwire.registry import load_job_types
 from jobwire.retention import RetentionPolicy
 from jobwire.scheduler import Scheduler
-from workers.arq_worker import JobwireWorker
+from workers.arq_worker import LEASE_TOKEN, JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.purger import Purger
 from workers.reconciler import Reconciler
@@ -51,7 +51,7 @@ class WorkerService:
         self.runtime = Runtime(s, self.pool, self.redis, self.keys, registry)
 
         async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-            await self.runtime.run(job_id)
+            await self.runtime.run(job_id, lease=ctx.get(LEASE_TOKEN))
 
         self.worker = JobwireWorker(
             functions=[func(run_job, name=ARQ_FUNCTION, max_tries=ARQ_MAX_TRIES)],

@@ -16,11 +16,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from arq.worker import Retry
 
 from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
-from jobwire.registry import Registry
+from jobwire.registry import Registry, load_job_types
 from tests.conftest import (
     REDIS_URL,
     ROOT,
@@ -37,6 +38,7 @@ from tests.conftest import (
     wait_status,
 )
 from tests.jobtypes import RELEASE
+from workers.runtime import Runtime
 from workers.worker import WorkerService
 
 
@@ -196,6 +198,27 @@ async def test_a_worker_whose_lease_lapsed_cannot_touch_a_later_run_after_a_manu
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     # nothing of the stale run's after it was lost: no progress, no second outcome
     assert [e["type"] for e in events] == ["created", "started", "failed", "retrying", "started", "completed"]
+
+
+async def test_a_claim_whose_lease_lapsed_before_its_start_leaves_the_job_to_its_holder(
+    client: httpx.AsyncClient, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # A worker claims a job, then waits on PostgreSQL to start it (cut off, or slow) past its lease:
+    # meanwhile another worker claimed the job and runs it. The stale claim must not take the job
+    # over as "lost" from a worker that is alive and holds the lease.
+    job = await submit(client, "test.block", {"seconds": 30})
+    keys = Keys(settings.namespace)
+    async with running_worker(settings) as holder:
+        await wait_status(client, job["id"], "running", timeout=15)
+        holding = await holder.redis.get(keys.arq_in_progress_key(job["id"]))
+        stale = Runtime(settings, holder.pool, holder.redis, keys, load_job_types(settings.job_modules))
+        with pytest.raises(Retry):  # stays queued: the holder finishes it
+            await stale.run(job["id"], lease="a-claim-that-lapsed")
+        assert await holder.redis.get(keys.arq_in_progress_key(job["id"])) == holding
+        now = (await client.get(f"/v1/jobs/{job['id']}")).json()
+        assert (now["status"], now["attempts"]) == ("running", 1)
+        assert "retrying" not in [e["type"] for e in await events_of(pool, job["id"])]
+        assert "failed" not in [e["type"] for e in await events_of(pool, job["id"])]
 
 
 class running_worker:
