@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -45,6 +44,8 @@ from service.state import (
 from service.stats import QueueStats
 from service.submitter import Submitter
 
+# how long a stopping api waits for its background loops
+STOP_TIMEOUT_S = 5.0
 log = get_logger("jobwire.api")
 
 
@@ -104,12 +105,27 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     ]
     log.info("api ready", namespace=settings.namespace)
     yield
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(tasks)
     await app[REDIS].aclose()
     await app[DB].close()
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Cancel the background loops and wait for them, cancelling again those that absorbed a cancel
+    (on Python 3.11, redis-py's asyncio.wait_for returns instead of raising when a cancel lands as
+    a write completes), so that a stop never hangs; past `timeout_s`, the stragglers are left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pending = {task for task in tasks if not task.done()}
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(0.2, max(0.0, deadline - loop.time())))
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("a background task failed", task=task.get_name(), error=repr(task.exception()))
+    if pending:
+        log.warning("background tasks did not stop in time", tasks=[t.get_name() for t in pending])
 
 
 async def _end_streams(app: web.Application) -> None:
