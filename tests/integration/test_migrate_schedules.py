@@ -13,7 +13,7 @@ import pytest
 from jobwire import db
 from tests.conftest import database_of
 
-BEFORE = Path(__file__).with_name("schema_before_schedules.sql")
+BEFORE = Path(__file__).parents[1] / "data" / "schema_before_schedules.sql"
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import pytest
 from jobwire import db
 from tests.conftest import database_of
 
-BEFORE = Path(__file__).with_name("schema_before_time.sql")
+# the schema before delayed jobs (the same one the retention upgrade test starts from)
+BEFORE = Path(__file__).parents[1] / "data" / "schema_ea5efd1.sql"
 
 
 @pytest.fixture
