@@ -263,3 +263,9 @@ CREATE INDEX IF NOT EXISTS schedules_created_idx ON schedules (created_at DESC, 
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS schedule_slot timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_schedule_slot_key ON jobs (schedule_id, schedule_slot)
     WHERE schedule_slot IS NOT NULL;
+
+-- ---- many jobs at once: labels and batches ------------------------------------------------------
+
+-- a job's labels (string keys and values, validated by the api) and the batch it was submitted in
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS batch_id uuid;

@@ -83,6 +83,8 @@ def job_view(
         "run_at": iso(row.get("run_at")),
         "expires_at": iso(row.get("expires_at")),
         "schedule_id": None if row.get("schedule_id") is None else str(row.get("schedule_id")),
+        "batch_id": None if row.get("batch_id") is None else str(row.get("batch_id")),
+        "labels": row.get("labels") or {},
         "created_at": iso(row["created_at"]),
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -41,6 +41,8 @@ class NewJob:
     expires_at: datetime | None = None
     schedule_id: UUID | None = None
     schedule_slot: datetime | None = None
+    # string keys and values (validated by service/schemas.py Labels), filterable with ?label=k:v
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
@@ -155,10 +157,10 @@ def event_written(row: Row, event: EventType) -> EventType:
 _INSERT_JOB = """
 WITH j AS (
     INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
-                      status, run_at, expires_at, schedule_id, schedule_slot)
+                      status, run_at, expires_at, schedule_id, schedule_slot, labels)
     VALUES ($1, $2, $3, $4, $5, $6, $7, 1,
             CASE WHEN $8::timestamptz > now() THEN 'scheduled' ELSE 'pending' END,
-            CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10, $11)
+            CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10, $11, $12)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -274,6 +276,7 @@ async def insert_job(conn: Conn, job: NewJob) -> Row:
         job.expires_at,
         job.schedule_id,
         job.schedule_slot,
+        job.labels,
     )
     assert row is not None  # an INSERT ... RETURNING returns its row
     return row
@@ -573,14 +576,14 @@ async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> l
 _INSERT_JOBS = """
 WITH j AS (
     INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
-                      status, run_at, expires_at, schedule_id, schedule_slot)
+                      status, run_at, expires_at, schedule_id, schedule_slot, labels)
     SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1,
            CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
-           CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id, schedule_slot
+           CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id, schedule_slot, labels
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[],
-                $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::timestamptz[])
+                $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::timestamptz[], $12::jsonb[])
          AS t(id, tenant, type, params, priority, max_attempts, webhook_url, run_at, expires_at,
-              schedule_id, schedule_slot)
+              schedule_id, schedule_slot, labels)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -604,6 +607,7 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
         [j.expires_at for j in jobs],
         [j.schedule_id for j in jobs],
         [j.schedule_slot for j in jobs],
+        [j.labels for j in jobs],
     )
     return {r["id"]: r for r in rows}
 

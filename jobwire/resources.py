@@ -45,6 +45,8 @@ class Job(Resource):
     run_at: str | None = Field(description="a delayed job's due time; null when it was not delayed")
     expires_at: str | None = Field(description="not started by then, it ends cancelled (Expired)")
     schedule_id: str | None = Field(description="the schedule that submitted it")
+    batch_id: str | None = Field(description="the batch it was submitted in")
+    labels: dict[str, str] = Field(description="string keys and values, filterable with ?label=k:v")
     created_at: str
     started_at: str | None
     finished_at: str | None

@@ -195,6 +195,7 @@ async def submit(request: web.Request) -> web.Response:
         webhook_url=sub.webhook_url,
         run_at=run_at,
         expires_at=expires_at,
+        labels=sub.labels,
     )
     pool = request.app[DB]
     if idem_key is None:

@@ -9,9 +9,9 @@ tests validate those dicts against the models, so the two cannot drift apart.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
@@ -54,6 +54,7 @@ __all__ = [
     "JobError",
     "JobList",
     "JobTimes",
+    "Labels",
     "MoveJob",
     "Problem",
     "ProblemError",
@@ -155,6 +156,16 @@ class MoveJob(BaseModel):
         return run_at
 
 
+# Labels (API.md "Labels and bulk actions"): up to 20 string keys and values; keys 1-63 characters
+# of [a-z0-9_.-], values up to 255 characters. Keys are strict so that `?label=k:v` and the CLI's
+# `k=v` parse one way only.
+MAX_LABELS = 20
+LABEL_KEY_PATTERN = r"^[a-z0-9_.-]{1,63}$"
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(max_length=255)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
+
+
 class SubmitJob(JobTimes):
     """The body of POST /v1/jobs."""
 
@@ -166,6 +177,10 @@ class SubmitJob(JobTimes):
         default=Priority.NORMAL, description="`high` starts before queued `normal` jobs"
     )
     webhook_url: str | None = Field(default=None, max_length=2048, description="receives the terminal event")
+    labels: Labels = Field(
+        default_factory=dict,
+        description="up to 20 keys (1-63 chars of [a-z0-9_.-]) and values (up to 255 chars)",
+    )
 
     _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
 
