@@ -269,3 +269,5 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_schedule_slot_key ON jobs (schedule_id, s
 -- a job's labels (string keys and values, validated by the api) and the batch it was submitted in
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '{}';
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS batch_id uuid;
+-- the jobs that must complete before this one starts
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS depends_on uuid[] NOT NULL DEFAULT '{}';

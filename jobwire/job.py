@@ -85,6 +85,7 @@ def job_view(
         "schedule_id": None if row.get("schedule_id") is None else str(row.get("schedule_id")),
         "batch_id": None if row.get("batch_id") is None else str(row.get("batch_id")),
         "labels": row.get("labels") or {},
+        "depends_on": [str(d) for d in row.get("depends_on") or ()],
         "created_at": iso(row["created_at"]),
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),

@@ -43,6 +43,9 @@ class NewJob:
     schedule_slot: datetime | None = None
     # string keys and values (validated by service/schemas.py Labels), filterable with ?label=k:v
     labels: dict[str, str] = field(default_factory=dict)
+    # the batch it belongs to, and the jobs that must complete before it starts
+    batch_id: UUID | None = None
+    depends_on: list[UUID] = field(default_factory=list)
 
 
 def _outbox(event: EventType, *, when: str = "true", name: str = "w") -> str:
@@ -157,10 +160,11 @@ def event_written(row: Row, event: EventType) -> EventType:
 _INSERT_JOB = """
 WITH j AS (
     INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
-                      status, run_at, expires_at, schedule_id, schedule_slot, labels)
+                      status, run_at, expires_at, schedule_id, schedule_slot, labels, batch_id,
+                      depends_on)
     VALUES ($1, $2, $3, $4, $5, $6, $7, 1,
             CASE WHEN $8::timestamptz > now() THEN 'scheduled' ELSE 'pending' END,
-            CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10, $11, $12)
+            CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10, $11, $12, $13, $14)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -277,6 +281,8 @@ async def insert_job(conn: Conn, job: NewJob) -> Row:
         job.schedule_id,
         job.schedule_slot,
         job.labels,
+        job.batch_id,
+        job.depends_on,
     )
     assert row is not None  # an INSERT ... RETURNING returns its row
     return row
@@ -576,14 +582,17 @@ async def get_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str | None) -> l
 _INSERT_JOBS = """
 WITH j AS (
     INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
-                      status, run_at, expires_at, schedule_id, schedule_slot, labels)
+                      status, run_at, expires_at, schedule_id, schedule_slot, labels, batch_id,
+                      depends_on)
     SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1,
            CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
-           CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id, schedule_slot, labels
+           CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id, schedule_slot, labels,
+           batch_id, ARRAY(SELECT jsonb_array_elements_text(depends_on::jsonb)::uuid)
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[],
-                $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::timestamptz[], $12::jsonb[])
+                $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::timestamptz[], $12::jsonb[],
+                $13::uuid[], $14::text[])
          AS t(id, tenant, type, params, priority, max_attempts, webhook_url, run_at, expires_at,
-              schedule_id, schedule_slot, labels)
+              schedule_id, schedule_slot, labels, batch_id, depends_on)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
@@ -608,6 +617,10 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
         [j.schedule_id for j in jobs],
         [j.schedule_slot for j in jobs],
         [j.labels for j in jobs],
+        [j.batch_id for j in jobs],
+        # each job's list of ids travels as JSON text: asyncpg would take a list of lists for a
+        # two-dimensional array, which needs equal lengths
+        [orjson.dumps([str(d) for d in j.depends_on]).decode() for j in jobs],
     )
     return {r["id"]: r for r in rows}
 

@@ -47,6 +47,7 @@ class Job(Resource):
     schedule_id: str | None = Field(description="the schedule that submitted it")
     batch_id: str | None = Field(description="the batch it was submitted in")
     labels: dict[str, str] = Field(description="string keys and values, filterable with ?label=k:v")
+    depends_on: list[str] = Field(description="the jobs that must complete before it starts")
     created_at: str
     started_at: str | None
     finished_at: str | None
