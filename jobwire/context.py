@@ -1,9 +1,11 @@
-"""What a job function gets as `ctx`: who it runs for, a database pool, a logger, and `progress()`."""
+"""What a job function gets as `ctx`: who it runs for, a database pool, a logger, `progress()`, and the
+results of the jobs it depends on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -25,6 +27,9 @@ class JobContext:
     db: asyncpg.Pool
     log: structlog.stdlib.BoundLogger
     _report: ProgressSink = field(repr=False)
+    # the result of each job this one depends on (its id → what it returned), read when the job
+    # starts; empty for a job without dependencies, which pays nothing for it
+    dependency_results: dict[UUID, Any] = field(default_factory=dict)
 
     def progress(self, pct: float, message: str | None = None) -> None:
         """Report progress (0-100, never decreasing within an attempt) with an optional message.

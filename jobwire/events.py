@@ -23,6 +23,7 @@ Row = Record | Mapping[str, Any]
 
 class EventType(StrEnum):
     CREATED = "created"
+    RELEASED = "released"  # a waiting job's dependencies all completed: it is pending (or scheduled)
     STARTED = "started"
     PROGRESS = "progress"
     RETRYING = "retrying"

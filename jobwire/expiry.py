@@ -15,7 +15,7 @@ import random
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import db, events, jobmetrics, jobstore
+from jobwire import db, dependencies, events, jobmetrics, jobstore
 from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
@@ -47,6 +47,7 @@ async def sweep_once(pool: asyncpg.Pool, redis: Redis, keys: Keys) -> int:
                     await pipe.execute()
             except REDIS_UNAVAILABLE as exc:
                 log.warning("expired jobs' events not published", error=str(exc), count=len(rows))
+            await dependencies.after_ended(pool, redis, keys, rows)
         if len(rows) < PAGE:
             return total
 

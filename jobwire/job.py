@@ -13,6 +13,7 @@ from asyncpg import Record
 
 class Status(StrEnum):
     SCHEDULED = "scheduled"  # delayed: waiting for its run_at
+    WAITING = "waiting"  # waiting for the jobs it depends on to complete
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -25,7 +26,7 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-UNFINISHED = frozenset({Status.SCHEDULED, Status.PENDING, Status.RUNNING})
+UNFINISHED = frozenset({Status.SCHEDULED, Status.WAITING, Status.PENDING, Status.RUNNING})
 
 
 class Priority(StrEnum):

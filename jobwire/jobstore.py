@@ -156,21 +156,36 @@ def event_written(row: Row, event: EventType) -> EventType:
     return EventType.CANCELLED if row["status"] == "cancelled" else event
 
 
-# A run_at in the future makes the job `scheduled`; one in the past means now (not delayed).
+# Whether any of the jobs `deps` names has not completed (a parent inserted by the same statement is
+# not visible to it, so it counts as not completed: a batch's jobs wait for each other). Counted
+# rather than "no parent is unfinished" so that an id of no job (purged, or not inserted yet) keeps
+# its dependent waiting rather than releasing it.
+def _deps_unmet(deps: str) -> str:
+    # a CASE, so that a job without dependencies never runs the subqueries
+    return (
+        f"(CASE WHEN cardinality({deps}) = 0 THEN false"
+        f" ELSE (SELECT count(DISTINCT d) FROM unnest({deps}) AS d)"
+        f" > (SELECT count(*) FROM jobs p WHERE p.id = ANY({deps}) AND p.status = 'completed') END)"
+    )
+
+
+# A run_at in the future makes the job `scheduled`; one in the past means now (not delayed). A job
+# whose dependencies have not all completed is `waiting` (dependencies.py settles it after commit).
 _INSERT_JOB = """
 WITH j AS (
     INSERT INTO jobs (id, tenant, type, params, priority, max_attempts, webhook_url, last_seq,
                       status, run_at, expires_at, schedule_id, schedule_slot, labels, batch_id,
                       depends_on)
     VALUES ($1, $2, $3, $4, $5, $6, $7, 1,
-            CASE WHEN $8::timestamptz > now() THEN 'scheduled' ELSE 'pending' END,
+            CASE WHEN {unmet} THEN 'waiting'
+                 WHEN $8::timestamptz > now() THEN 'scheduled' ELSE 'pending' END,
             CASE WHEN $8::timestamptz > now() THEN $8::timestamptz END, $9, $10, $11, $12, $13, $14)
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
     SELECT id, 1, 'created', status, progress, message, NULL, created_at FROM j
 )
-SELECT * FROM j"""
+SELECT * FROM j""".replace("{unmet}", _deps_unmet("$14::uuid[]"))
 
 # A start gives the run the next `runs` number (never reset, unlike `attempts`). Every later write
 # of that run carries it ($2, or b_run) and changes nothing once the row holds another: a run that
@@ -215,6 +230,14 @@ _EXPIRE_DUE = _transition(
     batch="(SELECT id AS b_id FROM jobs WHERE expires_at <= now() AND status IN ('scheduled', 'pending')"
     " AND runs = 0 ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) AS b",
 )
+# waiting jobs past their expiry (a separate statement: its own partial index)
+_EXPIRE_WAITING = _transition(
+    EventType.CANCELLED,
+    f"status = 'cancelled', finished_at = now(), error = {_EXPIRED_ERROR}",
+    f"status = 'waiting' AND {_EXPIRED}",
+    batch="(SELECT id AS b_id FROM jobs WHERE expires_at <= now() AND status = 'waiting'"
+    " AND runs = 0 ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) AS b",
+)
 _COMPLETE_MANY = _transition(
     EventType.COMPLETED,
     "status = 'completed', progress = 100, result = b_result::jsonb, error = NULL, finished_at = now()",
@@ -255,12 +278,14 @@ _CANCELLED_BY_WORKER = _transition(
 _CANCEL_PENDING = _transition(
     EventType.CANCELLED,
     "status = 'cancelled', finished_at = now()",
-    "status IN ('scheduled', 'pending') AND ($2::text IS NULL OR tenant = $2)",
+    "status IN ('scheduled', 'waiting', 'pending') AND ($2::text IS NULL OR tenant = $2)",
 )
 # `runs` is left alone: the next start gives the new run a number no earlier run had
 _RETRY = _transition(
     EventType.RETRYING,
-    "status = 'pending', attempts = 0, progress = 0, message = NULL, result = NULL, started_at = NULL,"
+    # a job whose dependencies have not all completed (say, one was retried) waits for them again
+    f"status = CASE WHEN {_deps_unmet('jobs.depends_on')} THEN 'waiting' ELSE 'pending' END,"
+    " attempts = 0, progress = 0, message = NULL, result = NULL, started_at = NULL,"
     " finished_at = NULL, cancel_requested = false",
     "status IN ('failed', 'cancelled') AND ($2::text IS NULL OR tenant = $2)",
 )
@@ -390,8 +415,10 @@ async def move(conn: Conn, job_id: UUID, tenant: str | None, run_at: datetime) -
 
 
 async def expire_due(conn: Conn, *, limit: int) -> list[Row]:
-    """Cancel (error Expired) up to `limit` unstarted jobs past their expiry; the rows changed."""
-    return list(await conn.fetch(_EXPIRE_DUE, limit))
+    """Cancel (error Expired) up to `limit` unstarted jobs past their expiry (and as many waiting
+    ones); the rows changed."""
+    rows = list(await conn.fetch(_EXPIRE_DUE, limit))
+    return rows + list(await conn.fetch(_EXPIRE_WAITING, limit))
 
 
 async def request_cancel(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
@@ -483,6 +510,98 @@ async def cancel_requested_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UU
         list(job_ids),
     )
     return [r["id"] for r in rows]
+
+
+# ---- dependencies ------------------------------------------------------------------------------
+# A waiting job is settled by the job that ends last among its parents: after that parent's
+# transition commits, its waiting children are released (all their parents completed) or cancelled
+# (one failed or was cancelled). Each runs in its own statement after the parent's commit, so of
+# two parents ending at once the one that commits last sees both ended; the children's row locks
+# (taken in id order) and the `status = 'waiting'` guard make a child change once. A child inserted
+# while its parent ends settles itself after its own commit (jobwire/dependencies.py), and a sweep
+# settles whatever a crash between a commit and its settle left behind.
+
+# the waiting children of the jobs in $1, or (by_id) the waiting jobs in $1, locked in id order
+_WAITING_CHILDREN = (
+    "(SELECT id AS b_id FROM jobs WHERE status = 'waiting' AND depends_on && $1::uuid[]"
+    " ORDER BY id FOR UPDATE) AS b"
+)
+_WAITING_BY_ID = (
+    "(SELECT id AS b_id FROM jobs WHERE status = 'waiting' AND id = ANY($1::uuid[])"
+    " ORDER BY id FOR UPDATE) AS b"
+)
+_RELEASE_SET = "status = CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END"
+_RELEASE_WHEN = f"status = 'waiting' AND NOT {_deps_unmet('jobs.depends_on')}"
+# the first parent (by id) that failed or was cancelled names the error
+_FAILED_PARENT = (
+    "(SELECT p.id, p.status FROM jobs p WHERE p.id = ANY(jobs.depends_on)"
+    " AND p.status IN ('failed', 'cancelled') ORDER BY p.id LIMIT 1)"
+)
+_DEPENDENCY_FAILED_SET = (
+    "status = 'cancelled', finished_at = now(), error = (SELECT jsonb_build_object("
+    "'type', 'DependencyFailed', 'message', 'the job it depends on, ' || f.id || ', '"
+    " || CASE f.status WHEN 'failed' THEN 'failed' ELSE 'was cancelled' END) FROM "
+    + _FAILED_PARENT
+    + " AS f)"
+)
+_DEPENDENCY_FAILED_WHEN = f"status = 'waiting' AND EXISTS {_FAILED_PARENT}"
+_RELEASE_CHILDREN = _transition(EventType.RELEASED, _RELEASE_SET, _RELEASE_WHEN, batch=_WAITING_CHILDREN)
+_RELEASE_BY_ID = _transition(EventType.RELEASED, _RELEASE_SET, _RELEASE_WHEN, batch=_WAITING_BY_ID)
+_CANCEL_CHILDREN = _transition(
+    EventType.CANCELLED, _DEPENDENCY_FAILED_SET, _DEPENDENCY_FAILED_WHEN, batch=_WAITING_CHILDREN
+)
+_CANCEL_BY_ID = _transition(
+    EventType.CANCELLED, _DEPENDENCY_FAILED_SET, _DEPENDENCY_FAILED_WHEN, batch=_WAITING_BY_ID
+)
+
+# at most this many jobs in one job's depends_on (service/schemas.py holds submissions to it)
+MAX_DEPENDENCIES = 100
+
+
+async def release_children(conn: Conn, parents: Sequence[UUID]) -> list[Row]:
+    """Release the waiting children of these (completed) jobs whose parents have all completed:
+    `pending`, or `scheduled` when their run_at is still ahead; the rows changed."""
+    return list(await conn.fetch(_RELEASE_CHILDREN, list(parents)))
+
+
+async def cancel_children(conn: Conn, parents: Sequence[UUID]) -> list[Row]:
+    """Cancel (DependencyFailed) the waiting children of these (failed or cancelled) jobs; the rows
+    changed, whose own children are the next to cancel."""
+    return list(await conn.fetch(_CANCEL_CHILDREN, list(parents)))
+
+
+async def settle_waiting(conn: Conn, job_ids: Sequence[UUID]) -> tuple[list[Row], list[Row]]:
+    """Release or cancel these waiting jobs as their parents' statuses say (released, cancelled);
+    a job whose parents are still running stays waiting."""
+    cancelled = list(await conn.fetch(_CANCEL_BY_ID, list(job_ids)))
+    released = list(await conn.fetch(_RELEASE_BY_ID, list(job_ids)))
+    return released, cancelled
+
+
+async def waiting_page(conn: Conn, *, after: UUID | None, older_than_s: float, limit: int) -> list[UUID]:
+    """Waiting jobs not touched for `older_than_s`, in id order from `after` (the sweep's scan)."""
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE status = 'waiting' AND ($1::uuid IS NULL OR id > $1)"
+        " AND updated_at < now() - make_interval(secs => $2) ORDER BY id LIMIT $3",
+        after,
+        older_than_s,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def missing_dependencies(conn: Conn, tenant: str, job_ids: Sequence[UUID]) -> set[UUID]:
+    """The ids among `job_ids` that name no job of `tenant`."""
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND tenant = $2", list(job_ids), tenant
+    )
+    return set(job_ids) - {r["id"] for r in rows}
+
+
+async def dependency_results(conn: Conn, job_ids: Sequence[UUID]) -> dict[UUID, Any]:
+    """The result of each of these jobs (what a job that depends on them reads)."""
+    rows = await conn.fetch("SELECT id, result FROM jobs WHERE id = ANY($1::uuid[])", list(job_ids))
+    return {r["id"]: r["result"] for r in rows}
 
 
 # ---- reconciliation --------------------------------------------------------------------------
@@ -585,20 +704,21 @@ WITH j AS (
                       status, run_at, expires_at, schedule_id, schedule_slot, labels, batch_id,
                       depends_on)
     SELECT id, tenant, type, params, priority, max_attempts, webhook_url, 1,
-           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
+           CASE WHEN {unmet} THEN 'waiting' WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
            CASE WHEN run_at > now() THEN run_at END, expires_at, schedule_id, schedule_slot, labels,
-           batch_id, ARRAY(SELECT jsonb_array_elements_text(depends_on::jsonb)::uuid)
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[],
+           batch_id, deps
+    FROM (SELECT *, ARRAY(SELECT jsonb_array_elements_text(depends_on::jsonb)::uuid) AS deps
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[],
                 $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::timestamptz[], $12::jsonb[],
                 $13::uuid[], $14::text[])
          AS t(id, tenant, type, params, priority, max_attempts, webhook_url, run_at, expires_at,
-              schedule_id, schedule_slot, labels, batch_id, depends_on)
+              schedule_id, schedule_slot, labels, batch_id, depends_on)) AS t
     RETURNING *
 ), e AS (
     INSERT INTO job_events (job_id, seq, type, status, progress, message, data, at)
     SELECT id, 1, 'created', status, progress, message, NULL, created_at FROM j
 )
-SELECT * FROM j"""
+SELECT * FROM j""".replace("{unmet}", _deps_unmet("deps"))
 
 
 async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:

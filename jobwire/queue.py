@@ -52,6 +52,12 @@ def queued(row: Any, queued_at: datetime | None = None) -> QueuedJob:
     return QueuedJob(row["id"], row["priority"], queued_at or row["created_at"], run_at)
 
 
+def startable(rows: Iterable[Any], queued_at: datetime | None = None) -> list[QueuedJob]:
+    """The queue entries of the rows a worker may start (pending or scheduled): a `waiting` job
+    goes on the queue when its dependencies release it, a cancelled one never."""
+    return [queued(r, queued_at) for r in rows if r["status"] in ("pending", "scheduled")]
+
+
 def _ceil_ms(ts: datetime) -> int:
     """A time in ms, rounded up: a job scored so is never due before its time."""
     return -(-int(ts.timestamp() * 1_000_000) // 1000)

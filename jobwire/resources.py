@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Status = Literal["scheduled", "pending", "running", "completed", "failed", "cancelled"]
-EventType = Literal["created", "started", "progress", "retrying", "completed", "failed", "cancelled"]
+Status = Literal["scheduled", "waiting", "pending", "running", "completed", "failed", "cancelled"]
+EventType = Literal[
+    "created", "released", "started", "progress", "retrying", "completed", "failed", "cancelled"
+]
 # jobwire.events.WEBHOOK_EVENTS
 WebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
 

@@ -173,7 +173,7 @@ async def job_unfinished(conn: Conn, job_id: UUID) -> bool:
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1"
-            " AND status IN ('scheduled', 'pending', 'running'))",
+            " AND status IN ('scheduled', 'waiting', 'pending', 'running'))",
             job_id,
         )
     )

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from jobwire import expiry
+from jobwire import dependencies, expiry
 from jobwire.config import Settings
 from jobwire.db import create_pool
 from jobwire.keys import Keys
@@ -100,6 +100,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         loop.create_task(app[HUB].audit(app[DB])),
         loop.create_task(app[SUBMITTER].run()),
         loop.create_task(expiry.run(app[DB], app[REDIS], app[KEYS], interval_s=settings.expiry_sweep_s)),
+        loop.create_task(
+            dependencies.run(app[DB], app[REDIS], app[KEYS], interval_s=settings.dependency_sweep_s)
+        ),
         loop.create_task(app[REVOCATIONS].run(app[DB], app[HUB])),
         loop.create_task(app[SCHEDULER].run()),
     ]

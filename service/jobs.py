@@ -12,13 +12,13 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from jobwire import events, jobstore
+from jobwire import dependencies, events, jobstore
 from jobwire.apikeys import Principal
 from jobwire.events import EventType
 from jobwire.ids import new_id
 from jobwire.job import TERMINAL, Status, job_view
 from jobwire.logs import get_logger
-from jobwire.queue import dequeue, enqueue, move, publish, queued
+from jobwire.queue import dequeue, enqueue, move, publish, queued, startable
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from service import metrics
 from service.follower import Follower
@@ -132,12 +132,13 @@ async def _wait_until(
 async def _enqueue_one(
     request: web.Request, row: jobstore.Row, event: EventType, queued_at: datetime
 ) -> bool:
-    """Enqueue a committed job and publish its event; False (logged) when Redis is unreachable."""
+    """Enqueue a committed job (unless it is waiting for its dependencies) and publish its event;
+    False (logged) when Redis is unreachable."""
     try:
         await enqueue(
             request.app[REDIS],
             request.app[KEYS],
-            [queued(row, queued_at)],
+            startable([row], queued_at),
             [events.message(row, event)],
         )
     except REDIS_UNAVAILABLE as exc:
@@ -196,8 +197,11 @@ async def submit(request: web.Request) -> web.Response:
         run_at=run_at,
         expires_at=expires_at,
         labels=sub.labels,
+        depends_on=sub.depends_on,
     )
     pool = request.app[DB]
+    if sub.depends_on:
+        await _check_dependencies(pool, principal.tenant, sub.depends_on)
     if idem_key is None:
         # group commit: durable (committed) before we answer, sharing the commit with its neighbours
         row, enqueued = await request.app[SUBMITTER].submit(job)
@@ -214,6 +218,7 @@ async def submit(request: web.Request) -> web.Response:
             )
 
         enqueued = await _enqueue_one(request, row, EventType.CREATED, row["created_at"])
+        row = await _settle_if_waiting(request, row)
 
     # The job is durable: from here on the answer is 202 whatever Redis did, because a job that
     # did not reach the queue is put there by the reconciler.
@@ -235,6 +240,30 @@ async def submit(request: web.Request) -> web.Response:
     if idem_key is not None and wait_s is not None:
         await jobstore.set_idempotent_status(pool, principal.tenant, idem_key, status)
     return job_response(request, row, status, **headers)
+
+
+async def _check_dependencies(pool: asyncpg.Pool, tenant: str, depends_on: list[UUID]) -> None:
+    """422 naming the first id in depends_on that is no job of the tenant (another tenant's job is
+    as unknown as one that never existed)."""
+    missing = await jobstore.missing_dependencies(pool, tenant, depends_on)
+    for i, dep in enumerate(depends_on):
+        if dep in missing:
+            raise invalid(["body", "depends_on", i], f"no job {dep} to depend on")
+
+
+async def _settle_if_waiting(request: web.Request, row: jobstore.Row) -> jobstore.Row:
+    """A job stored `waiting` whose last parent ended while it was being stored is settled here;
+    its row as it is now."""
+    if row["status"] != Status.WAITING:
+        return row
+    try:
+        changed = await dependencies.settle(
+            request.app[DB], request.app[REDIS], request.app[KEYS], [row["id"]]
+        )
+    except Exception:
+        log.exception("waiting job not settled; the sweep will", job_id=str(row["id"]))
+        return row
+    return changed[0] if changed else row
 
 
 async def _insert_idempotent(
@@ -394,10 +423,11 @@ async def cancel(request: web.Request) -> web.Response:
         if status.terminal:
             raise Problem(
                 409,
-                f"the job is {status.value}; only scheduled, pending or running jobs can be cancelled",
+                f"the job is {status.value}; only scheduled, waiting, pending or running jobs can be"
+                " cancelled",
                 slug="invalid-state",
             )
-        if status in (Status.SCHEDULED, Status.PENDING):
+        if status in (Status.SCHEDULED, Status.WAITING, Status.PENDING):
             cancelled = await jobstore.cancel_pending(pool, job_id, scope)
             if cancelled is None:
                 continue
@@ -406,6 +436,8 @@ async def cancel(request: web.Request) -> web.Response:
                 await publish(redis, keys, [events.message(cancelled, EventType.CANCELLED)])
             except REDIS_UNAVAILABLE as exc:
                 log.warning("cancelled job not removed from the queue", job_id=str(job_id), error=str(exc))
+            # the jobs waiting for it will never run: they end cancelled (DependencyFailed)
+            await dependencies.after_ended(pool, redis, keys, [cancelled])
             return job_response(request, cancelled, 200)
         flagged = await jobstore.request_cancel(pool, job_id, scope)
         if flagged is None:
@@ -429,6 +461,8 @@ async def retry(request: web.Request) -> web.Response:
             f"the job is {current['status']}; only failed or cancelled jobs can be retried",
             slug="invalid-state",
         )
-    # queued as of now, behind jobs that were already waiting
+    # queued as of now, behind jobs that were already waiting (a job whose dependencies have not
+    # all completed waits for them again, and is settled at once if one of them failed)
     await _enqueue_one(request, row, EventType.RETRYING, row["updated_at"])
+    row = await _settle_if_waiting(request, row)
     return job_response(request, row, 202, Location=job_location(request, job_id))

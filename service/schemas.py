@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
+from jobwire.jobstore import MAX_DEPENDENCIES
 from jobwire.resources import (
     Delivery,
     DeliveryAttempt,
@@ -181,8 +183,20 @@ class SubmitJob(JobTimes):
         default_factory=dict,
         description="up to 20 keys (1-63 chars of [a-z0-9_.-]) and values (up to 255 chars)",
     )
+    depends_on: list[UUID] = Field(
+        default_factory=list,
+        max_length=MAX_DEPENDENCIES,
+        description="ids of the tenant's jobs that must complete before this one starts (it is"
+        " `waiting` until then; cancelled with DependencyFailed if one fails or is cancelled)",
+    )
 
     _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _distinct_dependencies(cls, value: list[UUID]) -> list[UUID]:
+        # a job listed twice is one dependency
+        return list(dict.fromkeys(value))
 
 
 def _default_events() -> list[WebhookEvent]:

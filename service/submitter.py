@@ -15,12 +15,12 @@ from collections.abc import Sequence
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import events, jobstore
+from jobwire import db, dependencies, events, jobstore
 from jobwire.batching import Batcher
 from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.queue import enqueue, queued
+from jobwire.queue import enqueue, startable
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.submitter")
@@ -50,6 +50,17 @@ class Submitter:
     async def _write(self, jobs: Sequence[jobstore.NewJob]) -> list[tuple[jobstore.Row, bool]]:
         rows = await jobstore.insert_jobs(self.pool, jobs)
         enqueued = await self._enqueue(list(rows.values()))
+        waiting = [job_id for job_id, r in rows.items() if r["status"] == "waiting"]
+        if waiting:
+            # a parent that ended while these were inserted did not see them: settle them now (the
+            # 202 then shows a job whose parent had failed as cancelled); the sweep covers a failure
+            try:
+                for r in await dependencies.settle(self.pool, self.redis, self.keys, waiting):
+                    rows[r["id"]] = r
+            except db.UNAVAILABLE as exc:
+                log.warning("waiting jobs not settled; the sweep will", jobs=len(waiting), error=str(exc))
+            except Exception:
+                log.exception("waiting jobs not settled; the sweep will", jobs=len(waiting))
         return [(rows[job.id], enqueued) for job in jobs]
 
     async def _enqueue(self, rows: list[jobstore.Row]) -> bool:
@@ -59,7 +70,7 @@ class Submitter:
             await enqueue(
                 self.redis,
                 self.keys,
-                [queued(r) for r in rows],
+                startable(rows),
                 [events.message(r, EventType.CREATED) for r in rows],
             )
         except REDIS_UNAVAILABLE as exc:

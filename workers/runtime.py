@@ -27,7 +27,7 @@ from arq.worker import Retry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from jobwire import db, events, jobmetrics, jobstore
+from jobwire import db, dependencies, events, jobmetrics, jobstore
 from jobwire.config import Settings
 from jobwire.context import JobContext
 from jobwire.errors import (
@@ -111,6 +111,9 @@ class Runtime:
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the job itself must not suffer
             log.warning("event publish failed", error=str(exc), event_type=event.value)
+        if event.terminal:
+            # the jobs waiting for it are released or cancelled
+            await dependencies.after_ended(self.pool, self.redis, self.keys, [row])
 
     async def _write(self, what: Callable[[], Awaitable[T]]) -> T:
         """Run a write, retrying while PostgreSQL is unreachable (a finished job's outcome is worth a
@@ -249,7 +252,10 @@ class Runtime:
         handle: RunHandle | None = None
         t0 = time.monotonic()
         try:
-            fn_task = self._start_function(jt, started, attempt, max_attempts, reporter)
+            results = {}
+            if started["depends_on"]:
+                results = await jobstore.dependency_results(self.pool, started["depends_on"])
+            fn_task = self._start_function(jt, started, attempt, max_attempts, reporter, results)
             handle = RunHandle(job_id, run, fn_task, lease)
             self.runs[job_id] = handle
             try:
@@ -301,6 +307,7 @@ class Runtime:
         attempt: int,
         max_attempts: int,
         reporter: ProgressReporter,
+        dependency_results: dict[UUID, Any],
     ) -> asyncio.Task[Any]:
         if jt is None:
             raise UnknownJobType(f"job type {row['type']!r} is not registered on this worker")
@@ -317,6 +324,7 @@ class Runtime:
             db=self.pool,
             log=log.bind(job_type=jt.name),
             _report=reporter.report,
+            dependency_results=dependency_results,
         )
         # its own task, so that a cancel request can interrupt the function and nothing else
         return asyncio.get_running_loop().create_task(jt.fn(ctx, params))

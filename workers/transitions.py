@@ -21,7 +21,7 @@ from uuid import UUID
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import db, events, jobmetrics, jobstore
+from jobwire import db, dependencies, events, jobmetrics, jobstore
 from jobwire.batching import Batcher
 from jobwire.events import EventType
 from jobwire.keys import Keys
@@ -94,6 +94,9 @@ class Transitions:
         except REDIS_UNAVAILABLE as exc:
             # live listeners catch up from job_events; the jobs themselves must not suffer
             log.warning("event publish failed", error=str(exc), event_type="started", jobs=len(changed))
+        ended = [r for r, e in written if e == EventType.CANCELLED]
+        if ended:
+            await dependencies.after_ended(self.pool, self.redis, self.keys, ended)
         return answers
 
     async def _flush_completions(
@@ -119,6 +122,8 @@ class Transitions:
                 log.warning(
                     "event publish failed", error=str(exc), event_type="completed", jobs=len(completed)
                 )
+            # the jobs waiting for these are released once all their dependencies completed
+            await dependencies.after_ended(self.pool, self.redis, self.keys, completed)
         return answers
 
 

@@ -1,4 +1,5 @@
-"""Demonstration job types: one that sleeps and reports progress, one that fails."""
+"""Demonstration job types: one that sleeps and reports progress, one that fails, and one that adds
+up the results of the jobs it depends on (fan-in)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,26 @@ async def fail(ctx: JobContext, params: FailParams) -> None:
     if params.retryable:
         raise DemoFailure(params.message)
     raise PermanentError(params.message)
+
+
+class SumParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    add: float = Field(default=0, description="a number added to the sum of the dependencies' results")
+
+
+def _number(result: object) -> float:
+    """A dependency's result as a number: a number, or a demo job's `{"sum": …}`."""
+    if isinstance(result, dict):
+        result = result.get("sum")
+    if isinstance(result, bool) or not isinstance(result, int | float):
+        raise PermanentError(f"a dependency's result is not a number or a demo.sum result: {result!r}")
+    return float(result)
+
+
+@job_type("demo.sum", timeout=60, max_attempts=1)
+async def sum_(ctx: JobContext, params: SumParams) -> dict[str, float | int]:
+    """Fan-in: adds `add` to the sums its dependencies returned (`ctx.dependency_results`). With no
+    dependencies it returns `add`, so a first layer of jobs is `demo.sum` with `add` alone."""
+    total = params.add + sum(_number(r) for r in ctx.dependency_results.values())
+    return {"sum": total, "inputs": len(ctx.dependency_results)}

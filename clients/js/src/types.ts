@@ -1,8 +1,9 @@
 // The api's answers, as jobwire/resources.py describes them (and /openapi.json documents them).
 
-export type Status = "scheduled" | "pending" | "running" | "completed" | "failed" | "cancelled";
+export type Status = "scheduled" | "waiting" | "pending" | "running" | "completed" | "failed" | "cancelled";
 export type EventType =
   | "created"
+  | "released"
   | "started"
   | "progress"
   | "retrying"

@@ -2,7 +2,7 @@
 
 export const KEY_STORAGE = "jobwire.dashboard.key";
 export const SAMPLES_STORAGE = "jobwire.dashboard.samples";
-export const STATUSES = ["scheduled", "pending", "running", "completed", "failed", "cancelled"];
+export const STATUSES = ["scheduled", "waiting", "pending", "running", "completed", "failed", "cancelled"];
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 export const PAGE_SIZE = 50;
 export const RUNNING_SIZE = 8;

@@ -1,0 +1,137 @@
+"""Dependencies: a `waiting` job is released when every job it depends on has completed, and cancelled
+(DependencyFailed) when one of them failed or was cancelled, and so on down the chain.
+
+Every process that ends a job settles its waiting children after the job's transition commits
+(`after_ended`): the worker after completions, failures and cancels, the api after a cancel, the
+expiry sweep after it expires jobs, the submitter after it stores jobs that wait (one whose parent
+ended while it was being inserted settles itself). The SQL (jobstore's dependencies block) locks the
+children and re-reads their parents after the commit, so the parent that ends last releases a child
+exactly once. A sweep (`run`, in every api and worker process) settles what was missed: a process that
+died between a commit and its settle, or a job ended by a path that does not settle (a bulk action).
+A released job is enqueued after its release commits; one that misses the queue (Redis down) is
+`pending` in PostgreSQL, where the reconciler finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable, Sequence
+from uuid import UUID
+
+import asyncpg
+from redis.asyncio import Redis
+
+from jobwire import db, events, jobmetrics, jobstore
+from jobwire.events import EventType
+from jobwire.keys import Keys
+from jobwire.logs import get_logger
+from jobwire.queue import enqueue, queued
+from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+
+log = get_logger("jobwire.dependencies")
+
+PAGE = 500
+# a cascade deeper than this is finished by the sweep (a chain is as deep as it was built: bounded
+# only by the submitter's patience)
+MAX_DEPTH = 1000
+
+
+def _ended(rows: Iterable[jobstore.Row]) -> tuple[list[UUID], list[UUID]]:
+    """The ids of completed jobs, and of failed or cancelled ones, among these rows."""
+    completed, unsuccessful = [], []
+    for r in rows:
+        if r["status"] == "completed":
+            completed.append(r["id"])
+        elif r["status"] in ("failed", "cancelled"):
+            unsuccessful.append(r["id"])
+    return completed, unsuccessful
+
+
+async def after_ended(pool: asyncpg.Pool, redis: Redis, keys: Keys, rows: Sequence[jobstore.Row]) -> None:
+    """Settle the waiting children of these jobs, which have just ended (their transitions
+    committed). Never raises for an unreachable database or Redis: the sweep catches up."""
+    completed, unsuccessful = _ended(rows)
+    try:
+        released = await jobstore.release_children(pool, completed) if completed else []
+        cancelled = await _cascade(pool, unsuccessful)
+    except db.UNAVAILABLE as exc:
+        log.warning("dependents not settled; the sweep will", error=str(exc))
+        return
+    await _announce(redis, keys, released, cancelled)
+
+
+async def settle(pool: asyncpg.Pool, redis: Redis, keys: Keys, job_ids: Sequence[UUID]) -> list[jobstore.Row]:
+    """Release or cancel these waiting jobs as their parents say (those still waiting for a parent
+    stay so); the rows changed. Raises what PostgreSQL raised."""
+    if not job_ids:
+        return []
+    released, cancelled = await jobstore.settle_waiting(pool, job_ids)
+    cancelled += await _cascade(pool, [r["id"] for r in cancelled])
+    await _announce(redis, keys, released, cancelled)
+    return released + cancelled
+
+
+async def _cascade(pool: asyncpg.Pool, parents: list[UUID]) -> list[jobstore.Row]:
+    """Cancel the waiting descendants of these failed or cancelled jobs, a generation at a time."""
+    cancelled: list[jobstore.Row] = []
+    for _ in range(MAX_DEPTH):
+        if not parents:
+            break
+        rows = await jobstore.cancel_children(pool, parents)
+        cancelled += rows
+        parents = [r["id"] for r in rows]
+    return cancelled
+
+
+async def _announce(
+    redis: Redis, keys: Keys, released: list[jobstore.Row], cancelled: list[jobstore.Row]
+) -> None:
+    """Enqueue the released jobs, and publish both kinds' events and the cancelled jobs' outcomes."""
+    if not released and not cancelled:
+        return
+    messages = [events.message(r, EventType.RELEASED) for r in released]
+    messages += [events.message(r, EventType.CANCELLED) for r in cancelled]
+    try:
+        # released jobs queue behind the jobs queued before them: as of their release
+        await enqueue(redis, keys, [queued(r, r["updated_at"]) for r in released], messages)
+        if cancelled:
+            async with redis.pipeline(transaction=False) as pipe:
+                jobmetrics.add_job_outcomes(pipe, keys, [(r["type"], "cancelled", None) for r in cancelled])
+                await pipe.execute()
+    except REDIS_UNAVAILABLE as exc:
+        log.warning(
+            "settled dependents not enqueued or published; the reconciler will enqueue them",
+            error=str(exc),
+            released=len(released),
+            cancelled=len(cancelled),
+        )
+    if cancelled:
+        log.info("dependents cancelled: a dependency failed", count=len(cancelled))
+
+
+async def sweep_once(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, older_than_s: float) -> int:
+    """Settle every waiting job untouched for `older_than_s` whose parents have ended; how many."""
+    total, after = 0, None
+    while True:
+        ids = await jobstore.waiting_page(pool, after=after, older_than_s=older_than_s, limit=PAGE)
+        if ids:
+            changed = await settle(pool, redis, keys, ids)
+            total += len(changed)
+            if changed:
+                log.warning("waiting jobs settled by the sweep", count=len(changed))
+        if len(ids) < PAGE:
+            return total
+        after = ids[-1]
+
+
+async def run(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, interval_s: float) -> None:
+    """Sweep every `interval_s` (with jitter) until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
+        try:
+            await sweep_once(pool, redis, keys, older_than_s=interval_s)
+        except db.UNAVAILABLE as exc:
+            log.warning("dependency sweep skipped", error=str(exc))
+        except Exception:
+            log.exception("dependency sweep failed")
