@@ -18,7 +18,7 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -104,8 +104,11 @@ def _submit(
     idempotency_key: str | None,
     wait: int | None,
     times: dict[str, datetime | float | None],
+    depends_on: Sequence[str] | None = None,
 ) -> _Call[Job]:
     body: dict[str, Any] = {"type": type_, "params": params or {}}
+    if depends_on:
+        body["depends_on"] = list(depends_on)
     if priority is not None:
         body["priority"] = priority
     if webhook_url is not None:
@@ -329,11 +332,13 @@ class Client:
         delay_s: float | None = None,
         expires_at: datetime | None = None,
         ttl_s: float | None = None,
+        depends_on: Sequence[str] | None = None,
     ) -> Job:
         """Submit a job; `wait`: hold the answer up to that many seconds for the job to end; `run_at`
-        or `delay_s` delay it, `expires_at` or `ttl_s` give up on it if it has not started by then."""
+        or `delay_s` delay it, `expires_at` or `ttl_s` give up on it if it has not started by then;
+        `depends_on`: ids of jobs that must complete first (it is `waiting` until then)."""
         times = {"run_at": run_at, "delay_s": delay_s, "expires_at": expires_at, "ttl_s": ttl_s}
-        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times)
+        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times, depends_on)
         return self._call(call, self._held_timeout(wait or 0))
 
     def get(self, job_id: str) -> Job:
@@ -507,9 +512,10 @@ class AsyncClient:
         delay_s: float | None = None,
         expires_at: datetime | None = None,
         ttl_s: float | None = None,
+        depends_on: Sequence[str] | None = None,
     ) -> Job:
         times = {"run_at": run_at, "delay_s": delay_s, "expires_at": expires_at, "ttl_s": ttl_s}
-        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times)
+        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times, depends_on)
         return await self._call(call, self._held_timeout(wait or 0))
 
     async def get(self, job_id: str) -> Job:

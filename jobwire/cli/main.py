@@ -370,6 +370,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             webhook_url=args.webhook_url,
             run_at=args.run_at,
             delay_s=args.delay,
+            depends_on=args.depends_on,
         )
     )
 
@@ -557,6 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--idempotency-key", metavar="KEY", help="submitting again with the same key returns the same job"
     )
     p.add_argument("--webhook-url", metavar="URL", help="receives the job's terminal event, signed")
+    p.add_argument(
+        "--depends-on",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a job that must complete first (repeatable); the job is waiting until then",
+    )
     when = p.add_mutually_exclusive_group()
     when.add_argument(
         "--run-at",

@@ -231,6 +231,19 @@ async def test_submit_run_at_and_delay_schedule_the_job(api: Api, settings: Sett
     assert bad.returncode == 2 and "not a duration" in bad.stderr
 
 
+async def test_submit_depends_on_makes_a_waiting_job(api: Api, settings: Settings) -> None:
+    env = client_env(api, await new_key(settings.database_url, "acme"))
+    out = await asyncio.to_thread(run, ["submit", "demo.sum", "--json"], env)
+    assert out.returncode == 0, out.stderr
+    parent = json.loads(out.stdout)
+    out = await asyncio.to_thread(
+        run, ["submit", "demo.sum", "--depends-on", parent["id"], "--depends-on", parent["id"], "--json"], env
+    )
+    assert out.returncode == 0, out.stderr
+    child = json.loads(out.stdout)
+    assert child["status"] == "waiting" and child["depends_on"] == [parent["id"]]
+
+
 async def test_a_failing_job_exits_non_zero_with_its_error(
     api: Api, settings: Settings, worker: WorkerService
 ) -> None:

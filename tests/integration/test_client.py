@@ -59,6 +59,19 @@ async def test_submit_get_list_cancel_retry_and_problems(jobs: AsyncClient) -> N
     assert missing.value.status == 404
 
 
+async def test_submit_with_dependencies_waits_then_runs_with_their_results(
+    jobs: AsyncClient, worker: WorkerService
+) -> None:
+    a = await jobs.submit("demo.sum", {"add": 4})
+    b = await jobs.submit("demo.sum", {"add": 1}, depends_on=[a.id], wait=10)
+    no_unknown_fields(b)
+    assert b.status == "completed" and b.depends_on == [a.id]
+    assert b.result == {"sum": 5, "inputs": 1}
+    with pytest.raises(ApiError) as unknown:
+        await jobs.submit("demo.sum", depends_on=[a.id, "01234567-89ab-7def-8123-456789abcdef"])
+    assert unknown.value.status == 422 and unknown.value.errors[0]["loc"] == ["body", "depends_on", 1]
+
+
 async def test_wait_long_polls_to_the_end_or_times_out(jobs: AsyncClient, worker: WorkerService) -> None:
     job = await jobs.submit("demo.sleep", {"seconds": 0.5, "steps": 5})
     done = await jobs.wait(job.id, timeout=10)
