@@ -244,7 +244,7 @@ async def test_cancel_and_retry_from_the_job_page_ask_first_and_show_the_answer(
     await dialog.get_by_test_id("confirm-ok").click()
     result = view.get_by_test_id("action-result")
     await expect(result).to_contain_text("409")
-    await expect(result).to_contain_text("only scheduled, pending or running jobs can be cancelled")
+    await expect(result).to_contain_text("only scheduled, waiting, pending or running jobs can be cancelled")
     await expect(result).to_have_attribute("data-ok", "false")
 
     # retry a failed job: it runs again

@@ -7,13 +7,16 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 
-from jobwire import dependencies
+from jobwire import dependencies, jobstore
 from jobwire.config import Settings
+from jobwire.ids import new_id
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
 from tests.conftest import (
@@ -299,3 +302,95 @@ async def test_a_released_job_streams_its_released_event(
     await start_worker(settings, workers)
     await asyncio.wait_for(reader, 15)
     assert types == ["created", "released", "started", "completed"]
+
+
+# ---- races, on the store and the settle directly (no api, no worker) -----------------------------
+
+
+def new_job(**extra: Any) -> jobstore.NewJob:
+    return jobstore.NewJob(
+        id=new_id(),
+        tenant="acme",
+        type="demo.sum",
+        params={},
+        priority="normal",
+        max_attempts=1,
+        webhook_url=None,
+        **extra,
+    )
+
+
+@pytest.fixture
+async def redis_keys(settings: Settings) -> AsyncIterator[tuple[Redis, Keys]]:
+    redis = create_redis(settings.redis_url)
+    yield redis, Keys(settings.namespace)
+    await redis.aclose()
+
+
+async def test_a_child_inserted_while_its_parent_completes_is_released_by_its_own_settle(
+    pool: asyncpg.Pool, redis_keys: tuple[Redis, Keys]
+) -> None:
+    redis, keys = redis_keys
+    parent = await jobstore.insert_job(pool, new_job())
+    started = await jobstore.start_pending(pool, parent["id"])
+    assert started is not None
+    child = new_job(depends_on=[parent["id"]])
+    async with pool.acquire() as conn, conn.transaction():
+        inserted = await jobstore.insert_job(conn, child)
+        assert inserted["status"] == "waiting"  # the parent is running
+        # the parent completes and settles its children before the child's insert commits
+        done = await jobstore.complete(pool, parent["id"], started["runs"], 1)
+        assert done is not None
+        await dependencies.after_ended(pool, redis, keys, [done])
+    assert (await jobstore.get_job(pool, child.id, None))["status"] == "waiting"  # type: ignore[index]
+    # what every insert path does after its commit
+    changed = await dependencies.settle(pool, redis, keys, [child.id])
+    assert [(r["id"], r["status"]) for r in changed] == [(child.id, "pending")]
+    assert await redis.exists(keys.arq_job_key(child.id))
+    assert await seqs_and_types(pool, str(child.id)) == [
+        (1, "created", "waiting"),
+        (2, "released", "pending"),
+    ]
+
+
+async def test_many_parents_settling_at_once_release_their_child_once(
+    pool: asyncpg.Pool, redis_keys: tuple[Redis, Keys]
+) -> None:
+    redis, keys = redis_keys
+    parents = [await jobstore.insert_job(pool, new_job()) for _ in range(12)]
+    child = await jobstore.insert_job(pool, new_job(depends_on=[p["id"] for p in parents]))
+    assert child["status"] == "waiting"
+    ids = [p["id"] for p in parents]
+    rows = await pool.fetch(
+        "UPDATE jobs SET status = 'completed', result = '1' WHERE id = ANY($1::uuid[]) RETURNING *", ids
+    )
+    # every parent's process settles at the same moment (the pool has 4 connections: real overlap)
+    await asyncio.gather(*(dependencies.after_ended(pool, redis, keys, [r]) for r in rows))
+    assert await seqs_and_types(pool, str(child["id"])) == [
+        (1, "created", "waiting"),
+        (2, "released", "pending"),
+    ]
+
+
+async def test_a_failure_and_a_completion_settling_at_once_cancel_the_child_once(
+    pool: asyncpg.Pool, redis_keys: tuple[Redis, Keys]
+) -> None:
+    redis, keys = redis_keys
+    ok, bad = await jobstore.insert_job(pool, new_job()), await jobstore.insert_job(pool, new_job())
+    child = await jobstore.insert_job(pool, new_job(depends_on=[ok["id"], bad["id"]]))
+    grandchild = await jobstore.insert_job(pool, new_job(depends_on=[child["id"]]))
+    done = await pool.fetchrow("UPDATE jobs SET status = 'completed' WHERE id = $1 RETURNING *", ok["id"])
+    failed = await pool.fetchrow("UPDATE jobs SET status = 'failed' WHERE id = $1 RETURNING *", bad["id"])
+    assert done is not None and failed is not None
+    await asyncio.gather(
+        dependencies.after_ended(pool, redis, keys, [done]),
+        dependencies.after_ended(pool, redis, keys, [failed]),
+        dependencies.after_ended(pool, redis, keys, [failed]),
+    )
+    for job in (child, grandchild):
+        assert await seqs_and_types(pool, str(job["id"])) == [
+            (1, "created", "waiting"),
+            (2, "cancelled", "cancelled"),
+        ]
+    row = await jobstore.get_job(pool, grandchild["id"], None)
+    assert row is not None and row["error"]["type"] == "DependencyFailed"

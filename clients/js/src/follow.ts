@@ -33,6 +33,7 @@ export interface FollowOptions {
 
 const EVENT_TYPES: readonly EventType[] = [
   "created",
+  "released",
   "started",
   "progress",
   "retrying",

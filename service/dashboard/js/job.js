@@ -296,6 +296,7 @@ export class JobView {
       ["Finished", job.finished_at, true],
       ["Duration", jobDuration(job)],
       ["Webhook URL", job.webhook_url || "none"],
+      job.depends_on && job.depends_on.length > 0 && ["Depends on", job.depends_on.join(", ")],
     ].filter(Boolean);
     const key = JSON.stringify(rows);
     if (key === this.factsKey) return;
@@ -379,6 +380,8 @@ export class JobView {
           detail = "result recorded";
         } else if (g.type === "created") {
           detail = "accepted and queued";
+        } else if (g.type === "released") {
+          detail = "its dependencies completed; queued";
         } else if (g.type === "retrying") {
           detail = detail || "queued again";
         }
