@@ -315,8 +315,11 @@ BEGIN
 END $$;
 
 -- the waiting children of a job that just ended (depends_on && its id): only waiting jobs are in it,
--- so a job without dependents costs its completion one probe of a near-empty index
-CREATE INDEX IF NOT EXISTS jobs_waiting_deps_idx ON jobs USING gin (depends_on) WHERE status = 'waiting';
+-- so a job without dependents costs its completion one probe of a small index. fastupdate off: a
+-- search would otherwise read the whole pending list of recent inserts (measured: 6 ms per probe
+-- with 2,000 waiting jobs, against 0.1 ms), and every completion probes it.
+CREATE INDEX IF NOT EXISTS jobs_waiting_deps_idx ON jobs USING gin (depends_on) WITH (fastupdate = off)
+    WHERE status = 'waiting';
 -- the dependency sweep's scan of waiting jobs, and the expiry of waiting jobs with an expiry
 CREATE INDEX IF NOT EXISTS jobs_waiting_idx ON jobs (id) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS jobs_waiting_expiry_idx ON jobs (expires_at)

@@ -32,6 +32,9 @@ from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 log = get_logger("jobwire.dependencies")
 
 PAGE = 500
+# pages of waiting jobs one sweep reads (5 ms each, measured with 2,000 waiting): more wait for the
+# next pass
+PAGES_PER_PASS = 10
 # a cascade deeper than this is finished by the sweep (a chain is as deep as it was built: bounded
 # only by the submitter's patience)
 MAX_DEPTH = 1000
@@ -110,27 +113,40 @@ async def _announce(
         log.info("dependents cancelled: a dependency failed", count=len(cancelled))
 
 
-async def sweep_once(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, older_than_s: float) -> int:
-    """Settle every waiting job untouched for `older_than_s` whose parents have ended; how many."""
-    total, after = 0, None
-    while True:
-        ids = await jobstore.waiting_page(pool, after=after, older_than_s=older_than_s, limit=PAGE)
-        if ids:
-            changed = await settle(pool, redis, keys, ids)
+async def sweep_once(
+    pool: asyncpg.Pool,
+    redis: Redis,
+    keys: Keys,
+    *,
+    older_than_s: float,
+    after: UUID | None = None,
+    pages: int = PAGES_PER_PASS,
+) -> tuple[int, UUID | None]:
+    """Settle the waiting jobs untouched for `older_than_s` whose parents have ended, reading at
+    most `pages` pages of waiting jobs from `after` on (many waiting jobs are read over several
+    passes); how many were settled, and where the next pass starts (None: from the first)."""
+    total = 0
+    for _ in range(pages):
+        page = await jobstore.waiting_page(pool, after=after, older_than_s=older_than_s, limit=PAGE)
+        ready = [job_id for job_id, settleable in page if settleable]
+        if ready:
+            changed = await settle(pool, redis, keys, ready)
             total += len(changed)
             if changed:
                 log.warning("waiting jobs settled by the sweep", count=len(changed))
-        if len(ids) < PAGE:
-            return total
-        after = ids[-1]
+        if len(page) < PAGE:
+            return total, None
+        after = page[-1][0]
+    return total, after
 
 
 async def run(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, interval_s: float) -> None:
     """Sweep every `interval_s` (with jitter) until cancelled."""
+    after: UUID | None = None
     while True:
         await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
         try:
-            await sweep_once(pool, redis, keys, older_than_s=interval_s)
+            _, after = await sweep_once(pool, redis, keys, older_than_s=interval_s, after=after)
         except db.UNAVAILABLE as exc:
             log.warning("dependency sweep skipped", error=str(exc))
         except Exception:

@@ -558,15 +558,26 @@ _CANCEL_BY_ID = _transition(
 MAX_DEPENDENCIES = 100
 
 
+# Most jobs have no dependents: a probe of the index (a small plan, ~0.1 ms) spares them the
+# transition statement (~1 ms, most of it planning).
+_HAS_WAITING_CHILDREN = (
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'waiting' AND depends_on && $1::uuid[])"
+)
+
+
 async def release_children(conn: Conn, parents: Sequence[UUID]) -> list[Row]:
     """Release the waiting children of these (completed) jobs whose parents have all completed:
     `pending`, or `scheduled` when their run_at is still ahead; the rows changed."""
+    if not parents or not await conn.fetchval(_HAS_WAITING_CHILDREN, list(parents)):
+        return []
     return list(await conn.fetch(_RELEASE_CHILDREN, list(parents)))
 
 
 async def cancel_children(conn: Conn, parents: Sequence[UUID]) -> list[Row]:
     """Cancel (DependencyFailed) the waiting children of these (failed or cancelled) jobs; the rows
     changed, whose own children are the next to cancel."""
+    if not parents or not await conn.fetchval(_HAS_WAITING_CHILDREN, list(parents)):
+        return []
     return list(await conn.fetch(_CANCEL_CHILDREN, list(parents)))
 
 
@@ -578,16 +589,21 @@ async def settle_waiting(conn: Conn, job_ids: Sequence[UUID]) -> tuple[list[Row]
     return released, cancelled
 
 
-async def waiting_page(conn: Conn, *, after: UUID | None, older_than_s: float, limit: int) -> list[UUID]:
-    """Waiting jobs not touched for `older_than_s`, in id order from `after` (the sweep's scan)."""
+async def waiting_page(
+    conn: Conn, *, after: UUID | None, older_than_s: float, limit: int
+) -> list[tuple[UUID, bool]]:
+    """Waiting jobs not touched for `older_than_s`, in id order from `after` (the sweep's scan),
+    each with whether its parents have ended so that it can be settled (read without locks: a job
+    still waiting for a running parent is left alone, not locked and rewritten every sweep)."""
     rows = await conn.fetch(
-        "SELECT id FROM jobs WHERE status = 'waiting' AND ($1::uuid IS NULL OR id > $1)"
+        "SELECT id, (NOT " + _deps_unmet("jobs.depends_on") + " OR EXISTS " + _FAILED_PARENT + ") AS ready"
+        " FROM jobs WHERE status = 'waiting' AND ($1::uuid IS NULL OR id > $1)"
         " AND updated_at < now() - make_interval(secs => $2) ORDER BY id LIMIT $3",
         after,
         older_than_s,
         limit,
     )
-    return [r["id"] for r in rows]
+    return [(r["id"], r["ready"]) for r in rows]
 
 
 async def missing_dependencies(conn: Conn, tenant: str, job_ids: Sequence[UUID]) -> set[UUID]:

@@ -274,9 +274,9 @@ async def test_the_sweep_settles_what_a_lost_process_left_waiting(
     redis = create_redis(settings.redis_url)
     try:
         assert not await redis.exists(keys.arq_job_key(uuid.UUID(released["id"])))
-        assert await dependencies.sweep_once(pool, redis, keys, older_than_s=0) == 2
+        assert await dependencies.sweep_once(pool, redis, keys, older_than_s=0) == (2, None)
         assert await redis.exists(keys.arq_job_key(uuid.UUID(released["id"])))
-        assert await dependencies.sweep_once(pool, redis, keys, older_than_s=0) == 0
+        assert await dependencies.sweep_once(pool, redis, keys, older_than_s=0) == (0, None)
     finally:
         await redis.aclose()
     assert (await client.get(f"/v1/jobs/{released['id']}")).json()["status"] == "pending"
@@ -394,3 +394,26 @@ async def test_a_failure_and_a_completion_settling_at_once_cancel_the_child_once
         ]
     row = await jobstore.get_job(pool, grandchild["id"], None)
     assert row is not None and row["error"]["type"] == "DependencyFailed"
+
+
+async def test_the_sweep_reads_many_waiting_jobs_over_several_passes(
+    pool: asyncpg.Pool, redis_keys: tuple[Redis, Keys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis, keys = redis_keys
+    monkeypatch.setattr(dependencies, "PAGE", 2)
+    running = await jobstore.insert_job(pool, new_job())
+    done = await jobstore.insert_job(pool, new_job())
+    still = [await jobstore.insert_job(pool, new_job(depends_on=[running["id"]])) for _ in range(3)]
+    ready = [await jobstore.insert_job(pool, new_job(depends_on=[done["id"]])) for _ in range(5)]
+    await pool.execute("UPDATE jobs SET status = 'completed' WHERE id = $1", done["id"])
+    settled, after, passes = 0, None, 0
+    while True:
+        n, after = await dependencies.sweep_once(pool, redis, keys, older_than_s=0, after=after, pages=1)
+        settled, passes = settled + n, passes + 1
+        if after is None:
+            break
+    # 8 waiting jobs, 2 a page, 1 page a pass: four full pages, then an empty one ends the round
+    assert settled == 5 and passes == 5
+    statuses = {r["id"]: r["status"] for r in await pool.fetch("SELECT id, status FROM jobs")}
+    assert {statuses[j["id"]] for j in ready} == {"pending"}
+    assert {statuses[j["id"]] for j in still} == {"waiting"}
