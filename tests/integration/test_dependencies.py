@@ -248,6 +248,25 @@ async def test_cancelling_a_waiting_job_cancels_its_dependents_and_the_parent_th
     assert (await wait_status(client, b["id"], "completed"))["result"] == {"sum": 1, "inputs": 1}
 
 
+async def test_a_delayed_dependent_released_before_its_time_is_scheduled_and_runs_at_it(
+    client: httpx.AsyncClient, settings: Settings, workers: list[WorkerService], pool: asyncpg.Pool
+) -> None:
+    a = await submit(client, "demo.sum", {"add": 1})
+    b = await submit(client, "demo.sum", {}, depends_on=[a["id"]], delay_s=2)
+    assert b["status"] == "waiting" and b["run_at"] is not None
+    await start_worker(settings, workers)
+    await wait_status(client, a["id"], "completed")
+    assert (await wait_status(client, b["id"], "scheduled"))["run_at"] == b["run_at"]
+    done = await wait_status(client, b["id"], "completed", timeout=10)
+    assert at(done["started_at"]) >= at(b["run_at"])
+    assert [t for _, t, _ in await seqs_and_types(pool, b["id"])] == [
+        "created",
+        "released",
+        "started",
+        "completed",
+    ]
+
+
 async def test_a_waiting_job_expires_and_its_dependents_follow(
     client: httpx.AsyncClient, settings: Settings, pool: asyncpg.Pool
 ) -> None:

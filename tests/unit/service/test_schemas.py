@@ -44,3 +44,16 @@ def test_a_submission_names_its_webhook_url_canonically() -> None:
     assert sub.webhook_url == "https://example.com/hook"
     with pytest.raises(ValidationError):
         schemas.SubmitJob(type="demo.sleep", webhook_url="ftp://example.com/")
+
+
+def test_depends_on_is_a_list_of_distinct_ids_of_bounded_length() -> None:
+    a, b = "01234567-89ab-7def-8123-456789abcdef", "01234567-89ab-7def-8123-456789abcde0"
+    sub = schemas.SubmitJob.model_validate({"type": "demo.sum", "depends_on": [a, b, a]})
+    assert [str(d) for d in sub.depends_on] == [a, b]  # in order, each once
+    assert schemas.SubmitJob.model_validate({"type": "demo.sum"}).depends_on == []
+    with pytest.raises(ValidationError) as bad:
+        schemas.SubmitJob.model_validate({"type": "demo.sum", "depends_on": [a, "nope"]})
+    assert bad.value.errors()[0]["loc"] == ("depends_on", 1)
+    with pytest.raises(ValidationError) as long:
+        schemas.SubmitJob.model_validate({"type": "demo.sum", "depends_on": [a] * 101})
+    assert long.value.errors()[0]["loc"] == ("depends_on",)
