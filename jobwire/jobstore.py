@@ -521,22 +521,27 @@ async def cancel_requested_among(conn: Conn, job_ids: Sequence[UUID]) -> list[UU
 # while its parent ends settles itself after its own commit (jobwire/dependencies.py), and a sweep
 # settles whatever a crash between a commit and its settle left behind.
 
-# the waiting children of the jobs in $1, or (by_id) the waiting jobs in $1, locked in id order
-_WAITING_CHILDREN = (
-    "(SELECT id AS b_id FROM jobs WHERE status = 'waiting' AND depends_on && $1::uuid[]"
-    " ORDER BY id FOR UPDATE) AS b"
-)
-_WAITING_BY_ID = (
-    "(SELECT id AS b_id FROM jobs WHERE status = 'waiting' AND id = ANY($1::uuid[])"
-    " ORDER BY id FOR UPDATE) AS b"
-)
-_RELEASE_SET = "status = CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END"
-_RELEASE_WHEN = f"status = 'waiting' AND NOT {_deps_unmet('jobs.depends_on')}"
 # the first parent (by id) that failed or was cancelled names the error
 _FAILED_PARENT = (
     "(SELECT p.id, p.status FROM jobs p WHERE p.id = ANY(jobs.depends_on)"
     " AND p.status IN ('failed', 'cancelled') ORDER BY p.id LIMIT 1)"
 )
+
+
+def _waiting(among: str, when: str) -> str:
+    """The waiting jobs `among` selects for which `when` holds, locked in id order. Only those are
+    locked: the children still waiting for a running parent are neither locked nor rewritten (the
+    UPDATE checks `when` again once it holds the lock)."""
+    return (
+        f"(SELECT id AS b_id FROM jobs WHERE status = 'waiting' AND {among} AND {when}"
+        " ORDER BY id FOR UPDATE) AS b"
+    )
+
+
+_CHILDREN = "depends_on && $1::uuid[]"  # the waiting children of the jobs in $1
+_BY_ID = "id = ANY($1::uuid[])"  # the waiting jobs in $1
+_RELEASE_SET = "status = CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END"
+_RELEASE_WHEN = f"status = 'waiting' AND NOT {_deps_unmet('jobs.depends_on')}"
 _DEPENDENCY_FAILED_SET = (
     "status = 'cancelled', finished_at = now(), error = (SELECT jsonb_build_object("
     "'type', 'DependencyFailed', 'message', 'the job it depends on, ' || f.id || ', '"
@@ -545,13 +550,18 @@ _DEPENDENCY_FAILED_SET = (
     + " AS f)"
 )
 _DEPENDENCY_FAILED_WHEN = f"status = 'waiting' AND EXISTS {_FAILED_PARENT}"
-_RELEASE_CHILDREN = _transition(EventType.RELEASED, _RELEASE_SET, _RELEASE_WHEN, batch=_WAITING_CHILDREN)
-_RELEASE_BY_ID = _transition(EventType.RELEASED, _RELEASE_SET, _RELEASE_WHEN, batch=_WAITING_BY_ID)
-_CANCEL_CHILDREN = _transition(
-    EventType.CANCELLED, _DEPENDENCY_FAILED_SET, _DEPENDENCY_FAILED_WHEN, batch=_WAITING_CHILDREN
+_RELEASE_CHILDREN, _RELEASE_BY_ID = (
+    _transition(EventType.RELEASED, _RELEASE_SET, _RELEASE_WHEN, batch=_waiting(among, _RELEASE_WHEN))
+    for among in (_CHILDREN, _BY_ID)
 )
-_CANCEL_BY_ID = _transition(
-    EventType.CANCELLED, _DEPENDENCY_FAILED_SET, _DEPENDENCY_FAILED_WHEN, batch=_WAITING_BY_ID
+_CANCEL_CHILDREN, _CANCEL_BY_ID = (
+    _transition(
+        EventType.CANCELLED,
+        _DEPENDENCY_FAILED_SET,
+        _DEPENDENCY_FAILED_WHEN,
+        batch=_waiting(among, _DEPENDENCY_FAILED_WHEN),
+    )
+    for among in (_CHILDREN, _BY_ID)
 )
 
 # at most this many jobs in one job's depends_on (service/schemas.py holds submissions to it)
