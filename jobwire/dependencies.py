@@ -64,6 +64,37 @@ async def after_ended(pool: asyncpg.Pool, redis: Redis, keys: Keys, rows: Sequen
     await _announce(redis, keys, released, cancelled)
 
 
+async def after_insert(
+    pool: asyncpg.Pool,
+    redis: Redis,
+    keys: Keys,
+    jobs: Sequence[jobstore.NewJob],
+    rows: dict[UUID, jobstore.Row],
+) -> dict[UUID, jobstore.Row]:
+    """After `jobs` were inserted and committed (as `rows`, by id) and their `created` events
+    published: settle those stored `waiting` whose parent may have ended while they were inserted
+    (a parent that ended after the insert's snapshot did not see them), so that none is left
+    waiting for a parent that already ended. A job whose parents were all inserted by the same
+    statement (a batch's jobs depending on each other) has nothing to settle. The rows, with those
+    that changed replaced; never raises (the sweep catches up)."""
+    waiting = [
+        job.id
+        for job in jobs
+        if rows[job.id]["status"] == "waiting" and any(d not in rows for d in job.depends_on)
+    ]
+    if not waiting:
+        return rows
+    try:
+        changed = await settle(pool, redis, keys, waiting)
+    except db.UNAVAILABLE as exc:
+        log.warning("waiting jobs not settled; the sweep will", jobs=len(waiting), error=str(exc))
+        return rows
+    except Exception:
+        log.exception("waiting jobs not settled; the sweep will", jobs=len(waiting))
+        return rows
+    return {**rows, **{r["id"]: r for r in changed}}
+
+
 async def settle(pool: asyncpg.Pool, redis: Redis, keys: Keys, job_ids: Sequence[UUID]) -> list[jobstore.Row]:
     """Release or cancel these waiting jobs as their parents say (those still waiting for a parent
     stay so); the rows changed. Raises what PostgreSQL raised."""

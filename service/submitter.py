@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import db, dependencies, events, jobstore
+from jobwire import dependencies, events, jobstore
 from jobwire.batching import Batcher
 from jobwire.events import EventType
 from jobwire.keys import Keys
@@ -50,17 +50,8 @@ class Submitter:
     async def _write(self, jobs: Sequence[jobstore.NewJob]) -> list[tuple[jobstore.Row, bool]]:
         rows = await jobstore.insert_jobs(self.pool, jobs)
         enqueued = await self._enqueue(list(rows.values()))
-        waiting = [job_id for job_id, r in rows.items() if r["status"] == "waiting"]
-        if waiting:
-            # a parent that ended while these were inserted did not see them: settle them now (the
-            # 202 then shows a job whose parent had failed as cancelled); the sweep covers a failure
-            try:
-                for r in await dependencies.settle(self.pool, self.redis, self.keys, waiting):
-                    rows[r["id"]] = r
-            except db.UNAVAILABLE as exc:
-                log.warning("waiting jobs not settled; the sweep will", jobs=len(waiting), error=str(exc))
-            except Exception:
-                log.exception("waiting jobs not settled; the sweep will", jobs=len(waiting))
+        # waiting jobs whose parent ended meanwhile (or had failed) are settled before the answer
+        rows = await dependencies.after_insert(self.pool, self.redis, self.keys, jobs, rows)
         return [(rows[job.id], enqueued) for job in jobs]
 
     async def _enqueue(self, rows: list[jobstore.Row]) -> bool:

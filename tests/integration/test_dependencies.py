@@ -436,3 +436,31 @@ async def test_the_sweep_reads_many_waiting_jobs_over_several_passes(
     statuses = {r["id"]: r["status"] for r in await pool.fetch("SELECT id, status FROM jobs")}
     assert {statuses[j["id"]] for j in ready} == {"pending"}
     assert {statuses[j["id"]] for j in still} == {"waiting"}
+
+
+async def test_jobs_inserted_together_wait_for_each_other_and_settle_against_older_parents(
+    pool: asyncpg.Pool, redis_keys: tuple[Redis, Keys]
+) -> None:
+    """The group-committed insert a batch uses: a job may depend on jobs of the same statement (as
+    a batch's indexes are mapped to ids) and on older jobs."""
+    redis, keys = redis_keys
+    failed = await jobstore.insert_job(pool, new_job())
+    await pool.execute("UPDATE jobs SET status = 'failed' WHERE id = $1", failed["id"])
+    first = new_job()
+    second = new_job(depends_on=[first.id])
+    third = new_job(depends_on=[first.id, second.id])
+    doomed = new_job(depends_on=[first.id, failed["id"]])
+    jobs = [first, second, third, doomed]
+    rows = await jobstore.insert_jobs(pool, jobs)
+    assert [rows[j.id]["status"] for j in jobs] == ["pending", "waiting", "waiting", "waiting"]
+    rows = await dependencies.after_insert(pool, redis, keys, jobs, rows)
+    assert [rows[j.id]["status"] for j in jobs] == ["pending", "waiting", "waiting", "cancelled"]
+    assert rows[doomed.id]["error"]["type"] == "DependencyFailed"
+    # the jobs of the same statement are released as their parents complete, in order
+    started = await jobstore.start_pending(pool, first.id)
+    assert started is not None
+    done = await jobstore.complete(pool, first.id, started["runs"], 1)
+    assert done is not None
+    await dependencies.after_ended(pool, redis, keys, [done])
+    statuses = {r["id"]: r["status"] for r in await jobstore.get_jobs(pool, [second.id, third.id], None)}
+    assert statuses == {second.id: "pending", third.id: "waiting"}
