@@ -24,6 +24,8 @@ export interface SubmitOptions {
   expiresAt?: Date | string;
   /** expires this many seconds from now */
   ttlS?: number;
+  /** ids of jobs that must complete first; the job is `waiting` until then */
+  dependsOn?: string[];
   signal?: AbortSignal;
 }
 
@@ -80,6 +82,7 @@ export class Client {
     if (options.delayS !== undefined) body.delay_s = options.delayS;
     if (options.expiresAt !== undefined) body.expires_at = time(options.expiresAt);
     if (options.ttlS !== undefined) body.ttl_s = options.ttlS;
+    if (options.dependsOn?.length) body.depends_on = options.dependsOn;
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (options.idempotencyKey) headers["Idempotency-Key"] = options.idempotencyKey;
     const response = await this.request("POST", "/v1/jobs", {

@@ -37,6 +37,8 @@ export interface Job<Result = unknown> {
   run_at: string | null;
   expires_at: string | null;
   schedule_id: string | null;
+  /** the jobs that must complete before it starts */
+  depends_on: string[];
   created_at: string;
   started_at: string | null;
   finished_at: string | null;

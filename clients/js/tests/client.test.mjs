@@ -45,6 +45,18 @@ describe("the REST client against a real jobwire", { skip }, () => {
     assert.equal((await jobwire.cancel(job.id)).status, "cancelled");
   });
 
+  test("a job depending on an unfinished job is waiting", async () => {
+    const jobwire = client();
+    const parent = await jobwire.submit("demo.sleep", {}, { delayS: 3600 });
+    const child = await jobwire.submit("demo.sum", { add: 1 }, { dependsOn: [parent.id] });
+    assert.equal(child.status, "waiting");
+    assert.deepEqual(child.depends_on, [parent.id]);
+    await jobwire.cancel(parent.id);
+    const after = await jobwire.get(child.id);
+    assert.equal(after.status, "cancelled");
+    assert.equal(after.error?.type, "DependencyFailed");
+  });
+
   test("list filters by type and pages with the cursor", async () => {
     const jobwire = client();
     const submitted = [];
