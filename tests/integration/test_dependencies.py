@@ -251,10 +251,11 @@ async def test_cancelling_a_waiting_job_cancels_its_dependents_and_the_parent_th
 async def test_a_delayed_dependent_released_before_its_time_is_scheduled_and_runs_at_it(
     client: httpx.AsyncClient, settings: Settings, workers: list[WorkerService], pool: asyncpg.Pool
 ) -> None:
-    a = await submit(client, "demo.sum", {"add": 1})
-    b = await submit(client, "demo.sum", {}, depends_on=[a["id"]], delay_s=2)
-    assert b["status"] == "waiting" and b["run_at"] is not None
     await start_worker(settings, workers)
+    # A runs for a second, B is due 4 s from now: released in between, it is scheduled until then
+    a = await submit(client, "demo.sleep", {"seconds": 1})
+    b = await submit(client, "demo.sleep", {"seconds": 0}, depends_on=[a["id"]], delay_s=4)
+    assert b["status"] == "waiting" and b["run_at"] is not None
     await wait_status(client, a["id"], "completed")
     assert (await wait_status(client, b["id"], "scheduled"))["run_at"] == b["run_at"]
     done = await wait_status(client, b["id"], "completed", timeout=10)
@@ -263,6 +264,7 @@ async def test_a_delayed_dependent_released_before_its_time_is_scheduled_and_run
         "created",
         "released",
         "started",
+        "progress",
         "completed",
     ]
 
