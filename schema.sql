@@ -271,3 +271,11 @@ ALTER TABLE jobs ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '{}';
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS batch_id uuid;
 -- the jobs that must complete before this one starts
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS depends_on uuid[] NOT NULL DEFAULT '{}';
+
+-- ---- labels and bulk actions --------------------------------------------------------------------
+
+-- `?label=k:v` (and bulk actions by label) as `labels @> '{"k": "v"}'`. jsonb_path_ops indexes each
+-- key/value pair as one hash, a small index that answers containment only, which is all we ask.
+-- Partial: most jobs carry no labels and cost this index nothing.
+CREATE INDEX IF NOT EXISTS jobs_labels_idx ON jobs USING gin (labels jsonb_path_ops)
+    WHERE labels <> '{}'::jsonb;

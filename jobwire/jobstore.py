@@ -333,6 +333,60 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise ValueError("not a cursor returned by this API") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a list or a bulk action is about. Every field narrows; an empty filter (but for
+    the tenant) matches every job of the tenant."""
+
+    # None: every tenant (an admin's list, or an admin's bulk action with an explicit tenant)
+    tenant: str | None = None
+    statuses: Sequence[str] | None = None
+    type: str | None = None
+    # all must match (a jsonb containment, served by jobs_labels_idx)
+    labels: dict[str, str] = field(default_factory=dict)
+    batch_id: UUID | None = None
+    schedule_id: UUID | None = None
+    created_before: datetime | None = None
+
+    def narrows(self) -> bool:
+        """Whether anything but the tenant narrows it (a bulk action needs this or `all`)."""
+        return bool(
+            self.statuses
+            or self.type is not None
+            or self.labels
+            or self.batch_id is not None
+            or self.schedule_id is not None
+            or self.created_before is not None
+        )
+
+
+def filter_sql(f: JobFilter, args: list[Any]) -> list[str]:
+    """The WHERE conditions of `f` on `jobs` (to be ANDed), their values appended to `args` as
+    positional parameters: the one translation of a filter, shared by the list and bulk actions."""
+    where: list[str] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if f.tenant is not None:
+        where.append(f"tenant = {arg(f.tenant)}")
+    if f.statuses:
+        where.append(f"status = ANY({arg(list(f.statuses))}::text[])")
+    if f.type is not None:
+        where.append(f"type = {arg(f.type)}")
+    if f.labels:
+        # the `<> '{}'` repeats the partial index's predicate so the planner may use it
+        where.append(f"labels @> {arg(f.labels)}::jsonb AND labels <> '{{}}'::jsonb")
+    if f.batch_id is not None:
+        where.append(f"batch_id = {arg(f.batch_id)}")
+    if f.schedule_id is not None:
+        where.append(f"schedule_id = {arg(f.schedule_id)}")
+    if f.created_before is not None:
+        where.append(f"created_at < {arg(f.created_before)}")
+    return where
+
+
 async def list_jobs(
     conn: Conn,
     *,
@@ -342,23 +396,32 @@ async def list_jobs(
     limit: int,
     after: tuple[datetime, UUID] | None,
     schedule_id: UUID | None = None,
+    labels: dict[str, str] | None = None,
+    batch_id: UUID | None = None,
 ) -> list[Row]:
     """Newest first, keyset-paginated on (created_at, id): rows inserted while a client pages never
     shift the pages it has not read yet."""
-    where: list[str] = []
+    return await list_filtered(
+        conn,
+        JobFilter(
+            tenant=tenant,
+            statuses=statuses,
+            type=type_,
+            labels=labels or {},
+            batch_id=batch_id,
+            schedule_id=schedule_id,
+        ),
+        limit=limit,
+        after=after,
+    )
+
+
+async def list_filtered(
+    conn: Conn, f: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None = None
+) -> list[Row]:
+    """The jobs `f` matches, newest first, `limit` after the keyset position `after`."""
     args: list[Any] = []
-    if tenant is not None:
-        args.append(tenant)
-        where.append(f"tenant = ${len(args)}")
-    if statuses:
-        args.append(list(statuses))
-        where.append(f"status = ANY(${len(args)}::text[])")
-    if type_ is not None:
-        args.append(type_)
-        where.append(f"type = ${len(args)}")
-    if schedule_id is not None:
-        args.append(schedule_id)
-        where.append(f"schedule_id = ${len(args)}")
+    where = filter_sql(f, args)
     if after is not None:
         args.extend(after)
         where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")

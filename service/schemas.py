@@ -8,6 +8,7 @@ tests validate those dicts against the models, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
@@ -160,9 +161,18 @@ class MoveJob(BaseModel):
 # of [a-z0-9_.-], values up to 255 characters. Keys are strict so that `?label=k:v` and the CLI's
 # `k=v` parse one way only.
 MAX_LABELS = 20
+MAX_LABEL_VALUE = 255
 LABEL_KEY_PATTERN = r"^[a-z0-9_.-]{1,63}$"
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[str, StringConstraints(max_length=255)]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+
+
+def label_key_ok(key: str) -> bool:
+    """Whether `key` is a valid label key (for filters, parsed outside a model)."""
+    return _LABEL_KEY.fullmatch(key) is not None
+
+
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 
 
