@@ -9,7 +9,7 @@ sequence gapless under any concurrency, and the event commits with the change or
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -258,11 +258,28 @@ _CANCEL_PENDING = _transition(
     "status IN ('scheduled', 'pending') AND ($2::text IS NULL OR tenant = $2)",
 )
 # `runs` is left alone: the next start gives the new run a number no earlier run had
-_RETRY = _transition(
-    EventType.RETRYING,
+_RETRY_SET = (
     "status = 'pending', attempts = 0, progress = 0, message = NULL, result = NULL, started_at = NULL,"
-    " finished_at = NULL, cancel_requested = false",
-    "status IN ('failed', 'cancelled') AND ($2::text IS NULL OR tenant = $2)",
+    " finished_at = NULL, cancel_requested = false"
+)
+_RETRY = _transition(
+    EventType.RETRYING, _RETRY_SET, "status IN ('failed', 'cancelled') AND ($2::text IS NULL OR tenant = $2)"
+)
+# bulk actions (`bulk_cancel`, `bulk_retry`): the same transitions for a chunk of ids, sorted (rows
+# locked in one order, as the worker's batches do), each still guarded by its state and by the
+# filter's statuses ($2, NULL: any) at the time it runs
+_UNSTARTED = ("scheduled", "waiting", "pending")
+_CANCEL_UNSTARTED_MANY = _transition(
+    EventType.CANCELLED,
+    "status = 'cancelled', finished_at = now()",
+    f"status IN {_UNSTARTED} AND ($2::text[] IS NULL OR status = ANY($2::text[]))",
+    batch="unnest($1::uuid[]) AS b(b_id)",
+)
+_RETRY_MANY = _transition(
+    EventType.RETRYING,
+    _RETRY_SET,
+    "status IN ('failed', 'cancelled') AND ($2::text[] IS NULL OR status = ANY($2::text[]))",
+    batch="unnest($1::uuid[]) AS b(b_id)",
 )
 
 
@@ -469,6 +486,79 @@ async def request_cancel(conn: Conn, job_id: UUID, tenant: str | None) -> Row | 
 
 async def retry(conn: Conn, job_id: UUID, tenant: str | None) -> Row | None:
     return await conn.fetchrow(_RETRY, job_id, tenant)
+
+
+# ---- bulk actions ------------------------------------------------------------------------------
+# POST /v1/jobs/bulk: the ids matching a filter are read once (a snapshot: jobs committed after it
+# are never touched), then acted on a chunk at a time, each chunk one short statement, so that a
+# large action never holds locks long enough to stall submissions or workers.
+
+# the statuses each action applies to (the rest of what a filter matches is counted, not changed);
+# a running job's cancel is a request its worker honours within a second or so
+BULK_APPLIES = {"cancel": (*_UNSTARTED, "running"), "retry": ("failed", "cancelled")}
+
+
+async def bulk_count(conn: Conn, f: JobFilter, action: str) -> tuple[int, int]:
+    """(jobs `f` matches, how many of them `action` would change now): a dry run."""
+    args: list[Any] = [list(BULK_APPLIES[action])]
+    where = filter_sql(f, args)
+    row = await conn.fetchrow(
+        "SELECT count(*) AS matched,"
+        " count(*) FILTER (WHERE status = ANY($1::text[]) AND NOT (status = 'running' AND cancel_requested))"
+        " AS applies FROM jobs" + (" WHERE " + " AND ".join(where) if where else ""),
+        *args,
+    )
+    assert row is not None  # an aggregate always answers one row
+    return int(row["matched"]), int(row["applies"])
+
+
+async def bulk_snapshot(conn: Conn, f: JobFilter) -> bytes:
+    """The ids of the jobs `f` matches now, in id order, as 16 bytes each (a million ids are 16 MB,
+    not a million Python objects); `id_chunks` reads them back."""
+    args: list[Any] = []
+    where = filter_sql(f, args)
+    blob = await conn.fetchval(
+        "SELECT coalesce(string_agg(uuid_send(id), ''::bytea ORDER BY id), ''::bytea) FROM jobs"
+        + (" WHERE " + " AND ".join(where) if where else ""),
+        *args,
+    )
+    return bytes(blob)
+
+
+def id_chunks(snapshot: bytes, size: int) -> Iterator[list[UUID]]:
+    """The ids of a `bulk_snapshot`, `size` at a time."""
+    step = 16 * size
+    for start in range(0, len(snapshot), step):
+        end = min(start + step, len(snapshot))
+        yield [UUID(bytes=snapshot[i : i + 16]) for i in range(start, end, 16)]
+
+
+async def bulk_cancel(
+    conn: Conn, job_ids: Sequence[UUID], statuses: Sequence[str] | None
+) -> tuple[list[Row], int]:
+    """Cancel these jobs as POST /v1/jobs/{id}/cancel would: the unstarted ones end `cancelled` (their
+    events and owed deliveries in the same statement), the running ones get their cancel requested.
+    Returns (the cancelled rows, how many running jobs were flagged)."""
+    ids = sorted(job_ids)
+    only = list(statuses) if statuses else None
+    cancelled = list(await conn.fetch(_CANCEL_UNSTARTED_MANY, ids, only))
+    flagged = 0
+    if only is None or "running" in only:
+        flagged = int(
+            await conn.fetchval(
+                "WITH f AS (UPDATE jobs SET cancel_requested = true FROM unnest($1::uuid[]) AS b(b_id)"
+                " WHERE id = b_id AND status = 'running' AND NOT cancel_requested RETURNING 1)"
+                " SELECT count(*) FROM f",
+                ids,
+            )
+        )
+    return cancelled, flagged
+
+
+async def bulk_retry(conn: Conn, job_ids: Sequence[UUID], statuses: Sequence[str] | None) -> list[Row]:
+    """Retry these jobs as POST /v1/jobs/{id}/retry would: the failed and cancelled ones, back to
+    `pending` (the caller enqueues them)."""
+    return list(await conn.fetch(_RETRY_MANY, sorted(job_ids), list(statuses) if statuses else None))
 
 
 # ---- transitions, worker side ----------------------------------------------------------------

@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
 from jobwire.resources import (
+    BulkResult,
     Delivery,
     DeliveryAttempt,
     DeliveryList,
@@ -41,6 +43,9 @@ from jobwire.resources import (
 from jobwire.webhooks import ssrf
 
 __all__ = [
+    "BulkAction",
+    "BulkFilter",
+    "BulkResult",
     "CreateEndpoint",
     "CreateSchedule",
     "Delivery",
@@ -193,6 +198,36 @@ class SubmitJob(JobTimes):
     )
 
     _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
+
+
+class BulkFilter(BaseModel):
+    """Which jobs a bulk action is about: every field given narrows (all must hold)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[Status] | None = Field(default=None, min_length=1, description="any of these")
+    type: str | None = Field(default=None, min_length=1, max_length=200)
+    label: Labels | None = Field(default=None, description="jobs carrying every one of these labels")
+    batch_id: UUID | None = None
+    schedule_id: UUID | None = None
+    created_before: AwareDatetime | None = None
+    tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="admin keys: the tenant to act on (an admin key must name one); others: their own",
+    )
+
+
+class BulkAction(BaseModel):
+    """The body of POST /v1/jobs/bulk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["cancel", "retry"]
+    filter: BulkFilter = Field(default_factory=BulkFilter)
+    all: bool = Field(default=False, description="required to act with an empty filter: every job")
+    dry_run: bool = Field(default=False, description="only count: `changed` is what the action would change")
 
 
 def _default_events() -> list[WebhookEvent]:
