@@ -160,6 +160,7 @@ def submit(
     webhook_url: str | None = None,
     run_at: datetime | None = None,
     delay_s: float | None = None,
+    labels: dict[str, str] | None = None,
 ) -> int:
     console = _console(stderr=not as_json)
     with _client() as client:
@@ -171,6 +172,7 @@ def submit(
             webhook_url=webhook_url,
             run_at=run_at,
             delay_s=delay_s,
+            labels=labels,
         )
         if not wait:
             if as_json:

@@ -185,11 +185,11 @@ async def test_a_large_cancel_under_concurrent_submissions_touches_exactly_the_m
     it runs that do not match are untouched, and so are the matching ones submitted after it
     answered; submissions keep being answered while it runs."""
     monkeypatch.setattr(bulk, "CHUNK", 200)  # many chunks, many chances to interleave
-    key = await pool.fetchval("SELECT tenant FROM api_keys LIMIT 1")
+    tenant = await pool.fetchval("SELECT tenant FROM api_keys LIMIT 1")
     before = [
         jobstore.NewJob(
             id=new_id(),
-            tenant=key,
+            tenant=tenant,
             type="demo.sleep",
             params={"seconds": 1},
             priority="normal",
