@@ -3,9 +3,14 @@ other filters and the cursor, tenant-scoped)."""
 
 from __future__ import annotations
 
+import uuid
+
+import asyncpg
 import httpx
 import pytest
 
+from jobwire import jobstore
+from jobwire.ids import new_id
 from tests.conftest import ClientFactory, submit
 
 
@@ -109,3 +114,51 @@ async def test_label_filter_is_tenant_scoped(make_client: ClientFactory) -> None
     admin = await make_client("ops", admin=True)
     assert await _ids(admin, label="customer:shared") == [theirs["id"], mine["id"]]
     assert await _ids(admin, label="customer:shared", tenant="globex") == [theirs["id"]]
+
+
+async def test_every_insert_path_indexes_labels_and_a_purge_takes_them_along(pool: asyncpg.Pool) -> None:
+    """The list walks job_labels, filled by a trigger on jobs: a job inserted alone (the scheduler's
+    path, an idempotent submission) or in a group commit is listed by label, and its rows go with
+    it."""
+
+    def job(labels: dict[str, str]) -> jobstore.NewJob:
+        return jobstore.NewJob(
+            id=new_id(),
+            tenant="acme",
+            type="demo.sleep",
+            params={},
+            priority="normal",
+            max_attempts=1,
+            webhook_url=None,
+            labels=labels,
+        )
+
+    alone = job({"src": "one", "env": "prod"})
+    group = [job({"src": "many", "env": "prod"}), job({}), job({"src": "many"})]
+    async with pool.acquire() as conn:
+        await jobstore.insert_job(conn, alone)
+        await jobstore.insert_jobs(conn, group)
+    rows = await pool.fetch("SELECT job_id, key, value, tenant FROM job_labels ORDER BY job_id, key")
+    assert {(r["job_id"], r["key"], r["value"], r["tenant"]) for r in rows} == {
+        (alone.id, "env", "prod", "acme"),
+        (alone.id, "src", "one", "acme"),
+        (group[0].id, "env", "prod", "acme"),
+        (group[0].id, "src", "many", "acme"),
+        (group[2].id, "src", "many", "acme"),
+    }
+
+    async def listed(labels: dict[str, str], tenant: str | None = "acme") -> list[uuid.UUID]:
+        f = jobstore.JobFilter(tenant=tenant, labels=labels)
+        return [r["id"] for r in await jobstore.list_filtered(pool, f, limit=10)]
+
+    assert await listed({"env": "prod"}) == [group[0].id, alone.id]
+    # one statement's jobs share their created_at: newest first, then by id
+    many = sorted([group[2].id, group[0].id], reverse=True)
+    assert await listed({"src": "many"}) == many
+    assert await listed({"src": "many", "env": "prod"}) == [group[0].id]
+    assert await listed({"src": "many"}, tenant="other") == []
+    assert await listed({"src": "many"}, tenant=None) == many
+
+    await pool.execute("DELETE FROM jobs WHERE id = $1", group[0].id)
+    assert await pool.fetchval("SELECT count(*) FROM job_labels WHERE job_id = $1", group[0].id) == 0
+    assert await listed({"src": "many"}) == [group[2].id]
