@@ -436,7 +436,7 @@ async def list_jobs(
 
 
 # how many of a label's list entries `rarest_label` counts, at most (an index-only scan each)
-LABEL_COUNT_CAP = 10_000
+LABEL_COUNT_CAP = 1_000
 
 
 def list_sql(
@@ -524,7 +524,11 @@ async def _fetch_planned_for(conn: Conn, sql: str, args: Sequence[Any]) -> list[
         async with conn.acquire() as c:
             return await _fetch_planned_for(c, sql, args)
     async with conn.transaction():
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        # and without parallel workers: starting them costs more than a page (tens of ms on a
+        # loaded machine, measured), and a page is what these statements read
+        await conn.execute(
+            "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL max_parallel_workers_per_gather = 0"
+        )
         return list(await conn.fetch(sql, *args))
 
 
