@@ -305,6 +305,8 @@ BEGIN
 END $$;
 CREATE INDEX IF NOT EXISTS job_labels_list_idx
     ON job_labels (tenant, key, value, created_at DESC, job_id DESC);
+-- the same walk for an admin's list across tenants
+CREATE INDEX IF NOT EXISTS job_labels_any_tenant_idx ON job_labels (key, value, created_at DESC, job_id DESC);
 
 -- once per INSERT statement (a group commit inserts many jobs in one), over the rows it inserted
 CREATE OR REPLACE FUNCTION jobs_fill_labels() RETURNS trigger LANGUAGE plpgsql AS $$

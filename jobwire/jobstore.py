@@ -443,9 +443,10 @@ def list_sql(
     f: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None = None, by_label: str | None = None
 ) -> tuple[str, list[Any]]:
     """The statement of `list_filtered` and its arguments (bench/labels.py EXPLAINs it). With
-    `by_label` (one of a tenant's filter's labels), the list walks that label's entries in
-    job_labels_list_idx, newest first, and reads each job by its id: a page costs about a page of
-    rows, however common or rare the label (the job must still match the whole filter)."""
+    `by_label` (one of the filter's labels), the list walks that label's entries in job_labels,
+    newest first (job_labels_list_idx, or job_labels_any_tenant_idx for an admin's list across
+    tenants), and reads each job by its id: a page costs about a page of rows, however common or
+    rare the label (the job must still match the rest of the filter)."""
     args: list[Any] = []
     if by_label is None:
         where = filter_sql(f, args)
@@ -453,14 +454,17 @@ def list_sql(
         sql = "SELECT * FROM jobs"
         order = "created_at DESC, id DESC"
     else:
-        assert f.tenant is not None and by_label in f.labels
+        assert by_label in f.labels
         # the tenant and the walked label are the entry's (copied from its job), and only there: the
         # planner takes each condition for an independent one, and the same one again on the job
         # would make it expect a page to be out of reach and collect and sort every match instead
         rest = {k: v for k, v in f.labels.items() if k != by_label}
         where = filter_sql(replace(f, tenant=None, labels=rest), args, "j")
-        args.extend((f.tenant, by_label, f.labels[by_label]))
-        where.append(f"l.tenant = ${len(args) - 2} AND l.key = ${len(args) - 1} AND l.value = ${len(args)}")
+        args.extend((by_label, f.labels[by_label]))
+        where.append(f"l.key = ${len(args) - 1} AND l.value = ${len(args)}")
+        if f.tenant is not None:
+            args.append(f.tenant)
+            where.append(f"l.tenant = ${len(args)}")
         key = "(l.created_at, l.job_id)"
         sql = "SELECT j.* FROM job_labels l JOIN jobs j ON j.id = l.job_id"
         order = "l.created_at DESC, l.job_id DESC"
@@ -474,15 +478,15 @@ def list_sql(
     return sql, args
 
 
-async def rarest_label(conn: Conn, tenant: str, labels: dict[str, str]) -> str:
-    """The key of the label that the fewest of the tenant's jobs carry (counted up to
-    LABEL_COUNT_CAP): the one a list by several labels walks, so that it passes over as few jobs
-    that lack the others as it can."""
+async def rarest_label(conn: Conn, tenant: str | None, labels: dict[str, str]) -> str:
+    """The key of the label that the fewest of the tenant's jobs (every tenant's: None) carry,
+    counted up to LABEL_COUNT_CAP: the one a list by several labels walks, so that it passes over as
+    few jobs that lack the others as it can."""
     if len(labels) == 1:
         return next(iter(labels))
     rows = await conn.fetch(
-        "SELECT k, (SELECT count(*) FROM (SELECT 1 FROM job_labels WHERE tenant = $1 AND key = k"
-        " AND value = v LIMIT $4) s) AS n FROM unnest($2::text[], $3::text[]) AS x(k, v)"
+        "SELECT k, (SELECT count(*) FROM (SELECT 1 FROM job_labels WHERE ($1::text IS NULL OR tenant = $1)"
+        " AND key = k AND value = v LIMIT $4) s) AS n FROM unnest($2::text[], $3::text[]) AS x(k, v)"
         " ORDER BY n, k LIMIT 1",
         tenant,
         list(labels),
@@ -495,12 +499,9 @@ async def rarest_label(conn: Conn, tenant: str, labels: dict[str, str]) -> str:
 async def list_statement(
     conn: Conn, f: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None = None
 ) -> tuple[str, list[Any]]:
-    """The statement `list_filtered` runs for `f`, and its arguments. A tenant's list by label walks
-    the rarest of its labels; an admin's across tenants has no tenant to walk a label's list of, and
-    collects the matches through the GIN index instead."""
-    by_label = None
-    if f.labels and f.tenant is not None:
-        by_label = await rarest_label(conn, f.tenant, f.labels)
+    """The statement `list_filtered` runs for `f`, and its arguments: a list by label walks the
+    entries of its rarest label."""
+    by_label = await rarest_label(conn, f.tenant, f.labels) if f.labels else None
     return list_sql(f, limit=limit, after=after, by_label=by_label)
 
 
