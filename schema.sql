@@ -308,13 +308,14 @@ CREATE INDEX IF NOT EXISTS job_labels_list_idx
 -- the same walk for an admin's list across tenants
 CREATE INDEX IF NOT EXISTS job_labels_any_tenant_idx ON job_labels (key, value, created_at DESC, job_id DESC);
 
--- once per INSERT statement (a group commit inserts many jobs in one), over the rows it inserted
+-- per labelled job only: the WHEN clause is checked without calling the function, so an unlabelled
+-- job costs nothing measurable (a statement-level trigger over a transition table cost a group
+-- commit of 500 unlabelled jobs 15 %); a job with 4 labels takes ~0.07 ms more to insert (measured)
 CREATE OR REPLACE FUNCTION jobs_fill_labels() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO job_labels (job_id, key, value, tenant, created_at)
-    SELECT n.id, l.key, l.value, n.tenant, n.created_at
-    FROM new_jobs n, jsonb_each_text(n.labels) AS l WHERE n.labels <> '{}'::jsonb;
+    SELECT NEW.id, l.key, l.value, NEW.tenant, NEW.created_at FROM jsonb_each_text(NEW.labels) AS l;
     RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER jobs_fill_labels AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION jobs_fill_labels();
+    FOR EACH ROW WHEN (NEW.labels <> '{}'::jsonb) EXECUTE FUNCTION jobs_fill_labels();
