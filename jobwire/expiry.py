@@ -19,7 +19,7 @@ from jobwire import db, dependencies, events, jobmetrics, jobstore
 from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
-from jobwire.queue import add_publish
+from jobwire.queue import add_dequeue, add_publish
 from jobwire.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 log = get_logger("jobwire.expiry")
@@ -41,9 +41,7 @@ async def sweep_once(pool: asyncpg.Pool, redis: Redis, keys: Keys) -> int:
                     jobmetrics.add_job_outcomes(pipe, keys, [(r["type"], "cancelled", None) for r in rows])
                     # off the queue: a worker offered one would find it cancelled and do nothing
                     for r in rows:
-                        pipe.zrem(keys.queue, keys.arq_job_id(r["id"]))
-                        pipe.zrem(keys.promote, keys.arq_job_id(r["id"]))
-                        pipe.delete(keys.arq_job_key(r["id"]))
+                        add_dequeue(pipe, keys, r["id"])
                     await pipe.execute()
             except REDIS_UNAVAILABLE as exc:
                 log.warning("expired jobs' events not published", error=str(exc), count=len(rows))

@@ -177,10 +177,15 @@ async def dequeue(redis: Redis, keys: Keys, job_id: UUID) -> None:
     """Take a job that will never run (cancelled while pending) off the queue. Best effort: a worker
     that picks it up anyway finds it cancelled in PostgreSQL and does nothing."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.zrem(keys.queue, keys.arq_job_id(job_id))
-        pipe.zrem(keys.promote, keys.arq_job_id(job_id))
-        pipe.delete(keys.arq_job_key(job_id))
+        add_dequeue(pipe, keys, job_id)
         await pipe.execute()
+
+
+def add_dequeue(pipe: Pipeline, keys: Keys, job_id: UUID) -> None:
+    """`dequeue`, queued on a pipeline with other commands (many cancelled jobs in one round trip)."""
+    pipe.zrem(keys.queue, keys.arq_job_id(job_id))
+    pipe.zrem(keys.promote, keys.arq_job_id(job_id))
+    pipe.delete(keys.arq_job_key(job_id))
 
 
 async def move(redis: Redis, keys: Keys, job: QueuedJob) -> None:

@@ -187,3 +187,12 @@ class Schedule(Resource):
 class ScheduleList(Resource):
     items: list[Schedule]
     next_cursor: str | None
+
+
+class BulkResult(Resource):
+    matched: int = Field(ge=0, description="jobs the filter matched when the action started")
+    changed: int = Field(
+        ge=0,
+        description="those the action applied to (cancel: unfinished ones, a running one's cancel "
+        "requested; retry: failed and cancelled ones); with dry_run, those it would apply to",
+    )

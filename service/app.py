@@ -17,7 +17,7 @@ from jobwire.redis_client import create_redis
 from jobwire.registry import Registry, load_job_types
 from jobwire.scheduler import Scheduler
 from jobwire.tokens import StreamTokens
-from service import dashboard, health, jobs, metrics, openapi, schedules, sse, webhooks, ws
+from service import bulk, dashboard, health, jobs, metrics, openapi, schedules, sse, webhooks, ws
 from service.auth import AUTH_FAILURES, KEY_CACHE, KeyCache, auth_middleware
 from service.cors import CORS, Cors, preflight_middleware
 from service.cors import add_headers as add_cors_headers
@@ -162,6 +162,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app.on_shutdown.append(_end_streams)
     app.on_response_prepare.append(add_cors_headers)
     app.add_routes(health.routes)
+    # before jobs: /v1/jobs/bulk is not a job id
+    app.add_routes(bulk.routes)
     app.add_routes(jobs.routes)
     app.add_routes(sse.routes)
     app.add_routes(ws.routes)

@@ -16,6 +16,7 @@ from jobwire import jobstore
 from jobwire.registry import JobType
 from jobwire.webhooks import ssrf
 from service.problems import Handler, Problem, invalid, validation_problem
+from service.schemas import MAX_LABEL_VALUE, MAX_LABELS, label_key_ok
 from service.state import REGISTRY, SETTINGS
 
 M = TypeVar("M", bound=BaseModel)
@@ -240,3 +241,27 @@ def if_none_match(request: web.Request) -> list[str]:
     if not header:
         return []
     return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
+
+
+def query_labels(request: web.Request) -> dict[str, str]:
+    """The `label=k:v` query parameters (repeatable, all must match) as one dict; 422 naming the
+    parameter for one that is not `key:value` with a valid key and value (service/schemas.py
+    Labels), or a key given twice."""
+    labels: dict[str, str] = {}
+    for raw in request.query.getall("label", []):
+        key, sep, value = raw.partition(":")
+        problem = None
+        if not sep:
+            problem = "must be key:value"
+        elif not label_key_ok(key):
+            problem = "the key must be 1-63 characters of a-z, 0-9, '_', '.' and '-'"
+        elif len(value) > MAX_LABEL_VALUE:
+            problem = f"the value may be at most {MAX_LABEL_VALUE} characters"
+        elif key in labels:
+            problem = f"label {key!r} is given twice: a job has one value per key"
+        if problem is not None:
+            raise invalid(["query", "label"], f"label {raw[:80]!r}: {problem}", msg=problem, type_="label")
+        labels[key] = value
+    if len(labels) > MAX_LABELS:
+        raise invalid(["query", "label"], f"at most {MAX_LABELS} labels", type_="too_long")
+    return labels

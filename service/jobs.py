@@ -31,6 +31,7 @@ from service.http import (
     prefer_wait,
     query_cursor,
     query_int,
+    query_labels,
     query_uuid,
     read_json,
 )
@@ -371,6 +372,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         limit=limit + 1,
         after=after,
         schedule_id=schedule_id,
+        labels=query_labels(request),
     )
     next_cursor = jobstore.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return json_response({"items": [_view(request, r) for r in rows[:limit]], "next_cursor": next_cursor})

@@ -128,6 +128,7 @@ BAD_PAGE = {"422": _problem("bad limit or cursor")}
 # the tag of each route module's operations
 TAGS = {
     "service.jobs": "jobs",
+    "service.bulk": "jobs",
     "service.sse": "streams",
     "service.ws": "streams",
     "service.webhooks": "webhooks",
@@ -169,10 +170,30 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             _string("status", "query", description="comma-separated"),
             _string("type", "query"),
             _string("schedule_id", "query", description="jobs submitted by this schedule"),
+            {
+                "name": "label",
+                "in": "query",
+                "description": "`key:value`, repeatable: jobs carrying every label given",
+                "schema": {"type": "array", "items": {"type": "string", "example": "customer:acme"}},
+                "style": "form",
+                "explode": True,
+            },
             *PAGE,
             _string("tenant", "query", description="admin keys"),
         ],
         "responses": {"200": _answer(schemas.JobList, "a page"), "422": _problem("bad query parameter")},
+    },
+    "bulk_action": {
+        "summary": "Cancel or retry every job a filter matches (or count them: dry_run)",
+        "description": "The jobs matching when the action starts are acted on in bounded chunks, each "
+        "as its single-job route would (events, webhooks, a running job's cancel requested). An empty "
+        'filter needs `"all": true`. An admin key names the tenant it acts on in `filter.tenant`.',
+        "requestBody": _body(schemas.BulkAction),
+        "responses": {
+            "200": _answer(schemas.BulkResult, "how many matched, and how many the action changed"),
+            "422": _problem("invalid body, an empty filter without all, or a tenant the key may not act on"),
+            **NOT_JSON,
+        },
     },
     "get_job": {
         "summary": "Read a job (ETag; ?wait=N with If-None-Match long-polls)",

@@ -8,6 +8,7 @@ tests validate those dicts against the models, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 from uuid import UUID
@@ -18,6 +19,7 @@ from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
 from jobwire.jobstore import MAX_DEPENDENCIES
 from jobwire.resources import (
+    BulkResult,
     Delivery,
     DeliveryAttempt,
     DeliveryList,
@@ -42,6 +44,9 @@ from jobwire.resources import (
 from jobwire.webhooks import ssrf
 
 __all__ = [
+    "BulkAction",
+    "BulkFilter",
+    "BulkResult",
     "CreateEndpoint",
     "CreateSchedule",
     "Delivery",
@@ -162,9 +167,18 @@ class MoveJob(BaseModel):
 # of [a-z0-9_.-], values up to 255 characters. Keys are strict so that `?label=k:v` and the CLI's
 # `k=v` parse one way only.
 MAX_LABELS = 20
+MAX_LABEL_VALUE = 255
 LABEL_KEY_PATTERN = r"^[a-z0-9_.-]{1,63}$"
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[str, StringConstraints(max_length=255)]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+
+
+def label_key_ok(key: str) -> bool:
+    """Whether `key` is a valid label key (for filters, parsed outside a model)."""
+    return _LABEL_KEY.fullmatch(key) is not None
+
+
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 
 
@@ -197,6 +211,36 @@ class SubmitJob(JobTimes):
     def _distinct_dependencies(cls, value: list[UUID]) -> list[UUID]:
         # a job listed twice is one dependency
         return list(dict.fromkeys(value))
+
+
+class BulkFilter(BaseModel):
+    """Which jobs a bulk action is about: every field given narrows (all must hold)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[Status] | None = Field(default=None, min_length=1, description="any of these")
+    type: str | None = Field(default=None, min_length=1, max_length=200)
+    label: Labels | None = Field(default=None, description="jobs carrying every one of these labels")
+    batch_id: UUID | None = None
+    schedule_id: UUID | None = None
+    created_before: AwareDatetime | None = None
+    tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="admin keys: the tenant to act on (an admin key must name one); others: their own",
+    )
+
+
+class BulkAction(BaseModel):
+    """The body of POST /v1/jobs/bulk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["cancel", "retry"]
+    filter: BulkFilter = Field(default_factory=BulkFilter)
+    all: bool = Field(default=False, description="required to act with an empty filter: every job")
+    dry_run: bool = Field(default=False, description="only count: `changed` is what the action would change")
 
 
 def _default_events() -> list[WebhookEvent]:

@@ -358,6 +358,7 @@ def _timestamp(text: str) -> datetime:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from jobwire.cli import watch as client
+    from jobwire.cli.jobs import parse_labels
 
     return client.run(
         lambda: client.submit(
@@ -371,6 +372,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             run_at=args.run_at,
             delay_s=args.delay,
             depends_on=args.depends_on,
+            labels=parse_labels(args.label),
         )
     )
 
@@ -416,6 +418,57 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         return schedules.delete(args.schedule)
 
     return client.run(command)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from jobwire.cli import jobs
+    from jobwire.cli import watch as client
+
+    return client.run(
+        lambda: jobs.bulk(
+            args.action,
+            statuses=args.status,
+            job_type=args.type,
+            labels=jobs.parse_labels(args.label),
+            batch_id=args.batch,
+            schedule_id=args.schedule,
+            created_before=args.created_before,
+            tenant=args.tenant,
+            every=args.all,
+            dry_run=args.dry_run,
+            yes=args.yes,
+            as_json=args.json,
+        )
+    )
+
+
+def _jobs_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "jobs", help="cancel or retry every job matching a filter (JOBWIRE_URL, JOBWIRE_API_KEY)"
+    )
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("cancel", "cancel every unfinished job matching the filter (a running one is interrupted)"),
+        ("retry", "retry every failed or cancelled job matching the filter"),
+    ):
+        a = actions.add_parser(
+            action,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. Every filter given must hold; without one, --all."
+            " Counts first and asks, unless --yes.",
+        )
+        a.add_argument("--label", action="append", default=[], metavar="K=V", help="carries this label")
+        a.add_argument("--status", action="append", default=[], metavar="STATUS", help="in this status")
+        a.add_argument("--type", metavar="TYPE", help="of this job type")
+        a.add_argument("--batch", metavar="ID", help="in this batch")
+        a.add_argument("--schedule", metavar="ID", help="submitted by this schedule")
+        a.add_argument("--created-before", metavar="TIME", type=_timestamp, help="an RFC 3339 time")
+        a.add_argument("--tenant", help="the tenant to act on (admin keys must name one)")
+        a.add_argument("--all", action="store_true", help="act on every job when no filter is given")
+        a.add_argument("--dry-run", action="store_true", help="only count the matching jobs")
+        a.add_argument("--yes", "-y", action="store_true", help="do not ask first")
+        a.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(run=cmd_jobs)
 
 
 def _schedules_parser(sub: Any) -> None:
@@ -565,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="a job that must complete first (repeatable); the job is waiting until then",
     )
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="a label (repeatable)")
     when = p.add_mutually_exclusive_group()
     when.add_argument(
         "--run-at",
@@ -592,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print them as JSON, params as JSON schemas")
     p.set_defaults(run=cmd_types)
     _schedules_parser(sub)
+    _jobs_parser(sub)
 
     p = sub.add_parser("dispatcher", help="run the webhook dispatcher")
     p.set_defaults(run=cmd_dispatcher)

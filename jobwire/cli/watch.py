@@ -161,6 +161,7 @@ def submit(
     run_at: datetime | None = None,
     delay_s: float | None = None,
     depends_on: list[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> int:
     console = _console(stderr=not as_json)
     with _client() as client:
@@ -173,6 +174,7 @@ def submit(
             run_at=run_at,
             delay_s=delay_s,
             depends_on=depends_on,
+            labels=labels,
         )
         if not wait:
             if as_json:

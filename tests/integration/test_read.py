@@ -12,7 +12,7 @@ from aiohttp import web
 
 from jobwire.config import Settings
 from jobwire.registry import Registry
-from service import jobs, schedules, sse, webhooks, ws
+from service import bulk, jobs, schedules, sse, webhooks, ws
 from tests.conftest import Api, ClientFactory, make_settings, new_key, submit, wait_status
 from workers.worker import WorkerService
 
@@ -158,20 +158,20 @@ async def test_health_and_unknown_routes(anon: httpx.AsyncClient) -> None:
 async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     anon: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:
-    from service.schemas import Job, JobList, Schedule, ScheduleList
+    from service.schemas import BulkResult, Job, JobList, Schedule, ScheduleList
 
     doc = (await anon.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
     # every /v1 route the app serves, and nothing else
     served = {
         (re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path), route.method)
-        for table in (jobs.routes, sse.routes, ws.routes, webhooks.routes, schedules.routes)
+        for table in (jobs.routes, bulk.routes, sse.routes, ws.routes, webhooks.routes, schedules.routes)
         for route in table
         if isinstance(route, web.RouteDef) and route.path.startswith("/v1/")
     }
     documented = {(path, method.upper()) for path, methods in doc["paths"].items() for method in methods}
     assert documented == served
-    assert len(served) == 27
+    assert len(served) == 28
     schemas = doc["components"]["schemas"]
     assert {"SubmitJob", "Job", "Problem", "Event", "SleepParams"} <= set(schemas)
     assert doc["x-job-types"]["demo.sleep"]["params"]["$ref"] == "#/components/schemas/SleepParams"
@@ -182,6 +182,8 @@ async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     job = await submit(client, "demo.sleep", {"seconds": 1})
     Job.model_validate(job)
     JobList.model_validate((await client.get("/v1/jobs")).json())
+    counted = await client.post("/v1/jobs/bulk", json={"action": "cancel", "all": True, "dry_run": True})
+    assert BulkResult.model_validate(counted.json()).matched == 1
     schedule = await client.post(
         "/v1/schedules", json={"name": "n", "cron": "@daily", "job": {"type": "demo.sleep", "params": {}}}
     )

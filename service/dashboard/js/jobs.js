@@ -5,6 +5,23 @@ import { PAGE_SIZE, STATUSES } from "./constants.js";
 import { fmt, h, isUuid, setText } from "./format.js";
 import { session } from "./session.js";
 import { JobList, JobTable } from "./table.js";
+import { confirmDialog } from "./widgets.js";
+
+// a label filter as the api reads it: key (1-63 of a-z 0-9 _ . -), a colon, the value
+const LABEL = /^[a-z0-9_.-]{1,63}:.{0,255}$/;
+const BULK = {
+  cancel: { verb: "Cancel", done: "cancelled", note: "Running ones are interrupted." },
+  retry: { verb: "Retry", done: "retried", note: "Only failed and cancelled ones run again." },
+};
+
+/** "customer:acme, env:prod" as a list of labels; the ones that are not key:value are returned too. */
+function parseLabels(text) {
+  const parts = text
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  return { labels: parts.filter((p) => LABEL.test(p)), bad: parts.filter((p) => !LABEL.test(p)) };
+}
 
 let jobTypes = null; // from /openapi.json, once
 async function loadJobTypes() {
@@ -26,6 +43,7 @@ export class JobsView {
       status: statuses,
       type: query.get("type") || "",
       tenant: session.admin ? query.get("tenant") || "" : "",
+      label: query.getAll("label").filter((l) => LABEL.test(l)),
     };
     this.table = new JobTable({
       columns: ["status", "job", "tenant", "progress", "attempts", "created", "duration"],
@@ -86,6 +104,50 @@ export class JobsView {
       clearTimeout(tenantTimer);
       tenantTimer = setTimeout(() => this.apply({ tenant: this.tenantInput.value.trim() }), 350);
     });
+    this.labelInput = h("input", {
+      type: "search",
+      id: "filter-label",
+      placeholder: "key:value, …",
+      value: this.filters.label.join(", "),
+      "aria-label": "Filter by labels (key:value, comma-separated; all must match)",
+      "data-testid": "filter-label",
+      autocomplete: "off",
+      spellcheck: "false",
+    });
+    let labelTimer = 0;
+    this.labelInput.addEventListener("input", () => {
+      clearTimeout(labelTimer);
+      labelTimer = setTimeout(() => this.applyLabels(), 350);
+    });
+    this.labelError = h("p", {
+      class: "inline-error",
+      role: "alert",
+      "data-testid": "label-error",
+      hidden: true,
+    });
+    this.bulkButtons = Object.entries(BULK).map(([action, { verb }]) =>
+      h("button", {
+        type: "button",
+        class: action === "cancel" ? "btn btn-small btn-danger-outline" : "btn btn-small",
+        "data-testid": `bulk-${action}`,
+        onclick: () => this.bulk(action),
+        text: `${verb} all matching`,
+      }),
+    );
+    this.bulkBar = h(
+      "div",
+      { class: "bulk-bar", "data-testid": "bulk-bar", hidden: true },
+      this.bulkButtons,
+    );
+    this.bulkResult = h("div", {
+      class: "action-result",
+      role: "status",
+      "aria-live": "polite",
+      "data-testid": "bulk-result",
+      hidden: true,
+    });
+    this.matched = null;
+    this.countGeneration = 0;
     this.searchInput = h("input", {
       type: "search",
       id: "search-id",
@@ -147,6 +209,7 @@ export class JobsView {
           this.chips,
         ),
         h("label", { class: "field" }, h("span", { class: "field-label", text: "Type" }), this.typeSelect),
+        h("label", { class: "field" }, h("span", { class: "field-label", text: "Labels" }), this.labelInput),
         session.admin &&
           h(
             "label",
@@ -155,6 +218,9 @@ export class JobsView {
             this.tenantInput,
           ),
       ),
+      this.labelError,
+      this.bulkBar,
+      this.bulkResult,
       this.error,
       h(
         "div",
@@ -174,6 +240,7 @@ export class JobsView {
     main.replaceChildren(this.el);
     this.updateEmptyText();
     this.list.load();
+    this.countMatching();
     loadJobTypes().then((types) => {
       for (const type of types) {
         if (type !== this.filters.type) this.typeSelect.append(h("option", { value: type, text: type }));
@@ -205,15 +272,105 @@ export class JobsView {
     if (this.filters.status.length) q.set("status", this.filters.status.join(","));
     if (this.filters.type) q.set("type", this.filters.type);
     if (this.filters.tenant) q.set("tenant", this.filters.tenant);
+    for (const label of this.filters.label) q.append("label", label);
     const hash = `#/jobs${q.toString() ? `?${q}` : ""}`;
     history.replaceState(null, "", hash); // no hashchange: the view stays mounted
     this.error.hidden = true;
     this.updateEmptyText();
     this.list.setFilters(this.filters);
+    this.bulkResult.hidden = true;
+    this.countMatching();
+  }
+
+  applyLabels() {
+    const { labels, bad } = parseLabels(this.labelInput.value);
+    this.labelError.hidden = !bad.length;
+    if (bad.length)
+      setText(this.labelError, `"${bad[0]}" is not a label filter: write key:value (keys: a-z 0-9 _ . -).`);
+    if (labels.join("\n") !== this.filters.label.join("\n")) this.apply({ label: labels });
+  }
+
+  // ---- bulk actions: on a filtered list, act on every job it matches (not only this page) ----------
+
+  /** The filter of a bulk action, or null when the list is not filtered (the dashboard never acts on
+   * every job at once) or an admin has not named the tenant (the api asks an admin for one). */
+  bulkFilter() {
+    const f = this.filters;
+    if (!(f.status.length || f.type || f.label.length)) return null;
+    if (session.admin && !f.tenant) return null;
+    const filter = {};
+    if (f.status.length) filter.status = f.status;
+    if (f.type) filter.type = f.type;
+    if (f.label.length) {
+      const pairs = f.label.map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1)]);
+      filter.label = Object.fromEntries(pairs);
+    }
+    if (session.admin) filter.tenant = f.tenant;
+    return filter;
+  }
+
+  /** N of "Cancel all N matching": a dry run, again after every change of the filters. */
+  async countMatching() {
+    const filter = this.bulkFilter();
+    const generation = ++this.countGeneration;
+    this.matched = null;
+    this.bulkBar.hidden = !filter;
+    if (!filter) return;
+    for (const button of this.bulkButtons) button.disabled = true;
+    const r = await call("POST", "/v1/jobs/bulk", { body: { action: "cancel", filter, dry_run: true } });
+    if (generation !== this.countGeneration) return; // the filters changed meanwhile
+    if (!r.ok) {
+      this.bulkBar.hidden = true;
+      return;
+    }
+    this.matched = r.data.matched;
+    this.bulkBar.dataset.matched = String(r.data.matched);
+    Object.values(BULK).forEach(({ verb }, i) => {
+      setText(this.bulkButtons[i], `${verb} all ${fmt(r.data.matched)} matching`);
+      this.bulkButtons[i].disabled = r.data.matched === 0;
+    });
+  }
+
+  showBulkResult(ok, text) {
+    this.bulkResult.hidden = false;
+    this.bulkResult.className = `action-result ${ok ? "is-ok" : "is-error"}`;
+    this.bulkResult.dataset.ok = String(ok);
+    setText(this.bulkResult, text);
+  }
+
+  async bulk(action) {
+    const filter = this.bulkFilter();
+    if (!filter) return;
+    const { verb, done, note } = BULK[action];
+    // how many the action would change now (the rest match but are past it, e.g. completed)
+    const counted = await call("POST", "/v1/jobs/bulk", { body: { action, filter, dry_run: true } });
+    if (!counted.ok) return this.showBulkResult(false, problemText(counted));
+    const { matched, changed } = counted.data;
+    if (changed === 0) {
+      return this.showBulkResult(true, `None of the ${fmt(matched)} matching jobs can be ${done}.`);
+    }
+    const confirmed = await confirmDialog({
+      title: `${verb} ${fmt(changed)} job${changed === 1 ? "" : "s"}?`,
+      body:
+        `${fmt(matched)} job${matched === 1 ? "" : "s"} match${matched === 1 ? "es" : ""} these filters; ` +
+        `${fmt(changed)} can be ${done}. ${note}`,
+      ok: `${verb} ${fmt(changed)}`,
+      danger: action === "cancel",
+    });
+    if (!confirmed) return;
+    const r = await call("POST", "/v1/jobs/bulk", { body: { action, filter } });
+    if (r.ok) {
+      this.showBulkResult(true, `${fmt(r.data.changed)} of ${fmt(r.data.matched)} matching jobs ${done}.`);
+    } else {
+      this.showBulkResult(false, problemText(r));
+    }
+    this.list.refreshSoon(0);
+    this.countMatching();
   }
 
   updateEmptyText() {
-    const filtered = this.filters.status.length || this.filters.type || this.filters.tenant;
+    const filtered =
+      this.filters.status.length || this.filters.type || this.filters.tenant || this.filters.label.length;
     this.table.setEmptyText(
       filtered
         ? "No jobs match these filters."

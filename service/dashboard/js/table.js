@@ -248,7 +248,7 @@ export class JobList {
   constructor(table, { limit, onChange = () => {}, onError = () => {} }) {
     this.table = table;
     this.limit = limit;
-    this.filters = { status: [], type: "", tenant: "" };
+    this.filters = { status: [], type: "", tenant: "", label: [] };
     this.cursors = [null]; // cursor of each page visited; page 0 is the live head
     this.next = null;
     this.loaded = false;
@@ -301,6 +301,7 @@ export class JobList {
     if (this.filters.status.length) q.set("status", this.filters.status.join(","));
     if (this.filters.type) q.set("type", this.filters.type);
     if (this.filters.tenant) q.set("tenant", this.filters.tenant);
+    for (const label of this.filters.label) q.append("label", label);
     const cursor = this.cursors[this.cursors.length - 1];
     if (cursor) q.set("cursor", cursor);
     return q;
