@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from jobwire.batch import Tally
 from jobwire.events import EVENT_DATA, WEBHOOK_EVENTS, EventType
 from jobwire.retention import Rule
 
@@ -342,6 +343,7 @@ async def list_jobs(
     limit: int,
     after: tuple[datetime, UUID] | None,
     schedule_id: UUID | None = None,
+    batch_id: UUID | None = None,
 ) -> list[Row]:
     """Newest first, keyset-paginated on (created_at, id): rows inserted while a client pages never
     shift the pages it has not read yet."""
@@ -359,6 +361,9 @@ async def list_jobs(
     if schedule_id is not None:
         args.append(schedule_id)
         where.append(f"schedule_id = ${len(args)}")
+    if batch_id is not None:
+        args.append(batch_id)
+        where.append(f"batch_id = ${len(args)}")
     if after is not None:
         args.extend(after)
         where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
@@ -623,6 +628,63 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
         [orjson.dumps([str(d) for d in j.depends_on]).decode() for j in jobs],
     )
     return {r["id"]: r for r in rows}
+
+
+# ---- batches ----------------------------------------------------------------------------------
+# A batch's jobs are jobs like any other; these read and change them by their batch_id. The
+# `batches` table itself is jobwire/batchstore.py's.
+
+# a batch's jobs by status: how many, their progress (a finished job counts as 100) and the sum of
+# their last_seq, which grows with every event of any of them
+_BATCH_TALLIES = """
+SELECT batch_id, status, count(*)::int AS n,
+       sum(CASE WHEN status IN ('completed', 'failed', 'cancelled') THEN 100 ELSE progress END) AS p,
+       sum(last_seq)::bigint AS v
+FROM jobs WHERE batch_id = ANY($1::uuid[]) GROUP BY batch_id, status"""
+
+
+async def batch_tallies(conn: Conn, batch_ids: Sequence[UUID]) -> dict[UUID, Tally]:
+    """The tally of each batch's jobs as they are now (a batch without jobs is left out)."""
+    tallies: dict[UUID, Tally] = {}
+    for r in await conn.fetch(_BATCH_TALLIES, list(batch_ids)):
+        tallies.setdefault(r["batch_id"], Tally()).add(r["status"], r["n"], float(r["p"]), int(r["v"]))
+    return tallies
+
+
+# cancel every job of the batch that has not started (a running one is flagged: see
+# `flag_batch_running`), rows locked in id order like every group-committed transition
+_CANCEL_BATCH_UNSTARTED = _transition(
+    EventType.CANCELLED,
+    "status = 'cancelled', finished_at = now()",
+    "status IN ('scheduled', 'pending', 'waiting')",
+    batch="(SELECT id AS b_id FROM jobs WHERE batch_id = $1"
+    " AND status IN ('scheduled', 'pending', 'waiting') ORDER BY id FOR UPDATE) AS b",
+)
+
+
+async def cancel_batch_jobs(conn: Conn, batch_id: UUID) -> tuple[list[Row], list[Row]]:
+    """Cancel the batch's unfinished jobs as a job cancel does: the unstarted ones now (their
+    `cancelled` events and deliveries in the same statement), the running ones by their cancel flag
+    (their workers interrupt them). Returns (cancelled rows, flagged rows). The flag is set by a
+    second statement, so a job that a worker started while the first waited for its lock is
+    flagged."""
+    cancelled = list(await conn.fetch(_CANCEL_BATCH_UNSTARTED, batch_id))
+    flagged = list(
+        await conn.fetch(
+            "UPDATE jobs SET cancel_requested = true WHERE batch_id = $1 AND status = 'running'"
+            " AND NOT cancel_requested RETURNING *",
+            batch_id,
+        )
+    )
+    return cancelled, flagged
+
+
+async def existing_jobs(conn: Conn, job_ids: Sequence[UUID], tenant: str) -> set[UUID]:
+    """Those of `job_ids` that are jobs of `tenant`."""
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND tenant = $2", list(job_ids), tenant
+    )
+    return {r["id"] for r in rows}
 
 
 # ---- idempotency keys ------------------------------------------------------------------------------

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from jobwire.batch import MAX_JOBS as MAX_BATCH_JOBS
 from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
 from jobwire.resources import (
+    Batch,
+    BatchCounts,
+    BatchEvent,
+    BatchList,
+    BatchWebhookEvent,
+    BatchWebhookPayload,
     Delivery,
     DeliveryAttempt,
     DeliveryList,
@@ -27,6 +35,7 @@ from jobwire.resources import (
     Job,
     JobError,
     JobList,
+    JobWebhookEvent,
     Problem,
     ProblemError,
     Schedule,
@@ -40,6 +49,13 @@ from jobwire.resources import (
 from jobwire.webhooks import ssrf
 
 __all__ = [
+    "Batch",
+    "BatchCounts",
+    "BatchEvent",
+    "BatchJob",
+    "BatchList",
+    "BatchWebhookEvent",
+    "BatchWebhookPayload",
     "CreateEndpoint",
     "CreateSchedule",
     "Delivery",
@@ -54,6 +70,7 @@ __all__ = [
     "JobError",
     "JobList",
     "JobTimes",
+    "JobWebhookEvent",
     "Labels",
     "MoveJob",
     "Problem",
@@ -64,6 +81,7 @@ __all__ = [
     "ScheduleList",
     "SigningSecret",
     "Status",
+    "SubmitBatch",
     "SubmitJob",
     "TimesInvalid",
     "UpdateEndpoint",
@@ -181,6 +199,30 @@ class SubmitJob(JobTimes):
         default_factory=dict,
         description="up to 20 keys (1-63 chars of [a-z0-9_.-]) and values (up to 255 chars)",
     )
+
+    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
+
+
+class BatchJob(SubmitJob):
+    """One job of POST /v1/batches: a submission, plus the jobs it waits for."""
+
+    depends_on: list[Annotated[int, Field(ge=0)] | UUID] = Field(
+        default_factory=list,
+        max_length=MAX_BATCH_JOBS,
+        description="indexes of earlier jobs of this batch, or ids of the tenant's existing jobs",
+    )
+
+
+class SubmitBatch(BaseModel):
+    """The body of POST /v1/batches: all of its jobs are stored, or none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[BatchJob] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="receives batch.completed or batch.cancelled, once"
+    )
+    labels: Labels = Field(default_factory=dict, description="the batch's labels (as a job's)")
 
     _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
 
