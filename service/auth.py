@@ -169,7 +169,9 @@ def bearer_key(request: web.Request) -> str | None:
 
 def is_stream_path(path: str) -> bool:
     """Routes a browser opens with EventSource or WebSocket, which cannot send headers."""
-    return path in ("/v1/events", "/v1/ws") or (path.startswith("/v1/jobs/") and path.endswith("/events"))
+    return path in ("/v1/events", "/v1/ws") or (
+        path.startswith(("/v1/jobs/", "/v1/batches/")) and path.endswith("/events")
+    )
 
 
 async def _query_token(request: web.Request, token: str) -> Principal:

@@ -322,6 +322,42 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             "422": _problem("bad Last-Event-ID"),
         },
     },
+    "batch_events": {
+        "summary": "A batch's counts and progress as Server-Sent Events, then its terminal event",
+        "description": "`progress` events (coalesced: each carries the whole state), then one "
+        "`completed` or `cancelled` with the final counts, after which the stream ends. An event's id "
+        "versions the batch; a reconnect with the terminal event's id gets 204.",
+        "parameters": [
+            BATCH_ID,
+            _string("Last-Event-ID", "header"),
+            _string("last_event_id", "query"),
+            TOKEN,
+        ],
+        "responses": {
+            "200": {
+                "description": "the stream; data is a BatchEvent",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string"},
+                                "event": {"type": "string"},
+                                "data": {
+                                    "type": "string",
+                                    "contentMediaType": "application/json",
+                                    "contentSchema": {"$ref": REF.format(model="BatchEvent")},
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "204": {"description": "the client already has the terminal event"},
+            "404": _problem("unknown, another tenant's, or not the stream token's batch"),
+            "422": _problem("bad Last-Event-ID"),
+        },
+    },
     "many_events": {
         "summary": "Events of up to 100 jobs on one SSE stream",
         "parameters": [
