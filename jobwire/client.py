@@ -18,7 +18,7 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -30,7 +30,17 @@ from pydantic import BaseModel
 
 from jobwire.errors import ApiError, WaitTimeout
 from jobwire.job import TERMINAL
-from jobwire.resources import Delivery, DeliveryList, Event, Job, JobList, Schedule, ScheduleList
+from jobwire.resources import (
+    Batch,
+    BatchList,
+    Delivery,
+    DeliveryList,
+    Event,
+    Job,
+    JobList,
+    Schedule,
+    ScheduleList,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # the longest hold the api grants a long-poll (GET /v1/jobs/{id}?wait=)
@@ -122,9 +132,15 @@ def _submit(
 
 
 def _list(
-    status: str | list[str] | None, type_: str | None, limit: int | None, cursor: str | None
+    status: str | list[str] | None,
+    type_: str | None,
+    limit: int | None,
+    cursor: str | None,
+    batch_id: str | None = None,
 ) -> _Call[JobList]:
     query: dict[str, Any] = {}
+    if batch_id:
+        query["batch_id"] = batch_id
     if status:
         query["status"] = status if isinstance(status, str) else ",".join(status)
     if type_:
@@ -164,6 +180,34 @@ def _schedules(limit: int | None, cursor: str | None) -> _Call[ScheduleList]:
 
 def _schedule(schedule_id: str) -> str:
     return f"/v1/schedules/{_segment(schedule_id)}"
+
+
+def _submit_batch(
+    jobs: Sequence[dict[str, Any]],
+    webhook_url: str | None,
+    labels: dict[str, str] | None,
+    idempotency_key: str | None,
+) -> _Call[Batch]:
+    body: dict[str, Any] = {"jobs": list(jobs)}
+    if webhook_url is not None:
+        body["webhook_url"] = webhook_url
+    if labels:
+        body["labels"] = labels
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+    return _Call("POST", "/v1/batches", Batch, json=body, headers=headers)
+
+
+def _batches(limit: int | None, cursor: str | None) -> _Call[BatchList]:
+    query: dict[str, Any] = {}
+    if limit is not None:
+        query["limit"] = limit
+    if cursor:
+        query["cursor"] = cursor
+    return _Call("GET", "/v1/batches", BatchList, params=query)
+
+
+def _batch(batch_id: str) -> str:
+    return f"/v1/batches/{_segment(batch_id)}"
 
 
 class _Poll:
@@ -346,9 +390,34 @@ class Client:
         type: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        batch_id: str | None = None,
     ) -> JobList:
         """One page of jobs, newest first; pass `next_cursor` back as `cursor` for the next."""
-        return self._call(_list(status, type, limit, cursor))
+        return self._call(_list(status, type, limit, cursor, batch_id))
+
+    def submit_batch(
+        self,
+        jobs: Sequence[dict[str, Any]],
+        *,
+        webhook_url: str | None = None,
+        labels: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Batch:
+        """Submit up to 1,000 jobs as one batch, all or nothing. Each job is a submission's body
+        (`type`, `params`, `priority`, `labels`, …) and may list in `depends_on` the indexes of
+        earlier jobs of the batch or ids of existing jobs."""
+        return self._call(_submit_batch(jobs, webhook_url, labels, idempotency_key))
+
+    def get_batch(self, batch_id: str) -> Batch:
+        return self._call(_Call("GET", _batch(batch_id), Batch))
+
+    def list_batches(self, *, limit: int | None = None, cursor: str | None = None) -> BatchList:
+        """One page of batches, newest first; pass `next_cursor` back as `cursor` for the next."""
+        return self._call(_batches(limit, cursor))
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        """Cancel every unfinished job of the batch (running ones are interrupted)."""
+        return self._call(_Call("POST", _batch(batch_id) + "/cancel", Batch))
 
     def cancel(self, job_id: str) -> Job:
         return self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", Job))
@@ -522,8 +591,28 @@ class AsyncClient:
         type: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        batch_id: str | None = None,
     ) -> JobList:
-        return await self._call(_list(status, type, limit, cursor))
+        return await self._call(_list(status, type, limit, cursor, batch_id))
+
+    async def submit_batch(
+        self,
+        jobs: Sequence[dict[str, Any]],
+        *,
+        webhook_url: str | None = None,
+        labels: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Batch:
+        return await self._call(_submit_batch(jobs, webhook_url, labels, idempotency_key))
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        return await self._call(_Call("GET", _batch(batch_id), Batch))
+
+    async def list_batches(self, *, limit: int | None = None, cursor: str | None = None) -> BatchList:
+        return await self._call(_batches(limit, cursor))
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        return await self._call(_Call("POST", _batch(batch_id) + "/cancel", Batch))
 
     async def cancel(self, job_id: str) -> Job:
         return await self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", Job))
