@@ -40,6 +40,20 @@ async def get_batch(conn: Conn, batch_id: UUID, tenant: str | None) -> Row | Non
     )
 
 
+async def stream_open(conn: Conn, batch_id: UUID, tenant: str, grace_s: float) -> bool:
+    """Whether an expired stream token of this batch is still good: the batch has not ended, or
+    ended less than `grace_s` ago."""
+    return bool(
+        await conn.fetchval(
+            "SELECT settled_at IS NULL OR settled_at > now() - make_interval(secs => $3)"
+            " FROM batches WHERE id = $1 AND tenant = $2",
+            batch_id,
+            tenant,
+            float(grace_s),
+        )
+    )
+
+
 async def list_batches(
     conn: Conn, tenant: str | None, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[Row]:
