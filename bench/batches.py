@@ -13,6 +13,9 @@ jobs submitted one by one.
    timed. For the batch, how long after its last job it settled (its terminal event and webhook,
    `JOBWIRE_BATCH_SETTLE_S`) is reported beside: the drain is of the jobs, the settling follows.
 
+3. Reading a batch. `GET /v1/batches/{id}` of a running N-job batch (its counts and progress are
+   read from its jobs on every request), --reads times one after the other: p50 and p99.
+
 Rounds interleave the two ways; the figures are medians, with the range over the rounds in brackets.
 """
 
@@ -142,7 +145,20 @@ async def drain(
     return window, lag
 
 
-async def run(args: argparse.Namespace, procs: Procs, key: str) -> list[Round]:
+async def time_reads(http: aiohttp.ClientSession, url: str, batch_id: str, reads: int) -> list[float]:
+    """Milliseconds of each of `reads` GET /v1/batches/{id}, sorted."""
+    times: list[float] = []
+    for _ in range(reads):
+        t0 = time.perf_counter()
+        async with http.get(f"{url}/v1/batches/{batch_id}") as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"GET /v1/batches/{batch_id} answered {resp.status}")
+        times.append(1000 * (time.perf_counter() - t0))
+    return sorted(times)
+
+
+async def run(args: argparse.Namespace, procs: Procs, key: str) -> tuple[list[Round], list[float]]:
     pool = await asyncpg.create_pool(BATCHES_DATABASE_URL, min_size=1, max_size=2)
     redis = create_redis(REDIS_URL)
     port = free_port()
@@ -175,12 +191,17 @@ async def run(args: argparse.Namespace, procs: Procs, key: str) -> list[Round]:
                         f"round {round_no}/{args.rounds} {way}: submitted in {1000 * submit_s:.0f} ms, "
                         f"drained at {r.drain_per_s:,.0f} jobs/s{extra}"
                     )
+            # no worker: the batch stays running, so every read tallies its jobs
+            await reset(pool, redis)
+            _, batch_id = await submit_batch(http, url, args.jobs)
+            reads = await time_reads(http, url, batch_id, args.reads)
+            note(f"GET /v1/batches/{{id}} of a {args.jobs:,}-job batch: p50 {reads[len(reads) // 2]:.1f} ms")
     finally:
         procs.stop_all()
         await reset(pool, redis)
         await redis.aclose()
         await pool.close()
-    return rounds
+    return rounds, reads
 
 
 def median(rounds: list[Round], way: str, attr: str) -> float:
@@ -218,7 +239,11 @@ def headline(rounds: list[Round], n: int) -> list[Figure]:
     ]
 
 
-def render(header: str, rounds: list[Round], figures: list[Figure]) -> str:
+def percentile(sorted_ms: list[float], pct: float) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, int(len(sorted_ms) * pct / 100))]
+
+
+def render(header: str, rounds: list[Round], figures: list[Figure], reads: list[float]) -> str:
     lines = [
         header,
         "",
@@ -236,6 +261,12 @@ def render(header: str, rounds: list[Round], figures: list[Figure]) -> str:
             f"A batch settled (terminal event, `batch.completed` owed) {statistics.median(lags):.0f} ms "
             f"(median; at most {max(lags):.0f} ms) after its last job finished.",
         ]
+    if reads:
+        lines.append(
+            f"`GET /v1/batches/{{id}}` of a running {rounds[0].jobs:,}-job batch (counts read from its jobs):"
+            " "
+            f"p50 {percentile(reads, 50):.1f} ms, p99 {percentile(reads, 99):.1f} ms over {len(reads)} reads."
+        )
     return "\n".join(lines)
 
 
@@ -249,19 +280,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--submitters", type=int, default=50, help="connections sending the single submissions (default 50)"
     )
+    parser.add_argument("--reads", type=int, default=200, help="GET /v1/batches/{id} timed (default 200)")
     args = parse(parser, "batches", argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     note(f"preparing database {BATCHES_DATABASE_URL.rpartition('/')[2]} and an API key")
     key = migrate_and_key(env(), TENANT)
     procs = Procs("batches", env)
-    rounds = asyncio.run(run(args, procs, key))
+    rounds, reads = asyncio.run(run(args, procs, key))
     date = today()
     header = (
         f"Batches, {date}: nproc {nproc()}, one api and one worker process (concurrency {args.concurrency}), "
         f"no-op jobs, median of {args.rounds} rounds (range in brackets)"
     )
     figures = headline(rounds, args.jobs)
-    table = render(header, rounds, figures)
+    table = render(header, rounds, figures, reads)
     print(table)
     found = [
         f"{f.figure}: {f.jobwire} vs {f.baseline}, target {f.target} not met" for f in figures if not f.met
@@ -273,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "nproc": nproc(),
         "args": vars(args),
         "rounds": [asdict(r) for r in rounds],
+        "reads_ms": {"p50": percentile(reads, 50), "p99": percentile(reads, 99), "n": len(reads)},
         "table": table,
         "headline": [asdict(f) for f in figures],
         "anomalies": found,
