@@ -288,10 +288,13 @@ CREATE TABLE IF NOT EXISTS batches (
     labels       jsonb       NOT NULL DEFAULT '{}',
     webhook_url  text,
     created_at   timestamptz NOT NULL DEFAULT now(),
+    -- both set when it settles (its last job ended): finished_at is what the api shows
     finished_at  timestamptz,
     settled_at   timestamptz,
+    -- its counts and progress from then on (before: read from its jobs)
     final_counts jsonb,
     final_progress double precision,
+    -- the id of its terminal stream event: one past the last version its streams sent
     last_seq     bigint,
     updated_at   timestamptz NOT NULL DEFAULT now()
 );

@@ -122,10 +122,12 @@ async def settle(conn: Conn, batch_ids: Sequence[UUID]) -> list[Row]:
     done = [(r["id"], r["total"], t) for r in locked if (t := tallies.get(r["id"], Tally())).unfinished == 0]
     if not done:
         return []
+    # the clock now, not the transaction's start: the jobs whose notes this read committed after
+    # it began, and the batch ends (and owes its webhook) after every one of them
     settled = list(
         await conn.fetch(
-            "UPDATE batches b SET settled_at = now(), updated_at = now(),"
-            " finished_at = now(),"
+            "UPDATE batches b SET settled_at = clock_timestamp(), updated_at = clock_timestamp(),"
+            " finished_at = clock_timestamp(),"
             " status = CASE WHEN b.status = 'running' THEN 'completed' ELSE b.status END,"
             " final_counts = f.counts, final_progress = f.progress, last_seq = f.seq"
             " FROM unnest($1::uuid[], $2::jsonb[], $3::float8[], $4::bigint[])"
@@ -158,15 +160,15 @@ async def _owe_webhooks(conn: Conn, rows: Sequence[Row]) -> None:
                 AS t(batch_id, tenant, webhook_url, event_type, view)
         )
         INSERT INTO deliveries (id, tenant, job_id, batch_id, seq, endpoint_id, url, destination,
-                                event_type, job)
+                                event_type, job, created_at)
         SELECT gen_random_uuid(), b.tenant, NULL::uuid, b.batch_id, 1, NULL::uuid, b.webhook_url,
                'url:' || coalesce(substring(b.webhook_url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'),
                                   'unparsable'),
-               b.event_type, b.view
+               b.event_type, b.view, clock_timestamp()
         FROM b WHERE b.webhook_url IS NOT NULL
         UNION ALL
         SELECT gen_random_uuid(), b.tenant, NULL::uuid, b.batch_id, 1, ep.id, ep.url, 'endpoint:' || ep.id,
-               b.event_type, b.view
+               b.event_type, b.view, clock_timestamp()
         FROM b JOIN webhook_endpoints ep
           ON ep.tenant = b.tenant AND ep.disabled_at IS NULL AND b.event_type = ANY(ep.events)""",
         [r["id"] for r in rows],
