@@ -371,3 +371,56 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER jobs_fill_labels AFTER INSERT ON jobs
     FOR EACH ROW WHEN (NEW.labels <> '{}'::jsonb) EXECUTE FUNCTION jobs_fill_labels();
+-- ---- batches ------------------------------------------------------------------------------------
+
+-- Many jobs submitted as one (POST /v1/batches). A batch holds no counters: its counts and progress
+-- are read from its jobs (jobs_batch_idx, at most 1,000 rows), so a job's transition never writes
+-- the batch row and jobs of one batch finishing at once never queue behind each other. Once every
+-- job is terminal the batch is settled: its final counts are kept here, `last_seq` becomes the id
+-- of its terminal stream event, and its webhook is owed.
+CREATE TABLE IF NOT EXISTS batches (
+    id           uuid        PRIMARY KEY,
+    tenant       text        NOT NULL,
+    -- `cancelled` as soon as it is cancelled; `completed` when it settles without a cancel
+    status       text        NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'completed', 'cancelled')),
+    total        integer     NOT NULL CHECK (total >= 1),
+    labels       jsonb       NOT NULL DEFAULT '{}',
+    webhook_url  text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- both set when it settles (its last job ended): finished_at is what the api shows
+    finished_at  timestamptz,
+    settled_at   timestamptz,
+    -- its counts and progress from then on (before: read from its jobs)
+    final_counts jsonb,
+    final_progress double precision,
+    -- the id of its terminal stream event: one past the last version its streams sent
+    last_seq     bigint,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS batches_list_idx ON batches (tenant, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS batches_created_idx ON batches (created_at DESC, id DESC);
+-- a batch's jobs: its counts, and GET /v1/jobs?batch_id= newest first
+CREATE INDEX IF NOT EXISTS jobs_batch_idx ON jobs (batch_id, created_at DESC, id DESC) WHERE batch_id IS NOT NULL;
+
+-- Batches that may have just finished: a row per batch job reaching a terminal status, written by
+-- the trigger below on every path a status changes by, and consumed by the settle loop
+-- (jobwire/batches.py). Insert-only with no key: concurrent transitions of one batch never wait on
+-- one another here.
+CREATE TABLE IF NOT EXISTS batch_checks (
+    batch_id uuid NOT NULL
+);
+CREATE OR REPLACE FUNCTION jobwire_batch_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO batch_checks (batch_id) VALUES (NEW.batch_id);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER jobs_batch_check AFTER UPDATE OF status ON jobs
+    FOR EACH ROW WHEN (NEW.batch_id IS NOT NULL AND OLD.status IS DISTINCT FROM NEW.status
+                       AND NEW.status IN ('completed', 'failed', 'cancelled'))
+    EXECUTE FUNCTION jobwire_batch_check();
+
+-- a batch's webhook (batch.completed, batch.cancelled) is a delivery of the batch, not of a job:
+-- `job` then holds the batch representation
+ALTER TABLE deliveries ALTER COLUMN job_id DROP NOT NULL;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS batch_id uuid REFERENCES batches (id) ON DELETE CASCADE;
+CREATE INDEX IF NOT EXISTS deliveries_batch_idx ON deliveries (batch_id) WHERE batch_id IS NOT NULL;

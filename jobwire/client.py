@@ -30,7 +30,18 @@ from pydantic import BaseModel
 
 from jobwire.errors import ApiError, WaitTimeout
 from jobwire.job import TERMINAL
-from jobwire.resources import BulkResult, Delivery, DeliveryList, Event, Job, JobList, Schedule, ScheduleList
+from jobwire.resources import (
+    Batch,
+    BatchList,
+    BulkResult,
+    Delivery,
+    DeliveryList,
+    Event,
+    Job,
+    JobList,
+    Schedule,
+    ScheduleList,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # the longest hold the api grants a long-poll (GET /v1/jobs/{id}?wait=)
@@ -133,8 +144,11 @@ def _list(
     limit: int | None,
     cursor: str | None,
     labels: dict[str, str] | None = None,
+    batch_id: str | None = None,
 ) -> _Call[JobList]:
     query: dict[str, Any] = {}
+    if batch_id:
+        query["batch_id"] = batch_id
     if status:
         query["status"] = status if isinstance(status, str) else ",".join(status)
     if type_:
@@ -189,6 +203,34 @@ def _schedules(limit: int | None, cursor: str | None) -> _Call[ScheduleList]:
 
 def _schedule(schedule_id: str) -> str:
     return f"/v1/schedules/{_segment(schedule_id)}"
+
+
+def _submit_batch(
+    jobs: Sequence[dict[str, Any]],
+    webhook_url: str | None,
+    labels: dict[str, str] | None,
+    idempotency_key: str | None,
+) -> _Call[Batch]:
+    body: dict[str, Any] = {"jobs": list(jobs)}
+    if webhook_url is not None:
+        body["webhook_url"] = webhook_url
+    if labels:
+        body["labels"] = labels
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+    return _Call("POST", "/v1/batches", Batch, json=body, headers=headers)
+
+
+def _batches(limit: int | None, cursor: str | None) -> _Call[BatchList]:
+    query: dict[str, Any] = {}
+    if limit is not None:
+        query["limit"] = limit
+    if cursor:
+        query["cursor"] = cursor
+    return _Call("GET", "/v1/batches", BatchList, params=query)
+
+
+def _batch(batch_id: str) -> str:
+    return f"/v1/batches/{_segment(batch_id)}"
 
 
 class _Poll:
@@ -376,10 +418,35 @@ class Client:
         limit: int | None = None,
         cursor: str | None = None,
         labels: dict[str, str] | None = None,
+        batch_id: str | None = None,
     ) -> JobList:
         """One page of jobs, newest first; pass `next_cursor` back as `cursor` for the next. `labels`:
-        only jobs carrying every one of them."""
-        return self._call(_list(status, type, limit, cursor, labels))
+        only jobs carrying every one of them; `batch_id`: only the jobs of that batch."""
+        return self._call(_list(status, type, limit, cursor, labels, batch_id))
+
+    def submit_batch(
+        self,
+        jobs: Sequence[dict[str, Any]],
+        *,
+        webhook_url: str | None = None,
+        labels: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Batch:
+        """Submit up to 1,000 jobs as one batch, all or nothing. Each job is a submission's body
+        (`type`, `params`, `priority`, `labels`, …) and may list in `depends_on` the indexes of
+        earlier jobs of the batch or ids of existing jobs."""
+        return self._call(_submit_batch(jobs, webhook_url, labels, idempotency_key))
+
+    def get_batch(self, batch_id: str) -> Batch:
+        return self._call(_Call("GET", _batch(batch_id), Batch))
+
+    def list_batches(self, *, limit: int | None = None, cursor: str | None = None) -> BatchList:
+        """One page of batches, newest first; pass `next_cursor` back as `cursor` for the next."""
+        return self._call(_batches(limit, cursor))
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        """Cancel every unfinished job of the batch (running ones are interrupted)."""
+        return self._call(_Call("POST", _batch(batch_id) + "/cancel", Batch))
 
     def cancel(self, job_id: str) -> Job:
         return self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", Job))
@@ -576,8 +643,28 @@ class AsyncClient:
         limit: int | None = None,
         cursor: str | None = None,
         labels: dict[str, str] | None = None,
+        batch_id: str | None = None,
     ) -> JobList:
-        return await self._call(_list(status, type, limit, cursor, labels))
+        return await self._call(_list(status, type, limit, cursor, labels, batch_id))
+
+    async def submit_batch(
+        self,
+        jobs: Sequence[dict[str, Any]],
+        *,
+        webhook_url: str | None = None,
+        labels: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Batch:
+        return await self._call(_submit_batch(jobs, webhook_url, labels, idempotency_key))
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        return await self._call(_Call("GET", _batch(batch_id), Batch))
+
+    async def list_batches(self, *, limit: int | None = None, cursor: str | None = None) -> BatchList:
+        return await self._call(_batches(limit, cursor))
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        return await self._call(_Call("POST", _batch(batch_id) + "/cancel", Batch))
 
     async def cancel(self, job_id: str) -> Job:
         return await self._call(_Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", Job))

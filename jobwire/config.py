@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # how often every api and worker process settles waiting jobs whose dependencies ended without
     # settling them (a process died between the two); the usual path settles them at once
     dependency_sweep_s: float = Field(default=5.0, gt=0)
+    # how often every api and worker process looks for batches whose jobs have all ended (their
+    # terminal event and webhook wait for it at most this long)
+    batch_settle_s: float = Field(default=0.25, gt=0)
     # the longest a scheduler (in every api and worker process) sleeps before it looks at the
     # schedules again; it wakes for the soonest due slot by itself, and at once for a change made
     # through its own api

@@ -51,6 +51,11 @@ WEBHOOK_EVENTS: dict[EventType, str] = {
 # in the order of EventType (completed, failed, cancelled): an endpoint registered without `events`
 # lists them so
 DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = tuple(WEBHOOK_EVENTS[e] for e in EventType if e.terminal)
+# A batch's one webhook, when every job in it is terminal (jobwire/batch.py), by its final status;
+# `data` is the batch. An endpoint gets them only when it asks for them.
+BATCH_WEBHOOK_EVENTS: dict[str, str] = {"completed": "batch.completed", "cancelled": "batch.cancelled"}
+# every webhook event name an endpoint may subscribe to
+WEBHOOK_EVENT_NAMES: tuple[str, ...] = (*WEBHOOK_EVENTS.values(), *BATCH_WEBHOOK_EVENTS.values())
 
 
 class Event(TypedDict):
@@ -68,10 +73,12 @@ class Event(TypedDict):
 
 
 class Message(TypedDict):
-    """What the pub/sub channel carries: the event and, for routing, its job's tenant."""
+    """What the pub/sub channel carries: the event and, for routing, its job's tenant and batch. A
+    message without `event` only says that the batch changed (it settled)."""
 
     tenant: str
-    event: Event
+    event: NotRequired[Event]
+    batch_id: NotRequired[str]
 
 
 def _event(
@@ -120,4 +127,14 @@ def live_event(job: Row, event: EventType) -> Event:
 
 def message(job: Row, event: EventType) -> Message:
     """The pub/sub message of the event a transition just wrote."""
-    return {"tenant": job["tenant"], "event": live_event(job, event)}
+    msg: Message = {"tenant": job["tenant"], "event": live_event(job, event)}
+    batch_id = job.get("batch_id")
+    if batch_id is not None:
+        # the batch's streams re-read its counts (service/batches.py)
+        msg["batch_id"] = str(batch_id)
+    return msg
+
+
+def batch_message(tenant: str, batch_id: object) -> Message:
+    """The pub/sub message that a batch settled (its streams end with its terminal event)."""
+    return {"tenant": tenant, "batch_id": str(batch_id)}

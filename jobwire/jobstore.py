@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from jobwire.batch import Tally
 from jobwire.events import EVENT_DATA, WEBHOOK_EVENTS, EventType
 from jobwire.retention import Rule
 
@@ -1006,6 +1007,55 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
         [orjson.dumps([str(d) for d in j.depends_on]).decode() for j in jobs],
     )
     return {r["id"]: r for r in rows}
+
+
+# ---- batches ----------------------------------------------------------------------------------
+# A batch's jobs are jobs like any other; these read and change them by their batch_id. The
+# `batches` table itself is jobwire/batchstore.py's.
+
+# a batch's jobs by status: how many, their progress (a finished job counts as 100) and the sum of
+# their last_seq, which grows with every event of any of them
+_BATCH_TALLIES = """
+SELECT batch_id, status, count(*)::int AS n,
+       sum(CASE WHEN status IN ('completed', 'failed', 'cancelled') THEN 100 ELSE progress END) AS p,
+       sum(last_seq)::bigint AS v
+FROM jobs WHERE batch_id = ANY($1::uuid[]) GROUP BY batch_id, status"""
+
+
+async def batch_tallies(conn: Conn, batch_ids: Sequence[UUID]) -> dict[UUID, Tally]:
+    """The tally of each batch's jobs as they are now (a batch without jobs is left out)."""
+    tallies: dict[UUID, Tally] = {}
+    for r in await conn.fetch(_BATCH_TALLIES, list(batch_ids)):
+        tallies.setdefault(r["batch_id"], Tally()).add(r["status"], r["n"], float(r["p"]), int(r["v"]))
+    return tallies
+
+
+# cancel every job of the batch that has not started (a running one is flagged: see
+# `flag_batch_running`), rows locked in id order like every group-committed transition
+_CANCEL_BATCH_UNSTARTED = _transition(
+    EventType.CANCELLED,
+    "status = 'cancelled', finished_at = now()",
+    "status IN ('scheduled', 'pending', 'waiting')",
+    batch="(SELECT id AS b_id FROM jobs WHERE batch_id = $1"
+    " AND status IN ('scheduled', 'pending', 'waiting') ORDER BY id FOR UPDATE) AS b",
+)
+
+
+async def cancel_batch_jobs(conn: Conn, batch_id: UUID) -> tuple[list[Row], list[Row]]:
+    """Cancel the batch's unfinished jobs as a job cancel does: the unstarted ones now (their
+    `cancelled` events and deliveries in the same statement), the running ones by their cancel flag
+    (their workers interrupt them). Returns (cancelled rows, flagged rows). The flag is set by a
+    second statement, so a job that a worker started while the first waited for its lock is
+    flagged."""
+    cancelled = list(await conn.fetch(_CANCEL_BATCH_UNSTARTED, batch_id))
+    flagged = list(
+        await conn.fetch(
+            "UPDATE jobs SET cancel_requested = true WHERE batch_id = $1 AND status = 'running'"
+            " AND NOT cancel_requested RETURNING *",
+            batch_id,
+        )
+    )
+    return cancelled, flagged
 
 
 # ---- idempotency keys ------------------------------------------------------------------------------

@@ -18,8 +18,13 @@ Status = Literal["scheduled", "waiting", "pending", "running", "completed", "fai
 EventType = Literal[
     "created", "released", "started", "progress", "retrying", "completed", "failed", "cancelled"
 ]
-# jobwire.events.WEBHOOK_EVENTS
-WebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
+# jobwire.events.WEBHOOK_EVENTS, then BATCH_WEBHOOK_EVENTS
+JobWebhookEvent = Literal["job.completed", "job.failed", "job.cancelled", "job.started", "job.progress"]
+BatchWebhookEvent = Literal["batch.completed", "batch.cancelled"]
+WebhookEvent = Literal[
+    "job.completed", "job.failed", "job.cancelled", "job.started", "job.progress", "batch.completed",
+    "batch.cancelled",
+]  # fmt: skip
 
 
 class Resource(BaseModel):
@@ -132,7 +137,8 @@ class DeliveryAttempt(Resource):
 
 class Delivery(Resource):
     id: str
-    job_id: str
+    job_id: str | None = Field(description="null for a batch's webhook")
+    batch_id: str | None = Field(default=None, description="set for a batch's webhook (batch.*)")
     endpoint_id: str | None = Field(description="null: the job's own webhook_url")
     url: str
     event_type: str
@@ -150,7 +156,7 @@ class Delivery(Resource):
 class WebhookPayload(Resource):
     """The body of a webhook delivery (signed per Standard Webhooks: see verify_webhook)."""
 
-    type: WebhookEvent
+    type: JobWebhookEvent
     timestamp: str = Field(description="when the event happened (the job's updated_at), RFC 3339")
     data: Job = Field(description="the job right after the event")
 
@@ -196,3 +202,58 @@ class BulkResult(Resource):
         description="those the action applied to (cancel: unfinished ones, a running one's cancel "
         "requested; retry: failed and cancelled ones); with dry_run, those it would apply to",
     )
+
+
+class BatchCounts(Resource):
+    """How many of the batch's jobs are in each status."""
+
+    scheduled: int
+    waiting: int
+    pending: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class Batch(Resource):
+    id: str = Field(description="UUIDv7")
+    status: Literal["running", "completed", "cancelled"] = Field(
+        description="completed: every job is terminal (counts tell how many failed); cancelled: by"
+        " POST /v1/batches/{id}/cancel"
+    )
+    total: int
+    counts: BatchCounts
+    progress: float = Field(ge=0, le=100, description="the mean of its jobs' (a finished job counts 100)")
+    labels: dict[str, str]
+    webhook_url: str | None = Field(description="receives batch.completed or batch.cancelled, once")
+    created_at: str
+    finished_at: str | None
+    jobs_url: str = Field(description="GET /v1/jobs?batch_id=…")
+    events_url: str = Field(description="the batch's SSE stream, with a token scoped to this batch")
+
+
+class BatchList(Resource):
+    items: list[Batch]
+    next_cursor: str | None
+
+
+class BatchEvent(Resource):
+    """One event of a batch's stream: `progress` (coalesced), then one `completed` or `cancelled`
+    with the final counts."""
+
+    batch_id: str
+    type: Literal["progress", "completed", "cancelled"]
+    status: Literal["running", "completed", "cancelled"]
+    total: int
+    counts: BatchCounts
+    progress: float
+    at: str | None
+
+
+class BatchWebhookPayload(Resource):
+    """The body of a batch's webhook: once per batch, after every job's own."""
+
+    type: BatchWebhookEvent
+    timestamp: str = Field(description="when the batch settled, RFC 3339")
+    data: Batch = Field(description="the batch with its final counts")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from jobwire import dependencies, expiry
+from jobwire import batches, dependencies, expiry
 from jobwire.config import Settings
 from jobwire.db import create_pool
 from jobwire.keys import Keys
@@ -17,6 +17,7 @@ from jobwire.redis_client import create_redis
 from jobwire.registry import Registry, load_job_types
 from jobwire.scheduler import Scheduler
 from jobwire.tokens import StreamTokens
+from service import batches as batch_routes
 from service import bulk, dashboard, health, jobs, metrics, openapi, schedules, sse, webhooks, ws
 from service.auth import AUTH_FAILURES, KEY_CACHE, KeyCache, auth_middleware
 from service.cors import CORS, Cors, preflight_middleware
@@ -103,6 +104,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         loop.create_task(
             dependencies.run(app[DB], app[REDIS], app[KEYS], interval_s=settings.dependency_sweep_s)
         ),
+        loop.create_task(batches.run(app[DB], app[REDIS], app[KEYS], interval_s=settings.batch_settle_s)),
         loop.create_task(app[REVOCATIONS].run(app[DB], app[HUB])),
         loop.create_task(app[SCHEDULER].run()),
     ]
@@ -165,6 +167,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     # before jobs: /v1/jobs/bulk is not a job id
     app.add_routes(bulk.routes)
     app.add_routes(jobs.routes)
+    app.add_routes(batch_routes.routes)
     app.add_routes(sse.routes)
     app.add_routes(ws.routes)
     app.add_routes(webhooks.routes)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from jobwire import apikeys, jobstore
+from jobwire import apikeys, batchstore, jobstore
 from jobwire.apikeys import Principal
 from jobwire.tokens import Grant
 from service.limits import FailureLimiter, limit_key
@@ -169,7 +169,9 @@ def bearer_key(request: web.Request) -> str | None:
 
 def is_stream_path(path: str) -> bool:
     """Routes a browser opens with EventSource or WebSocket, which cannot send headers."""
-    return path in ("/v1/events", "/v1/ws") or (path.startswith("/v1/jobs/") and path.endswith("/events"))
+    return path in ("/v1/events", "/v1/ws") or (
+        path.startswith(("/v1/jobs/", "/v1/batches/")) and path.endswith("/events")
+    )
 
 
 async def _query_token(request: web.Request, token: str) -> Principal:
@@ -200,7 +202,11 @@ async def _job_still_streams(request: web.Request, granted: Grant) -> bool:
         job_id = UUID(granted.job_id)
     except ValueError:
         return False
-    return await jobstore.stream_open(request.app[DB], job_id, granted.tenant, request.app[TOKENS].ttl_s)
+    pool, ttl_s = request.app[DB], request.app[TOKENS].ttl_s
+    if request.path.startswith("/v1/batches/"):
+        # a batch's token (its events_url): good while the batch runs, and a while after it ended
+        return await batchstore.stream_open(pool, job_id, granted.tenant, ttl_s)
+    return await jobstore.stream_open(pool, job_id, granted.tenant, ttl_s)
 
 
 @web.middleware

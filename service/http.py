@@ -65,7 +65,7 @@ def body_model(body: Any, model: type[M]) -> M:
 
 
 def job_params(
-    request: web.Request, type_name: str, params: dict[str, Any], *, loc: Sequence[str] = ("body",)
+    request: web.Request, type_name: str, params: dict[str, Any], *, loc: Sequence[str | int] = ("body",)
 ) -> tuple[JobType, dict[str, Any]]:
     """The job type and its params validated by the type's model, normalised (defaults filled in) as
     they are stored, so that a job shows exactly what it runs with; a 422 at `loc` + "type" or
@@ -118,7 +118,7 @@ async def reject_nul_middleware(request: web.Request, handler: Handler) -> web.S
 # ---- destinations ----------------------------------------------------------------------------
 
 
-async def check_destination(request: web.Request, url: str, *, field: str | list[str] = "url") -> None:
+async def check_destination(request: web.Request, url: str, *, field: str | list[str | int] = "url") -> None:
     """422 unless the (canonical) URL's host resolves to public addresses only (or private ones are
     allowed); 503 when its name could not be resolved in time. For the webhook URLs of jobs, of
     schedules' jobs and of endpoints alike. `field` is where the URL is in the body (a path for a

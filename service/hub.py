@@ -71,6 +71,8 @@ class Item:
 
 
 RESYNC = Item(None, None, None)
+# pushed to a batch's followers when one of its jobs changed or it settled: re-read the batch
+BATCH_CHANGED = Item(None, None, None)
 HEARTBEAT = Item(None, None, None)  # pushed by the hub's sweep to an idle stream: time for a keepalive
 
 
@@ -105,6 +107,7 @@ class Subscriber:
         self._waiter: asyncio.Future[None] | None = None
         # what the hub routes to this subscriber (kept here so that detaching is exact)
         self.jobs: set[str] = set()
+        self.batches: set[str] = set()
         self.tenants: set[str] = set()
         self.firehose = False
 
@@ -133,6 +136,15 @@ class Subscriber:
         item = Item(tenant, event, encoded)
         self._items.append(item)
         self._last_of_job[job_id] = item
+        self._wake()
+
+    def poke(self, tenant: str) -> None:
+        """A batch this subscriber follows changed: queue one marker (never more than one waiting).
+        Another tenant's batch is refused like its events are."""
+        if self.overflowed or (self.scope is not None and tenant != self.scope):
+            return
+        if not self._items or self._items[-1] is not BATCH_CHANGED:
+            self._items.append(BATCH_CHANGED)
         self._wake()
 
     def close(self) -> None:
@@ -196,6 +208,7 @@ class EventHub:
         self.keys = keys
         self._by_job: dict[str, set[Subscriber]] = {}
         self._by_tenant: dict[str, set[Subscriber]] = {}
+        self._by_batch: dict[str, set[Subscriber]] = {}
         self._firehose: set[Subscriber] = set()
         # every open stream, subscribed to anything or not: revocation and shutdown reach them all
         self._open: set[Subscriber] = set()
@@ -227,6 +240,21 @@ class EventHub:
                     self._sent.pop(job_id, None)
             sub.jobs.discard(job_id)
 
+    def add_batches(self, sub: Subscriber, batch_ids: Iterable[str]) -> None:
+        """Poke `sub` (BATCH_CHANGED) whenever a job of these batches has an event or they settle."""
+        for batch_id in batch_ids:
+            self._by_batch.setdefault(batch_id, set()).add(sub)
+            sub.batches.add(batch_id)
+
+    def remove_batches(self, sub: Subscriber, batch_ids: Iterable[str]) -> None:
+        for batch_id in list(batch_ids):
+            subs = self._by_batch.get(batch_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_batch[batch_id]
+            sub.batches.discard(batch_id)
+
     def add_tenant(self, sub: Subscriber, tenant: str | None) -> None:
         """Every event of `tenant`; None: every event of every tenant (the subscriber's own scope
         still filters what it is handed)."""
@@ -250,13 +278,17 @@ class EventHub:
 
     def detach(self, sub: Subscriber) -> None:
         self.remove_jobs(sub, sub.jobs)
+        self.remove_batches(sub, sub.batches)
         self.remove_tenants(sub)
         self._open.discard(sub)
 
     @contextlib.contextmanager
-    def subscription(self, sub: Subscriber, *, jobs: Iterable[str] = ()) -> Iterator[Subscriber]:
+    def subscription(
+        self, sub: Subscriber, *, jobs: Iterable[str] = (), batches: Iterable[str] = ()
+    ) -> Iterator[Subscriber]:
         self.attach(sub)
         self.add_jobs(sub, jobs)
+        self.add_batches(sub, batches)
         try:
             yield sub
         finally:
@@ -279,7 +311,7 @@ class EventHub:
 
     def _all_subscribers(self) -> set[Subscriber]:
         subs: set[Subscriber] = self._firehose | self._open
-        for group in (*self._by_job.values(), *self._by_tenant.values()):
+        for group in (*self._by_job.values(), *self._by_tenant.values(), *self._by_batch.values()):
             subs |= group
         return subs
 
@@ -289,16 +321,22 @@ class EventHub:
     # ---- delivery ------------------------------------------------------------------------------
 
     def dispatch(self, raw: bytes) -> None:
-        """Route one pub/sub payload: a message `{"tenant", "event"}`, or a list of them."""
-        if not (self._by_job or self._by_tenant or self._firehose):
+        """Route one pub/sub payload: a message `{"tenant", "event", "batch_id"?}` (or, when a batch
+        settled, `{"tenant", "batch_id"}`), or a list of them."""
+        if not (self._by_job or self._by_tenant or self._firehose or self._by_batch):
             return  # nobody listens here (an api that only takes submissions): skip the parsing
         try:
             decoded = orjson.loads(raw)
             messages: list[Message] = decoded if isinstance(decoded, list) else [decoded]
-            routed = [(m["tenant"], m["event"], m["event"]["job_id"]) for m in messages]
+            routed = [(m["tenant"], m["event"], m["event"]["job_id"]) for m in messages if "event" in m]
+            batches = [(m["tenant"], m["batch_id"]) for m in messages if "batch_id" in m]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignoring a malformed event message")
             return
+        if self._by_batch:
+            for tenant, batch_id in batches:
+                for sub in self._by_batch.get(batch_id, ()):
+                    sub.poke(tenant)
         for tenant, event, job_id in routed:
             metrics.HUB_EVENTS.inc()
             followers = self._by_job.get(job_id)

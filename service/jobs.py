@@ -364,6 +364,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         scope = tenant_filter
     after = query_cursor(request)
     schedule_id = query_uuid(request, "schedule_id")
+    batch_id = query_uuid(request, "batch_id")
     rows = await jobstore.list_jobs(
         request.app[DB],
         tenant=scope,
@@ -373,6 +374,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         after=after,
         schedule_id=schedule_id,
         labels=query_labels(request),
+        batch_id=batch_id,
     )
     next_cursor = jobstore.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return json_response({"items": [_view(request, r) for r in rows[:limit]], "next_cursor": next_cursor})

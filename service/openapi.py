@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from jobwire import resources
-from jobwire.events import WEBHOOK_EVENTS
+from jobwire.events import WEBHOOK_EVENT_NAMES
 from jobwire.registry import JobType, Registry
 from service import schemas
 from service.http import json_response
@@ -78,6 +78,7 @@ JOB_ID = _uuid("job_id")
 ENDPOINT_ID = _uuid("endpoint_id")
 DELIVERY_ID = _uuid("delivery_id")
 SCHEDULE_ID = _uuid("schedule_id")
+BATCH_ID = _uuid("batch_id")
 LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
 PAGE = [LIMIT, _string("cursor", "query")]
 # the schema of one frame of the stream (as SSE parsers hand them out): its data is an Event
@@ -133,12 +134,14 @@ TAGS = {
     "service.ws": "streams",
     "service.webhooks": "webhooks",
     "service.schedules": "schedules",
+    "service.batches": "batches",
 }
 TAG_DESCRIPTIONS = {
     "jobs": "Submit, read, list, move, cancel and retry jobs",
     "streams": "Follow jobs live: Server-Sent Events and a WebSocket",
     "webhooks": "Webhook endpoints, signing secrets and deliveries (what is POSTed: see `webhooks`)",
     "schedules": "Recurring timetables (cron in a time zone, or an interval) that submit jobs",
+    "batches": "Many jobs as one: all-or-nothing submission, live counts and progress, one webhook",
 }
 
 # Per handler (by name): the operation object without its operationId; every answer also lists COMMON.
@@ -178,6 +181,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                 "style": "form",
                 "explode": True,
             },
+            _string("batch_id", "query", description="the jobs of this batch"),
             *PAGE,
             _string("tenant", "query", description="admin keys"),
         ],
@@ -237,6 +241,41 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {
             "202": _answer(schemas.Job, "pending again"),
             "409": _problem("not failed or cancelled"),
+            **NOT_FOUND,
+        },
+    },
+    # ---- batches (service.batches)
+    "submit_batch": {
+        "summary": "Submit up to 1,000 jobs as one batch, all or nothing",
+        "description": "Every job is validated (params by its type's model) before any is stored; a "
+        "fault is a 422 whose `loc` names the job's index. `depends_on` holds indexes of earlier "
+        "jobs of the batch or ids of the tenant's jobs. Optional header: `Idempotency-Key`.",
+        "parameters": [
+            {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}}
+        ],
+        "requestBody": _body(schemas.SubmitBatch),
+        "responses": {
+            "202": _answer(schemas.Batch, "accepted: every job durable", {"Location": "/v1/batches/{id}"}),
+            "422": _problem("a job is invalid (loc names its index), or an Idempotency-Key reused"),
+            **NOT_JSON,
+        },
+    },
+    "list_batches": {
+        "summary": "List batches, newest first",
+        "parameters": PAGE,
+        "responses": {"200": _answer(schemas.BatchList, "a page"), **BAD_PAGE},
+    },
+    "get_batch": {
+        "summary": "Read a batch: status, counts by job status, progress",
+        "parameters": [BATCH_ID],
+        "responses": {"200": _answer(schemas.Batch, "the batch"), **NOT_FOUND},
+    },
+    "cancel_batch": {
+        "summary": "Cancel a batch: every unfinished job in it is cancelled (running ones interrupted)",
+        "parameters": [BATCH_ID],
+        "responses": {
+            "200": _answer(schemas.Batch, "cancelled"),
+            "409": _problem("the batch is not running"),
             **NOT_FOUND,
         },
     },
@@ -301,6 +340,42 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             **STREAM,
             "204": {"description": "the client already has the terminal event"},
             "404": _problem("unknown, another tenant's, or not the stream token's job"),
+            "422": _problem("bad Last-Event-ID"),
+        },
+    },
+    "batch_events": {
+        "summary": "A batch's counts and progress as Server-Sent Events, then its terminal event",
+        "description": "`progress` events (coalesced: each carries the whole state), then one "
+        "`completed` or `cancelled` with the final counts, after which the stream ends. An event's id "
+        "versions the batch; a reconnect with the terminal event's id gets 204.",
+        "parameters": [
+            BATCH_ID,
+            _string("Last-Event-ID", "header"),
+            _string("last_event_id", "query"),
+            TOKEN,
+        ],
+        "responses": {
+            "200": {
+                "description": "the stream; data is a BatchEvent",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string"},
+                                "event": {"type": "string"},
+                                "data": {
+                                    "type": "string",
+                                    "contentMediaType": "application/json",
+                                    "contentSchema": {"$ref": REF.format(model="BatchEvent")},
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "204": {"description": "the client already has the terminal event"},
+            "404": _problem("unknown, another tenant's, or not the stream token's batch"),
             "422": _problem("bad Last-Event-ID"),
         },
     },
@@ -494,12 +569,13 @@ WEBHOOK_ANSWERS = {
 def webhooks(components: dict[str, Any]) -> dict[str, Any]:
     """The 3.1 `webhooks` section: one POST per event type, to an endpoint or a job's webhook_url."""
     out: dict[str, Any] = {}
-    for event in WEBHOOK_EVENTS.values():
+    for event in WEBHOOK_EVENT_NAMES:
+        payload = schemas.BatchWebhookPayload if event.startswith("batch.") else schemas.WebhookPayload
         name = "Webhook" + "".join(part.capitalize() for part in event.split("."))
         components[name] = {
             "title": name,
             "allOf": [
-                {"$ref": REF.format(model=schemas.WebhookPayload.__name__)},
+                {"$ref": REF.format(model=payload.__name__)},
                 {"type": "object", "properties": {"type": {"type": "string", "const": event}}},
             ],
         }

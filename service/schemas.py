@@ -15,10 +15,17 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from jobwire.batch import MAX_JOBS as MAX_BATCH_JOBS
 from jobwire.events import DEFAULT_WEBHOOK_EVENTS
 from jobwire.job import Priority
 from jobwire.jobstore import MAX_DEPENDENCIES
 from jobwire.resources import (
+    Batch,
+    BatchCounts,
+    BatchEvent,
+    BatchList,
+    BatchWebhookEvent,
+    BatchWebhookPayload,
     BulkResult,
     Delivery,
     DeliveryAttempt,
@@ -31,6 +38,7 @@ from jobwire.resources import (
     Job,
     JobError,
     JobList,
+    JobWebhookEvent,
     Problem,
     ProblemError,
     Schedule,
@@ -44,6 +52,13 @@ from jobwire.resources import (
 from jobwire.webhooks import ssrf
 
 __all__ = [
+    "Batch",
+    "BatchCounts",
+    "BatchEvent",
+    "BatchJob",
+    "BatchList",
+    "BatchWebhookEvent",
+    "BatchWebhookPayload",
     "BulkAction",
     "BulkFilter",
     "BulkResult",
@@ -60,7 +75,9 @@ __all__ = [
     "Job",
     "JobError",
     "JobList",
+    "JobSpec",
     "JobTimes",
+    "JobWebhookEvent",
     "Labels",
     "MoveJob",
     "Problem",
@@ -71,6 +88,7 @@ __all__ = [
     "ScheduleList",
     "SigningSecret",
     "Status",
+    "SubmitBatch",
     "SubmitJob",
     "TimesInvalid",
     "UpdateEndpoint",
@@ -182,8 +200,8 @@ def label_key_ok(key: str) -> bool:
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 
 
-class SubmitJob(JobTimes):
-    """The body of POST /v1/jobs."""
+class JobSpec(JobTimes):
+    """What a job is, as POST /v1/jobs and each job of POST /v1/batches give it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -197,14 +215,19 @@ class SubmitJob(JobTimes):
         default_factory=dict,
         description="up to 20 keys (1-63 chars of [a-z0-9_.-]) and values (up to 255 chars)",
     )
+
+    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
+
+
+class SubmitJob(JobSpec):
+    """The body of POST /v1/jobs."""
+
     depends_on: list[UUID] = Field(
         default_factory=list,
         max_length=MAX_DEPENDENCIES,
         description="ids of the tenant's jobs that must complete before this one starts (it is"
         " `waiting` until then; cancelled with DependencyFailed if one fails or is cancelled)",
     )
-
-    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
 
     @field_validator("depends_on")
     @classmethod
@@ -241,6 +264,30 @@ class BulkAction(BaseModel):
     filter: BulkFilter = Field(default_factory=BulkFilter)
     all: bool = Field(default=False, description="required to act with an empty filter: every job")
     dry_run: bool = Field(default=False, description="only count: `changed` is what the action would change")
+
+
+class BatchJob(JobSpec):
+    """One job of POST /v1/batches: a submission, plus the jobs it waits for."""
+
+    depends_on: list[Annotated[int, Field(ge=0)] | UUID] = Field(
+        default_factory=list,
+        max_length=MAX_BATCH_JOBS,
+        description="indexes of earlier jobs of this batch, or ids of the tenant's existing jobs",
+    )
+
+
+class SubmitBatch(BaseModel):
+    """The body of POST /v1/batches: all of its jobs are stored, or none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[BatchJob] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="receives batch.completed or batch.cancelled, once"
+    )
+    labels: Labels = Field(default_factory=dict, description="the batch's labels (as a job's)")
+
+    _webhook_url = field_validator("webhook_url")(ssrf.canonical_url_field)
 
 
 def _default_events() -> list[WebhookEvent]:

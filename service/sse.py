@@ -1,6 +1,7 @@
 """Server-sent events: one job (`GET /v1/jobs/{id}/events`) or many on one stream
 (`GET /v1/events?jobs=…`), replayed from PostgreSQL and continued live from the hub, with no gap
-and no duplicate across reconnects."""
+and no duplicate across reconnects; and a batch's counts and progress (`GET
+/v1/batches/{id}/events`)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
-from jobwire import db, jobstore
+from jobwire import batchstore, db, jobstore
 from jobwire.apikeys import Principal
+from jobwire.batch import batch_event, batch_view
 from jobwire.events import Event
 from jobwire.job import TERMINAL
 from jobwire.logs import get_logger
 from service import metrics
 from service.follower import Follower, stored_backlog
 from service.http import MAX_SEQ, decimal
-from service.hub import HEARTBEAT, RESYNC, Encoded, Item, Subscriber
+from service.hub import BATCH_CHANGED, HEARTBEAT, RESYNC, Encoded, Item, Subscriber
 from service.problems import Problem, invalid
 from service.state import DB, HUB, PRINCIPAL, SETTINGS, STREAM_LIMITER
 
@@ -232,3 +234,104 @@ async def many_events(request: web.Request) -> web.StreamResponse:
     if len(job_ids) > MAX_JOBS:
         raise invalid(["query", "jobs"], f"one stream follows at most {MAX_JOBS} jobs")
     return await _serve(request, job_ids, single=False)
+
+
+# ---- a batch's stream ------------------------------------------------------------------------
+# A batch's events are its state, not a history: a `progress` event carries its counts and progress
+# as they are, so a client that missed some loses nothing by getting only the newest. Its id is the
+# batch's version (the sum of its jobs' last_seq, which grows with every event of any of them); the
+# terminal event's id is one more than the last version (batches.last_seq). A reconnect with the
+# Last-Event-ID of the current version waits for the next change; after the terminal event, 204.
+
+# progress events of one batch stream are at least this far apart (the newest state wins)
+BATCH_COALESCE_S = 0.25
+# a batch stream re-reads the batch this often even without a poke (a publish may have been lost)
+BATCH_RECHECK_S = 2.0
+
+
+async def _batch_pump(
+    request: web.Request,
+    stream: EventStream,
+    sub: Subscriber,
+    batch_id: UUID,
+    scope: str | None,
+    sent: int | None,
+) -> None:
+    pool = request.app[DB]
+    last_sent_at = 0.0
+    while True:
+        row = await batchstore.get_batch(pool, batch_id, scope)
+        if row is None:
+            return  # gone (purged) while followed
+        if row["settled_at"] is not None:
+            view = batch_view(row, None)
+            frame = orjson.dumps(batch_event(view, row["status"], row["finished_at"]))
+            await stream.send(
+                b"id: %d\nevent: %s\ndata: %s\n\n" % (row["last_seq"], row["status"].encode(), frame)
+            )
+            return
+        tally = (await jobstore.batch_tallies(pool, [batch_id])).get(batch_id)
+        version = tally.version if tally is not None else 0
+        if version != sent:
+            view = batch_view(row, tally)
+            frame = orjson.dumps(batch_event(view, "progress", row["updated_at"]))
+            await stream.send(b"id: %d\nevent: progress\ndata: %s\n\n" % (version, frame))
+            sent, last_sent_at = version, time.monotonic()
+        while True:
+            sub.last_write = time.monotonic()
+            item = await sub.get(timeout=BATCH_RECHECK_S)
+            if sub.closed or sub.overflowed:
+                return
+            if item is HEARTBEAT:
+                await stream.response.write(b": keepalive\n\n")
+                continue
+            break
+        if item is BATCH_CHANGED or item is RESYNC:
+            # coalesce: whatever else happens before the next frame is due folds into one read
+            await asyncio.sleep(max(0.0, last_sent_at + BATCH_COALESCE_S - time.monotonic()))
+
+
+@routes.get("/v1/batches/{batch_id}/events")
+async def batch_events(request: web.Request) -> web.StreamResponse:
+    try:
+        batch_id = UUID(request.match_info["batch_id"])
+    except ValueError:
+        raise Problem(404, f"no batch {request.match_info['batch_id']}", slug="not-found") from None
+    principal = request[PRINCIPAL]
+    if principal.job_scope is not None and principal.job_scope != str(batch_id):
+        raise Problem(
+            404, "this stream token opens only the events of its own job or batch", slug="not-found"
+        )
+    scope = principal.scope()
+    last = _last_event_id(request)
+    sent = None
+    if last is not None and (sent := decimal(last, hi=MAX_SEQ)) is None:
+        raise invalid(["header", "Last-Event-ID"], "Last-Event-ID must be an event id of this stream")
+    hub = request.app[HUB]
+    with (
+        request.app[STREAM_LIMITER].hold(principal),
+        hub.subscription(
+            Subscriber(principal, hard_limit=request.app[SETTINGS].stream_queue_max), batches=[str(batch_id)]
+        ) as sub,
+    ):
+        # subscribed first, then the state read: no change committed in between is missed
+        row = await batchstore.get_batch(request.app[DB], batch_id, scope)
+        if row is None:
+            raise Problem(404, f"no batch {batch_id}", slug="not-found")
+        if row["settled_at"] is not None and sent is not None and sent >= row["last_seq"]:
+            # the client has the terminal event: 204 makes EventSource stop instead of reconnecting
+            return web.Response(status=204)
+        stream = EventStream(request)
+        await stream.open(sub)
+        try:
+            await _batch_pump(request, stream, sub, batch_id, scope, sent)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the client left; it resumes with Last-Event-ID
+        except Exception as exc:
+            if isinstance(exc, db.UNAVAILABLE):
+                log.warning("batch stream ended: database unavailable", error=repr(exc))
+            else:
+                log.exception("batch stream ended by an error")
+        finally:
+            stream.close()
+        return stream.response

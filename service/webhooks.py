@@ -50,11 +50,12 @@ def endpoint_view(row: Row, *, secret: bool = False) -> dict[str, Any]:
 def delivery_view(row: Row, attempts: list[Row]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
-        "job_id": str(row["job_id"]),
+        "job_id": None if row["job_id"] is None else str(row["job_id"]),
+        "batch_id": None if row["batch_id"] is None else str(row["batch_id"]),
         "endpoint_id": str(row["endpoint_id"]) if row["endpoint_id"] else None,
         "url": row["url"],
         "event_type": row["event_type"],
-        "webhook_id": signing.message_id(row["job_id"], row["seq"]),
+        "webhook_id": signing.message_id(row["job_id"], row["seq"], row["batch_id"]),
         "status": row["status"],
         "attempts": row["attempts"],
         "next_attempt_at": iso(row["next_attempt_at"]) if row["status"] == "pending" else None,

@@ -1,5 +1,6 @@
-"""WebSocket `GET /v1/ws`: follow jobs (replaying after `since`) or a whole tenant (the dashboard
-feed), with periodic queue stats for the latter. JSON text frames both ways."""
+"""WebSocket `GET /v1/ws`: follow jobs (replaying after `since`), batches (their counts and
+progress, then their terminal event) or a whole tenant (the dashboard feed), with periodic queue
+stats for the latter. JSON text frames both ways."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from uuid import UUID
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from jobwire import db, jobstore
+from jobwire import batchstore, db, jobstore
 from jobwire.apikeys import Principal
+from jobwire.batch import batch_event, batch_view
 from jobwire.events import Event
 from jobwire.logs import get_logger
 from service import metrics
 from service.cors import CORS
 from service.follower import Follower, stored_backlog
 from service.http import seq_value
-from service.hub import RESYNC, EventHub, Item, Subscriber
+from service.hub import BATCH_CHANGED, RESYNC, EventHub, Item, Subscriber
 from service.limits import limit_key
 from service.problems import Problem
 from service.state import DB, HUB, PRINCIPAL, RATE_LIMITER, SETTINGS, STATS, STREAM_LIMITER
@@ -31,6 +33,9 @@ routes = web.RouteTableDef()
 WS_DELIVERED = metrics.EVENTS_DELIVERED.labels("websocket")
 
 MAX_JOBS_PER_CONNECTION = 1000
+MAX_BATCHES_PER_CONNECTION = 100
+# a batch's progress frames are at least this far apart on one socket (the newest state wins)
+BATCH_COALESCE_S = 0.25
 # one subscribe frame reads the state of at most this many jobs, and replays their backlogs in pages
 # (jobstore.EVENT_PAGE events each); every page after the first is one more request of the key
 MAX_JOBS_PER_SUBSCRIBE = 100
@@ -66,6 +71,9 @@ class Connection:
         self.follower = Follower(backlog, until_terminal=False)
         self.lock = asyncio.Lock()  # replay (reader) and live events (writer) take turns per frame
         self.refusals: deque[float] = deque()  # when ops were refused, within REFUSALS_WINDOW_S
+        # the followed batches and the version of the last state sent of each (None: none yet)
+        self.batches: dict[str, int | None] = {}
+        self.batches_sent_at = 0.0
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.send_frame(orjson.dumps(message))
@@ -110,6 +118,14 @@ class Connection:
             await self.send({"op": "pong"})
         elif op == "subscribe" and message.get("all") is True:
             await self.subscribe_all()
+        elif op == "subscribe" and "batches" in message:
+            await self.subscribe_batches(message.get("batches"))
+        elif op == "unsubscribe" and isinstance(message.get("batches"), list):
+            batches = [str(b) for b in message["batches"]]
+            self.hub.remove_batches(self.sub, batches)
+            for b in batches:
+                self.batches.pop(b, None)
+            await self.send({"op": "unsubscribed", "batches": batches})
         elif op == "subscribe" and "jobs" in message:
             await self.subscribe_jobs(message.get("jobs"), message.get("since") or {})
         elif op == "unsubscribe" and message.get("all") is True:
@@ -122,7 +138,8 @@ class Connection:
             await self.send({"op": "unsubscribed", "jobs": jobs})
         else:
             await self.error(
-                "unknown op; use subscribe (jobs + since, or all), unsubscribe (jobs, or all), or ping"
+                "unknown op; use subscribe (jobs + since, batches, or all), unsubscribe (jobs, batches,"
+                " or all), or ping"
             )
 
     async def subscribe_all(self) -> None:
@@ -179,6 +196,68 @@ class Connection:
             await self.send({"op": "subscribed", "jobs": known})
             await self.replay(known)
 
+    async def subscribe_batches(self, batches: Any) -> None:
+        """Follow batches: their current state at once (a `progress` event, or the terminal one for
+        a batch that has ended), then a coalesced `progress` on every change and one terminal
+        `completed`/`cancelled` event, after which the batch is no longer followed."""
+        try:
+            if not isinstance(batches, list):
+                raise TypeError("not a list")
+            ids = list(dict.fromkeys(UUID(str(b)) for b in batches))
+        except (ValueError, TypeError):
+            await self.error("subscribe needs `batches`: [batch ids]")
+            return
+        keys = [str(i) for i in ids]
+        if len(set(self.batches) | set(keys)) > MAX_BATCHES_PER_CONNECTION:
+            await self.error(f"one connection follows at most {MAX_BATCHES_PER_CONNECTION} batches")
+            return
+        if self.principal.job_scope is not None and any(k != self.principal.job_scope for k in keys):
+            await self.error("a stream token follows only its own job or batch")
+            return
+        scope = self.principal.scope()
+        async with self.lock:
+            # registered first, then read: a change committed in between is not missed
+            known = []
+            for batch_id in ids:
+                if await batchstore.get_batch(self.request.app[DB], batch_id, scope) is None:
+                    await self.error(f"no batch {batch_id}")
+                    continue
+                known.append(str(batch_id))
+            if not known:
+                return
+            self.hub.add_batches(self.sub, known)
+            for key in known:
+                self.batches.setdefault(key, None)
+            await self.send({"op": "subscribed", "batches": known})
+            await self.send_batches(known)
+
+    async def send_batches(self, keys: list[str] | None = None) -> None:
+        """Send the followed batches (None: all) whose state changed since the last frame; a batch
+        that has ended gets its terminal event and is unfollowed. Call with the lock."""
+        pool = self.request.app[DB]
+        scope = self.principal.scope()
+        for key in list(self.batches if keys is None else keys):
+            if key not in self.batches:
+                continue
+            row = await batchstore.get_batch(pool, UUID(key), scope)
+            if row is None:
+                self.hub.remove_batches(self.sub, [key])
+                del self.batches[key]
+                continue
+            if row["settled_at"] is not None:
+                event = batch_event(batch_view(row, None), row["status"], row["finished_at"])
+                await self.send({"op": "batch", "event": event})
+                self.hub.remove_batches(self.sub, [key])
+                del self.batches[key]
+                continue
+            tally = (await jobstore.batch_tallies(pool, [row["id"]])).get(row["id"])
+            version = tally.version if tally is not None else 0
+            if version != self.batches[key]:
+                event = batch_event(batch_view(row, tally), "progress", row["updated_at"])
+                await self.send({"op": "batch", "event": event})
+                self.batches[key] = version
+        self.batches_sent_at = time.monotonic()
+
     async def replay(self, jobs: list[str] | None = None) -> None:
         """Send what followed jobs (None: all of them) have after their cursors. Call with the lock."""
         async for event in self.follower.backlog(jobs):
@@ -234,6 +313,11 @@ class Connection:
                 return
             if item is RESYNC:
                 await self.resync()
+            elif item is BATCH_CHANGED:
+                # coalesced: what else changes meanwhile folds into the next read
+                await asyncio.sleep(max(0.0, self.batches_sent_at + BATCH_COALESCE_S - time.monotonic()))
+                async with self.lock:
+                    await self.send_batches()
             elif item is not None:
                 async with self.lock:
                     await self.deliver(item)
@@ -241,12 +325,17 @@ class Connection:
                 next_stats = time.monotonic() + STATS_INTERVAL_S
                 if self.sub.tenants or self.sub.firehose:
                     await self.send_stats()
+                if self.batches:
+                    # a lost publish delays a batch's frames by this much, never forever
+                    async with self.lock:
+                        await self.send_batches()
 
     async def resync(self) -> None:
         """The hub lost Redis for a while: replay what followed jobs missed, and tell feed
         subscribers to reload."""
         async with self.lock:
             await self.replay()
+            await self.send_batches()
         if self.sub.tenants or self.sub.firehose:
             await self.send({"op": "resync"})
 

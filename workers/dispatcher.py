@@ -61,7 +61,10 @@ _TIMESTAMPS = ("created_at", "started_at", "finished_at", "updated_at", "run_at"
 
 def render_body(event_type: str, job: dict[str, Any]) -> bytes:
     """The body of a delivery, from the job as it was right after the event (a `to_jsonb` of the
-    row). The same delivery always renders the same bytes."""
+    row), or for a batch's webhook (`batch.*`) the batch representation it settled with. The same
+    delivery always renders the same bytes."""
+    if event_type.startswith("batch."):
+        return orjson.dumps({"type": event_type, "timestamp": job["finished_at"], "data": job})
     row = dict(job)
     for column in _TIMESTAMPS:
         if row.get(column) is not None:
@@ -304,6 +307,7 @@ class Dispatcher:
             "delivery attempt",
             delivery_id=str(row["id"]),
             job_id=str(row["job_id"]),
+            batch_id=str(row["batch_id"]),
             event_type=row["event_type"],
             status_code=response.status_code,
             error=response.error,
@@ -333,7 +337,7 @@ class Dispatcher:
         if not s.webhook_allow_private and (why := ssrf.literal_blocked(url)):
             return done(None, f"refused: {why}")
         body = render_body(row["event_type"], row["job"])
-        msg_id = signing.message_id(row["job_id"], row["seq"])
+        msg_id = signing.message_id(row["job_id"], row["seq"], row["batch_id"])
         headers = signing.headers(await self._secrets(row), msg_id, int(at.timestamp()), body)
         try:
             async with asyncio.timeout(s.webhook_timeout_s):

@@ -9,7 +9,7 @@ from typing import Any
 
 from arq.worker import func
 
-from jobwire import dependencies, expiry
+from jobwire import batches, dependencies, expiry
 from jobwire.config import Settings
 from jobwire.db import create_pool
 from jobwire.keys import ARQ_FUNCTION, Keys
@@ -84,6 +84,7 @@ class WorkerService:
             loop.create_task(
                 dependencies.run(self.pool, self.redis, self.keys, interval_s=s.dependency_sweep_s)
             ),
+            loop.create_task(batches.run(self.pool, self.redis, self.keys, interval_s=s.batch_settle_s)),
             loop.create_task(purger.run()),
             loop.create_task(self.runtime.transitions.run()),
             loop.create_task(self.worker.finishes.run()),

@@ -471,6 +471,67 @@ def _jobs_parser(sub: Any) -> None:
     p.set_defaults(run=cmd_jobs)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from jobwire.cli import batches
+    from jobwire.cli import watch as client
+
+    def command() -> int:
+        try:
+            if args.action == "submit":
+                return batches.submit(
+                    args.file,
+                    wait=args.wait,
+                    as_json=args.json,
+                    webhook_url=args.webhook_url,
+                    labels=args.label,
+                    idempotency_key=args.idempotency_key,
+                )
+            if args.action == "watch":
+                return batches.watch(args.id, as_json=args.json)
+            return batches.cancel(args.id, as_json=args.json)
+        except batches.BatchInterrupted as stop:
+            batch_id = client.visible(stop.batch_id)
+            print(
+                f"\njobwire: stopped following batch {batch_id}; its jobs keep running. Follow it again"
+                f" with:\n  jobwire batch watch {batch_id}",
+                file=sys.stderr,
+            )
+            return client.EXIT_INTERRUPTED
+
+    return client.run(command)
+
+
+def _batch_parser(sub: Any) -> None:
+    p = sub.add_parser("batch", help="submit and follow batches of jobs (JOBWIRE_URL, JOBWIRE_API_KEY)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser(
+        "submit",
+        help="submit the jobs of a JSON Lines file as one batch; prints its id",
+        description="Submit one job per line of FILE (a submission's body: type, params, priority, "
+        "labels, depends_on with indexes of earlier lines) as one batch, all or nothing; with --wait, "
+        "follow it with one progress bar until every job has ended.",
+    )
+    a.add_argument("file", metavar="FILE.jsonl", help="one job per line; - reads standard input")
+    a.add_argument("--webhook-url", metavar="URL", help="receives batch.completed or batch.cancelled, once")
+    a.add_argument("--label", action="append", default=[], metavar="K=V", help="a label of the batch")
+    a.add_argument(
+        "--idempotency-key", metavar="KEY", help="submitting again with the same key returns the same batch"
+    )
+    a.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the batch to its end; exit 1 if a job failed or was cancelled",
+    )
+    a.add_argument("--json", action="store_true", help="print the batch as JSON (for scripts)")
+    a = actions.add_parser("watch", help="follow a batch to its end")
+    a.add_argument("id", help="the batch id")
+    a.add_argument("--json", action="store_true", help="print the final batch as JSON")
+    a = actions.add_parser("cancel", help="cancel every unfinished job of a batch")
+    a.add_argument("id", help="the batch id")
+    a.add_argument("--json", action="store_true", help="print the batch as JSON")
+    p.set_defaults(run=cmd_batch)
+
+
 def _schedules_parser(sub: Any) -> None:
     p = sub.add_parser("schedules", help="manage schedules (JOBWIRE_URL, JOBWIRE_API_KEY)")
     actions = p.add_subparsers(dest="action", required=True)
@@ -647,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_types)
     _schedules_parser(sub)
     _jobs_parser(sub)
+    _batch_parser(sub)
 
     p = sub.add_parser("dispatcher", help="run the webhook dispatcher")
     p.set_defaults(run=cmd_dispatcher)

@@ -33,8 +33,11 @@ def secret_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
 
 
-def message_id(job_id: UUID | str, seq: int) -> str:
-    """The webhook-id of a job event: the same for every attempt, redelivery and endpoint."""
+def message_id(job_id: UUID | str | None, seq: int, batch_id: UUID | str | None = None) -> str:
+    """The webhook-id of a job event (or, with `batch_id`, of a batch's one webhook): the same for
+    every attempt, redelivery and endpoint."""
+    if job_id is None:
+        return f"msg_batch_{UUID(str(batch_id)).hex}"
     return f"msg_{UUID(str(job_id)).hex}_{seq}"
 
 

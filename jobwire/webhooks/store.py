@@ -209,7 +209,7 @@ WITH room AS (
     FROM leased WHERE d.id = leased.id
     RETURNING d.*
 )
-SELECT u.id, u.tenant, u.job_id, u.seq, u.endpoint_id, u.url, u.destination, u.event_type, u.job,
+SELECT u.id, u.tenant, u.job_id, u.batch_id, u.seq, u.endpoint_id, u.url, u.destination, u.event_type, u.job,
        u.attempts, u.schedule_base, u.created_at, u.lease,
        ep.disabled_at IS NOT NULL AS endpoint_disabled,
        COALESCE(ep.secret, s.secret) AS secret,

@@ -18,7 +18,7 @@ import websockets
 from aiohttp import web
 
 from jobwire.config import Settings
-from service import jobs, schedules, sse, webhooks
+from service import batches, jobs, schedules, sse, webhooks
 from tests.conftest import Api, ClientFactory, eventually, make_settings, submit
 from tests.integration.test_isolation import PARAM, v1_routes
 from tests.receiver import Receiver
@@ -202,7 +202,7 @@ def _numeric_inputs() -> set[tuple[str, str, str]]:
             continue  # frames: below
         handler = next(
             r.handler
-            for table in (jobs.routes, sse.routes, webhooks.routes, schedules.routes)
+            for table in (jobs.routes, batches.routes, sse.routes, webhooks.routes, schedules.routes)
             for r in table
             if isinstance(r, web.RouteDef) and (r.method, r.path) == (method, path)
         )
@@ -234,7 +234,15 @@ async def test_every_number_and_cursor_the_api_reads_answers_hostile_values_with
 ) -> None:
     job = await submit(client, "test.block", {"seconds": 0})
     endpoint = (await client.post("/v1/webhooks", json={"url": "https://93.184.216.34/h"})).json()
-    ids = {"job_id": job["id"], "endpoint_id": endpoint["id"], "delivery_id": str(uuid.uuid4())}
+    batch = (
+        await client.post("/v1/batches", json={"jobs": [{"type": "test.block", "params": {"seconds": 0}}]})
+    ).json()
+    ids = {
+        "job_id": job["id"],
+        "endpoint_id": endpoint["id"],
+        "delivery_id": str(uuid.uuid4()),
+        "batch_id": batch["id"],
+    }
     digest = sse.JobSetIds([job["id"]]).digest
     inputs = _numeric_inputs()
     walked = {(m, p, i) for m, p, i in inputs}
@@ -251,6 +259,9 @@ async def test_every_number_and_cursor_the_api_reads_answers_hostile_values_with
         ("GET", "/v1/jobs/{job_id}/deliveries", "query:limit"),
         ("GET", "/v1/schedules", "query:cursor"),
         ("GET", "/v1/schedules", "query:limit"),
+        ("GET", "/v1/batches", "query:cursor"),
+        ("GET", "/v1/batches", "query:limit"),
+        ("GET", "/v1/batches/{batch_id}/events", "header:Last-Event-ID"),
     } <= walked, sorted(walked)
 
     checked = 0

@@ -11,7 +11,7 @@ import websockets
 from aiohttp import web
 
 from jobwire.config import Settings
-from service import jobs, schedules, sse, webhooks, ws
+from service import batches, jobs, schedules, sse, webhooks, ws
 from tests.conftest import Api, ClientFactory, make_settings, submit
 from tests.receiver import Receiver
 
@@ -27,7 +27,7 @@ PATCH_BODIES: dict[str, dict[str, object]] = {
 def v1_routes() -> list[tuple[str, str]]:
     return sorted(
         (route.method, route.path)
-        for table in (jobs.routes, sse.routes, ws.routes, webhooks.routes, schedules.routes)
+        for table in (jobs.routes, batches.routes, sse.routes, ws.routes, webhooks.routes, schedules.routes)
         for route in table
         if isinstance(route, web.RouteDef) and route.path.startswith("/v1/")
     )
@@ -54,7 +54,9 @@ async def test_another_tenant_sees_nothing_on_any_route(
             json={"name": "nightly", "cron": "0 3 * * *", "job": {"type": "demo.sleep", "params": {}}},
         )
     ).json()
+    batch = (await owner.post("/v1/batches", json={"jobs": [{"type": "test.block"}]})).json()
     ids = {
+        "batch_id": batch["id"],
         "job_id": job["id"],
         "endpoint_id": endpoint["id"],
         "delivery_id": delivery["id"],
@@ -86,11 +88,13 @@ async def test_another_tenant_sees_nothing_on_any_route(
         for value in (*ids.values(), *secrets):
             assert value in path or value not in text, (method, path, value)
         checked += 1
-    assert checked >= 24
+    assert checked >= 29
     # nothing of acme's changed, and its schedule fired nothing for the intruder
     assert (await owner.get(f"/v1/webhooks/{endpoint['id']}")).json()["events"] == endpoint["events"]
     assert (await owner.get(f"/v1/schedules/{schedule['id']}")).json() == schedule
     assert (await intruder.get("/v1/jobs", params={"schedule_id": schedule["id"]})).json()["items"] == []
+    assert (await intruder.get("/v1/jobs", params={"batch_id": batch["id"]})).json()["items"] == []
+    assert (await owner.get(f"/v1/batches/{batch['id']}")).json()["status"] == "running"
 
 
 async def test_stream_tokens_open_their_own_job_only(

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from jobwire.config import Settings
 from jobwire.registry import Registry
-from service import bulk, jobs, schedules, sse, webhooks, ws
+from service import batches, bulk, jobs, schedules, sse, webhooks, ws
 from tests.conftest import Api, ClientFactory, make_settings, new_key, submit, wait_status
 from workers.worker import WorkerService
 
@@ -165,13 +165,21 @@ async def test_openapi_describes_every_v1_route_with_the_handlers_models(
     # every /v1 route the app serves, and nothing else
     served = {
         (re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path), route.method)
-        for table in (jobs.routes, bulk.routes, sse.routes, ws.routes, webhooks.routes, schedules.routes)
+        for table in (
+            jobs.routes,
+            batches.routes,
+            bulk.routes,
+            sse.routes,
+            ws.routes,
+            webhooks.routes,
+            schedules.routes,
+        )
         for route in table
         if isinstance(route, web.RouteDef) and route.path.startswith("/v1/")
     }
     documented = {(path, method.upper()) for path, methods in doc["paths"].items() for method in methods}
     assert documented == served
-    assert len(served) == 28
+    assert len(served) == 33
     schemas = doc["components"]["schemas"]
     assert {"SubmitJob", "Job", "Problem", "Event", "SleepParams"} <= set(schemas)
     assert doc["x-job-types"]["demo.sleep"]["params"]["$ref"] == "#/components/schemas/SleepParams"

@@ -7,6 +7,7 @@
 // socket reconnects, or when the server says {"op": "resync"}, the visible view is fetched again.
 
 import { call, problemText } from "./api.js";
+import { BatchesView, BatchView } from "./batches.js";
 import { samples } from "./charts.js";
 import { ADMIN_PROBE_TENANT, KEY_STORAGE } from "./constants.js";
 import { $, h, setText, tenantOf, tenants } from "./format.js";
@@ -24,6 +25,8 @@ function parseRoute() {
   if (parts[0] === "jobs" && parts[1]) return { name: "job", id: decodeURIComponent(parts[1]) };
   if (parts[0] === "jobs") return { name: "jobs", query: new URLSearchParams(query) };
   if (parts[0] === "schedules") return { name: "schedules" };
+  if (parts[0] === "batches" && parts[1]) return { name: "batch", id: decodeURIComponent(parts[1]) };
+  if (parts[0] === "batches") return { name: "batches" };
   return { name: "overview" };
 }
 
@@ -35,16 +38,25 @@ function navigate() {
     job: () => new JobView(route.id),
     jobs: () => new JobsView(route.query),
     schedules: () => new SchedulesView(),
+    batches: () => new BatchesView(),
+    batch: () => new BatchView(route.id),
     overview: () => new OverviewView(),
   };
   page.view = views[route.name]();
-  const section = route.name === "job" ? "jobs" : route.name;
+  const section = route.name === "job" ? "jobs" : route.name === "batch" ? "batches" : route.name;
   for (const link of document.querySelectorAll("[data-nav]")) {
     const active = link.dataset.nav === section;
     if (active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const titles = { overview: "Overview", jobs: "Jobs", job: "Job", schedules: "Schedules" };
+  const titles = {
+    overview: "Overview",
+    jobs: "Jobs",
+    job: "Job",
+    schedules: "Schedules",
+    batches: "Batches",
+    batch: "Batch",
+  };
   document.title = `${titles[route.name]} · jobwire`;
   const main = $("#view");
   page.view.mount(main);

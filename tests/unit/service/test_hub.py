@@ -14,7 +14,7 @@ import orjson
 from jobwire.apikeys import Principal
 from jobwire.events import Event, Message
 from jobwire.keys import Keys
-from service.hub import HEARTBEAT, RESYNC, EventHub, Item, Subscriber
+from service.hub import BATCH_CHANGED, HEARTBEAT, RESYNC, EventHub, Item, Subscriber
 
 A_JOB = "00000000-0000-0000-0000-00000000000a"
 B_JOB = "00000000-0000-0000-0000-00000000000b"
@@ -25,10 +25,13 @@ ADMIN = Principal(tenant="ops", is_admin=True, key_id=3)
 
 # every way the hub routes an event to a subscriber: each registers the subscriber where an event of
 # tenant acme's job A would reach it, as a bug or a race in a stream could
+A_BATCH = "00000000-0000-0000-0000-0000000000ba"
 ROUTES: dict[str, Callable[[EventHub, Subscriber], None]] = {
     "job": lambda hub, sub: hub.add_jobs(sub, [A_JOB]),
     "tenant": lambda hub, sub: hub.add_tenant(sub, "acme"),
     "firehose": lambda hub, sub: hub.add_tenant(sub, None),
+    # a batch's followers are poked (BATCH_CHANGED) by its jobs' events, theirs only
+    "batch": lambda hub, sub: hub.add_batches(sub, [A_BATCH]),
 }
 
 
@@ -46,7 +49,7 @@ def event(job_id: str, seq: int = 2, type_: str = "progress") -> Event:
 
 
 def message(tenant: str, job_id: str, seq: int = 2, type_: str = "progress") -> bytes:
-    payload: Message = {"tenant": tenant, "event": event(job_id, seq, type_)}
+    payload: Message = {"tenant": tenant, "event": event(job_id, seq, type_), "batch_id": A_BATCH}
     return orjson.dumps(payload)
 
 
@@ -65,7 +68,7 @@ async def seqs(sub: Subscriber) -> list[tuple[str, int]]:
 def test_every_route_registers_through_a_method_listed_here() -> None:
     # a new routing table must be added to ROUTES above (and so to this test)
     adders = {name for name, _ in inspect.getmembers(EventHub, inspect.isfunction) if name.startswith("add_")}
-    assert adders == {"add_jobs", "add_tenant"}
+    assert adders == {"add_batches", "add_jobs", "add_tenant"}
 
 
 def test_a_subscriber_cannot_be_made_without_a_principal() -> None:
@@ -285,3 +288,21 @@ async def test_the_audit_resyncs_a_job_whose_newest_events_never_came_live() -> 
     assert await queued(other) == []
     hub.resync_behind({a: 3, b: 1})
     assert await queued(follower) == []  # caught up: no further re-reads
+
+
+async def test_a_batch_follower_gets_one_marker_for_many_events_and_none_of_other_batches() -> None:
+    hub = EventHub("redis://unused", Keys("t"))
+    sub = Subscriber(Principal(tenant="acme", is_admin=False, key_id=1))
+    hub.add_batches(sub, [A_BATCH])
+    for seq in range(2, 10):
+        hub.dispatch(message("acme", A_JOB, seq))
+    other: Message = {"tenant": "acme", "batch_id": "00000000-0000-0000-0000-0000000000bb"}
+    hub.dispatch(orjson.dumps(other))
+    assert await queued(sub) == [BATCH_CHANGED]
+    # a settled batch's message has no event: it pokes its followers all the same
+    settled: Message = {"tenant": "acme", "batch_id": A_BATCH}
+    hub.dispatch(orjson.dumps(settled))
+    assert await queued(sub) == [BATCH_CHANGED]
+    hub.detach(sub)
+    hub.dispatch(orjson.dumps(settled))
+    assert await queued(sub) == []

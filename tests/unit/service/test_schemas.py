@@ -16,7 +16,9 @@ def test_the_literals_list_the_values_of_jobwire_in_its_order() -> None:
     assert list(get_args(schemas.EventType)) == [e.value for e in events.EventType]
     assert list(get_args(schemas.Job.model_fields["priority"].annotation)) == [p.value for p in job.Priority]
     # the document's enum keeps its order; the names are those jobwire delivers
-    assert sorted(get_args(schemas.WebhookEvent)) == sorted(events.WEBHOOK_EVENTS.values())
+    assert sorted(get_args(schemas.WebhookEvent)) == sorted(events.WEBHOOK_EVENT_NAMES)
+    assert sorted(get_args(schemas.JobWebhookEvent)) == sorted(events.WEBHOOK_EVENTS.values())
+    assert list(get_args(schemas.BatchWebhookEvent)) == list(events.BATCH_WEBHOOK_EVENTS.values())
 
 
 def test_an_endpoint_receives_the_terminal_events_by_default() -> None:
@@ -27,7 +29,7 @@ def test_an_endpoint_receives_the_terminal_events_by_default() -> None:
 
 def test_endpoint_events_are_webhook_event_names_each_listed_once() -> None:
     # as the handlers validate bodies: from parsed JSON
-    every = list(events.WEBHOOK_EVENTS.values())
+    every = list(events.WEBHOOK_EVENT_NAMES)
     url = "https://example.com/hook"
     assert schemas.CreateEndpoint.model_validate({"url": url, "events": every}).events == every
     assert schemas.UpdateEndpoint.model_validate({"events": every}).events == every
