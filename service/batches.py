@@ -288,6 +288,8 @@ async def cancel_batch(request: web.Request) -> web.Response:
             log.warning(
                 "cancelled batch jobs not removed from the queue", batch_id=str(batch_id), error=str(exc)
             )
+        # jobs outside the batch that depend on these end too (DependencyFailed)
+        await dependencies.after_ended(pool, redis, keys, cancelled)
     fresh = await batchstore.get_batch(pool, batch_id, scope)
     assert fresh is not None
     (answer,) = await read_views(request, [fresh])
