@@ -20,7 +20,7 @@ from jobwire.redis_client import create_redis
 from jobwire.registry import load_job_types
 from jobwire.retention import RetentionPolicy
 from jobwire.scheduler import Scheduler
-from workers.arq_worker import LEASE_TOKEN, JobwireWorker
+from workers.arq_worker import CLAIMED_AT, LEASE_TOKEN, JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.purger import Purger
 from workers.reconciler import Reconciler
@@ -51,12 +51,13 @@ class WorkerService:
         self.runtime = Runtime(s, self.pool, self.redis, self.keys, registry)
 
         async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-            await self.runtime.run(job_id, lease=ctx.get(LEASE_TOKEN))
+            await self.runtime.run(job_id, lease=ctx.get(LEASE_TOKEN), claimed_at=ctx.get(CLAIMED_AT))
 
         self.worker = JobwireWorker(
             functions=[func(run_job, name=ARQ_FUNCTION, max_tries=ARQ_MAX_TRIES)],
             queue_name=self.keys.queue,
             promote_key=self.keys.promote,
+            wake_channel=self.keys.wake_channel,
             redis_pool=self.redis,
             burst=self.burst,
             handle_signals=False,
@@ -84,7 +85,7 @@ class WorkerService:
             loop.create_task(purger.run()),
             loop.create_task(self.runtime.transitions.run()),
             loop.create_task(self.worker.finishes.run()),
-            loop.create_task(self.worker.listen_for_wakes(s, self.keys.wake_channel)),
+            loop.create_task(self.worker.listen_for_wakes(s)),
         ]
         self._main = loop.create_task(self.worker.async_run())
         log.info(
