@@ -33,26 +33,25 @@ async def published(settings: Settings) -> AsyncIterator[list[dict[str, Any]]]:
     """Every event published on the namespace's channel while inside, in the order published."""
     seen: list[dict[str, Any]] = []
     redis = create_redis(settings.redis_url, socket_timeout=None)
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(Keys(settings.namespace).events_channel)
+    async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(Keys(settings.namespace).events_channel)
 
-    async def read() -> None:
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is not None:
-                body = orjson.loads(message["data"])
-                seen.extend(m["event"] for m in (body if isinstance(body, list) else [body]))
+        async def read() -> None:
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    body = orjson.loads(message["data"])
+                    seen.extend(m["event"] for m in (body if isinstance(body, list) else [body]))
 
-    task = asyncio.ensure_future(read())
-    try:
-        yield seen
-    finally:
-        await asyncio.sleep(0.3)  # the last publishes
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await pubsub.aclose()
-        await redis.aclose()
+        task = asyncio.ensure_future(read())
+        try:
+            yield seen
+        finally:
+            await asyncio.sleep(0.3)  # the last publishes
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await redis.aclose()
 
 
 async def test_progress_under_two_workers_is_batched_monotonic_gapless_and_ends_before_completion(
