@@ -6,7 +6,8 @@ drains jobs that report progress beside jobs that do not, in one run.
 1. Pickup on an idle worker (`jobwire worker` as deployed: its default poll delay): J jobs, one
    at a time, each submitted only after the previous one started, after a random pause of
    10-60 ms. From the `202` of `POST /v1/jobs` to time.time() on the job function's first line
-   (the same clock). Targets: p50 ≤ 1.5 ms, p99 ≤ 5 ms.
+   (the same clock). Targets: p50 ≤ 1.5 ms, p99 ≤ 5 ms. Before the jobs, the idle worker's CPU
+   over 5 s.
 2. Drain: N jobs queued before ONE worker process (`--concurrency C`, default poll) starts, timed
    from the first job leaving the queue to the queue being empty (bench/lifecycle.py's clock), for
    no-op jobs (`bench.noop`) and for jobs that report progress once (`demo.sleep`, 0 s, one
@@ -36,6 +37,7 @@ from bench.harness import (
     RESULTS,
     Procs,
     arguments,
+    cpu_seconds,
     free_port,
     jobwire_command,
     migrate_and_key,
@@ -72,6 +74,7 @@ PICKUP_P50_MS = 1.5
 PICKUP_P99_MS = 5.0
 DRAIN_SHARE = 0.8  # the progress drain, as a share of the no-op drain
 PAUSE_SPREAD_S = 0.05  # the random part of the pause between pickup samples (plus 10 ms)
+IDLE_WINDOW_S = 5.0  # how long the idle worker's CPU is measured
 
 # what each drain runs: (label, job type, params, the event types every job must have)
 KINDS: dict[str, tuple[str, dict[str, Any], dict[str, int]]] = {
@@ -102,6 +105,7 @@ class Pickup:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    idle_cpu_pct: float  # the idle worker's CPU over IDLE_WINDOW_S (100 = one core)
 
 
 async def backlog(pool: asyncpg.Pool, redis: Redis, n: int, job_type: str, params: dict[str, Any]) -> None:
@@ -163,6 +167,10 @@ async def pickup(
     url = f"http://127.0.0.1:{api_port}/v1/jobs"
     headers = {"Authorization": f"Bearer {key}"}
     try:
+        await asyncio.sleep(2.0)  # its start-up (imports, pools, first poll) is not idling
+        cpu0 = cpu_seconds(worker.pid)
+        await asyncio.sleep(IDLE_WINDOW_S)
+        idle_cpu_pct = 100 * (cpu_seconds(worker.pid) - cpu0) / IDLE_WINDOW_S
         async with aiohttp.ClientSession() as http:
 
             async def submit(stamp_key: str) -> None:
@@ -184,6 +192,7 @@ async def pickup(
         percentile(samples, 50),
         percentile(samples, 99),
         samples[-1] if samples else float("nan"),
+        idle_cpu_pct,
     )
 
 
@@ -207,7 +216,10 @@ async def run(args: argparse.Namespace, procs: Procs, key: str) -> tuple[list[Dr
             if args.latency_jobs:
                 note(f"round {round_no}/{args.rounds}: pickup, {args.latency_jobs} jobs")
                 p = await pickup(procs, pool, redis, api_port, key, args.latency_jobs, round_no)
-                note(f"  p50 {p.p50_ms:.2f} ms, p99 {p.p99_ms:.2f} ms, max {p.max_ms:.2f} ms")
+                note(
+                    f"  p50 {p.p50_ms:.2f} ms, p99 {p.p99_ms:.2f} ms, max {p.max_ms:.2f} ms,"
+                    f" idle worker CPU {p.idle_cpu_pct:.2f}%"
+                )
                 pickups.append(p)
     finally:
         procs.stop_all()
@@ -243,6 +255,8 @@ def render(args: argparse.Namespace, drains: list[Drain], pickups: list[Pickup])
             f"| pickup p99, ms | {spread(p99s, '.2f')} | ≤ {PICKUP_P99_MS:g} "
             f"| {verdict(statistics.median(p99s) <= PICKUP_P99_MS)} |"
         )
+        idle = [p.idle_cpu_pct for p in pickups]
+        lines.append(f"| idle worker CPU, % of a core | {spread(idle, '.2f')} | near 0 |  |")
     noop = [d.per_s for d in drains if d.kind == "noop"]
     prog = [d.per_s for d in drains if d.kind == "progress"]
     ratios = [p / n for n, p in zip(noop, prog, strict=True)]

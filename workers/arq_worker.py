@@ -275,6 +275,10 @@ class JobwireWorker(Worker):
     def _job_ended(self, _: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
         self._slot_freed.set()
+        if self.burst:
+            # a burst worker ends when the queue is empty, which a finished job may have made it:
+            # look now rather than at the next poll
+            self._wake.set()
 
     async def _claim(self, job_ids: Sequence[str]) -> list[Claimed]:
         keys: list[str] = [self.queue_name]
