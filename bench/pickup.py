@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,10 +34,12 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.harness import (
+    DATABASE_URL,
     REDIS_URL,
     RESULTS,
     Procs,
     arguments,
+    bench_jobs_env,
     cpu_seconds,
     free_port,
     jobwire_command,
@@ -52,23 +55,20 @@ from bench.harness import (
     wait_until_answering,
     warn,
 )
-from bench.lifecycle import (
-    KEYS,
-    LATENCY_WARMUP,
-    LIFECYCLE_DATABASE_URL,
-    TENANT,
-    lifecycle_env,
-    reset,
-    sample_latency,
-    start_worker,
-    time_drain,
-)
+from bench.lifecycle import LATENCY_WARMUP, sample_latency, time_drain
 from jobwire import db, jobstore
 from jobwire.config import Settings
 from jobwire.ids import new_id
 from jobwire.job import Priority
-from jobwire.redis_client import create_redis
+from jobwire.keys import Keys
+from jobwire.redis_client import create_redis, delete_namespace
 from service.submitter import Submitter
+
+# a database and a namespace of its own (other benchmarks may run meanwhile): every run empties both
+PICKUP_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_pickup"
+NAMESPACE = "bench-pickup"
+TENANT = "bench-pickup"
+KEYS = Keys(NAMESPACE)
 
 PICKUP_P50_MS = 1.5
 PICKUP_P99_MS = 5.0
@@ -94,6 +94,8 @@ class Drain:
     jobs: int
     elapsed_s: float
     per_s: float
+    # the worker's CPU time per job: what the load of a shared machine changes least
+    cpu_ms_per_job: float
     problems: list[str] = field(default_factory=list)
 
 
@@ -106,6 +108,27 @@ class Pickup:
     p99_ms: float
     max_ms: float
     idle_cpu_pct: float  # the idle worker's CPU over IDLE_WINDOW_S (100 = one core)
+
+
+def pickup_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return bench_jobs_env(
+        {
+            "JOBWIRE_DATABASE_URL": PICKUP_DATABASE_URL,
+            "JOBWIRE_NAMESPACE": NAMESPACE,
+            "JOBWIRE_LOG_FORMAT": "json",
+            **(extra or {}),
+        }
+    )
+
+
+async def reset(pool: asyncpg.Pool, redis: Redis) -> None:
+    await pool.execute("TRUNCATE jobs, job_events, idempotency_keys CASCADE")
+    await delete_namespace(redis, KEYS)
+
+
+def start_worker(procs: Procs, concurrency: int) -> subprocess.Popen[bytes]:
+    """`jobwire worker` as deployed: its default poll delay, whatever this code's default is."""
+    return procs.start("worker", [jobwire_command(), "worker", "--concurrency", str(concurrency)])
 
 
 async def backlog(pool: asyncpg.Pool, redis: Redis, n: int, job_type: str, params: dict[str, Any]) -> None:
@@ -150,20 +173,20 @@ async def drain(
     await reset(pool, redis)
     await backlog(pool, redis, n, job_type, params)
     await asyncio.sleep(1.0)  # let the backlog's writes settle before the clock can start
-    worker = start_worker(procs, "jobwire", concurrency, Settings().worker_poll_delay_s)
+    worker = start_worker(procs, concurrency)
     try:
-        elapsed, drained, _, _ = await time_drain(redis, KEYS.queue, n, worker)
+        elapsed, drained, cpu_s, _ = await time_drain(redis, KEYS.queue, n, worker)
         problems = await verify(pool, n, per_job)
     finally:
         procs.stop(worker)
-    return Drain(kind, round_no, n, elapsed, drained / elapsed, problems)
+    return Drain(kind, round_no, n, elapsed, drained / elapsed, 1000 * cpu_s / drained, problems)
 
 
 async def pickup(
     procs: Procs, pool: asyncpg.Pool, redis: Redis, api_port: int, key: str, jobs: int, round_no: int
 ) -> Pickup:
     await reset(pool, redis)
-    worker = start_worker(procs, "jobwire", Settings().worker_concurrency, Settings().worker_poll_delay_s)
+    worker = start_worker(procs, Settings().worker_concurrency)
     url = f"http://127.0.0.1:{api_port}/v1/jobs"
     headers = {"Authorization": f"Bearer {key}"}
     try:
@@ -197,19 +220,19 @@ async def pickup(
 
 
 async def run(args: argparse.Namespace, procs: Procs, key: str) -> tuple[list[Drain], list[Pickup]]:
-    pool = await db.create_pool(LIFECYCLE_DATABASE_URL, max_size=4)
+    pool = await db.create_pool(PICKUP_DATABASE_URL, max_size=4)
     redis = create_redis(REDIS_URL, socket_timeout=None)  # BLPOP blocks longer than any socket timeout
     drains: list[Drain] = []
     pickups: list[Pickup] = []
     try:
         api_port = free_port()
-        api = procs.start("api", [jobwire_command(), "api", "--port", str(api_port)], env=lifecycle_env())
+        api = procs.start("api", [jobwire_command(), "api", "--port", str(api_port)])
         wait_until_answering("jobwire api", api, api_port, procs.logs["api"])
         for round_no in range(1, args.rounds + 1):
             for kind in KINDS:
                 note(f"round {round_no}/{args.rounds}: drain {args.jobs:,} {kind} jobs")
                 d = await drain(procs, pool, redis, kind, args.jobs, args.concurrency, round_no)
-                note(f"  {d.per_s:,.0f} jobs/s in {d.elapsed_s:.2f} s")
+                note(f"  {d.per_s:,.0f} jobs/s in {d.elapsed_s:.2f} s, {d.cpu_ms_per_job:.3f} ms CPU per job")
                 for problem in d.problems:
                     note(f"  warning: {problem}")
                 drains.append(d)
@@ -266,6 +289,12 @@ def render(args: argparse.Namespace, drains: list[Drain], pickups: list[Pickup])
         f"| progress drain / no-op drain, round by round | {spread(ratios, '.2f')} | ≥ {DRAIN_SHARE:g} "
         f"| {verdict(statistics.median(ratios) >= DRAIN_SHARE)} |"
     )
+    cpu_noop = [d.cpu_ms_per_job for d in drains if d.kind == "noop"]
+    cpu_prog = [d.cpu_ms_per_job for d in drains if d.kind == "progress"]
+    cpu_ratios = [n / p for n, p in zip(cpu_noop, cpu_prog, strict=True)]
+    lines.append(f"| worker CPU per job, ms: no-op | {spread(cpu_noop, '.3f')} |  |  |")
+    lines.append(f"| worker CPU per job, ms: reporting progress once | {spread(cpu_prog, '.3f')} |  |  |")
+    lines.append(f"| no-op CPU / progress CPU per job, by round | {spread(cpu_ratios, '.2f')} |  |  |")
     return "\n".join(lines)
 
 
@@ -280,9 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(parser, "pickup", argv)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    note(f"preparing database {LIFECYCLE_DATABASE_URL.rpartition('/')[2]} and an API key")
-    key = migrate_and_key(lifecycle_env(), TENANT)
-    procs = Procs("pickup", lifecycle_env)
+    note(f"preparing database {PICKUP_DATABASE_URL.rpartition('/')[2]} and an API key")
+    key = migrate_and_key(pickup_env(), TENANT)
+    procs = Procs("pickup", pickup_env)
     t0 = time.monotonic()
     drains, pickups = asyncio.run(run(args, procs, key))
     note(f"done in {time.monotonic() - t0:.0f} s")
