@@ -80,6 +80,9 @@ class ProgressReporter:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            # one turn of the loop first: a job that reports and ends at once hands its value to
+            # its completion (`last`) without a write that would only be withdrawn
+            await asyncio.sleep(0)
             if self._closing:  # the end writes what is left
                 return
             self._wake.clear()

@@ -53,11 +53,24 @@ class Flusher:
             done.set_result(None)
 
 
+async def turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_a_value_reported_just_before_the_end_is_handed_to_the_completion_unwritten() -> None:
+    flusher = Flusher()
+    reporter = ProgressReporter(flusher.write, interval_s=10)
+    reporter.report(100, "done")  # and the job returns at once
+    assert await reporter.last() == (100.0, "done")
+    assert flusher.queued == [] and flusher.written == []  # no write was even queued
+
+
 async def test_last_takes_back_a_write_no_flush_has_taken() -> None:
     flusher = Flusher()
     reporter = ProgressReporter(flusher.write, interval_s=10)
     reporter.report(40, "first")
-    await asyncio.sleep(0)  # the reporter's write is queued, not yet taken
+    await turns(3)  # the reporter's write is queued, not yet taken
     assert len(flusher.queued) == 1
     reporter.report(100, "last")
     assert await reporter.last() == (100.0, "last")  # handed to the completion
@@ -69,7 +82,7 @@ async def test_last_waits_for_a_write_already_taken_and_keeps_the_newer_value() 
     flusher = Flusher()
     reporter = ProgressReporter(flusher.write, interval_s=10)
     reporter.report(40, "first")
-    await asyncio.sleep(0)
+    await turns(3)
     flushing = asyncio.ensure_future(flusher.flush(commit_delay_s=0.05))
     await asyncio.sleep(0)  # the flush took it and is committing
     reporter.report(70, "newer")
@@ -85,7 +98,7 @@ async def test_last_hands_back_nothing_when_everything_was_written() -> None:
     flusher = Flusher()
     reporter = ProgressReporter(flusher.write, interval_s=0)
     reporter.report(50)
-    await asyncio.sleep(0)
+    await turns(3)
     await flusher.flush()
     await asyncio.sleep(0.01)
     assert flusher.written == [(50.0, None)]
