@@ -82,7 +82,14 @@ class _LeaseLost(Exception):
 
 class Runtime:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, redis: Redis, keys: Keys, registry: Registry
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        keys: Keys,
+        registry: Registry,
+        *,
+        transitions_pool: asyncpg.Pool | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -90,8 +97,9 @@ class Runtime:
         self.keys = keys
         self.registry = registry
         self.runs: dict[UUID, RunHandle] = {}
-        # starts and completions of the jobs running at once share statements and round trips
-        self.transitions = Transitions(pool, redis, keys)
+        # starts, progress and completions of the jobs running at once share statements and round
+        # trips (on a pool of their own when given one: see WorkerService)
+        self.transitions = Transitions(transitions_pool or pool, redis, keys)
 
     # ---- plumbing ------------------------------------------------------------------------------
 

@@ -47,6 +47,8 @@ T = TypeVar("T")
 # a batch holds at most one item per job running on the worker, so its size needs no cap of its
 # own; two in flight keep the disk busy while the next batch fills
 MAX_IN_FLIGHT = 2
+# the connections the batches in flight hold at most: three batchers (starts, progress, completions)
+POOL_SIZE = 3 * MAX_IN_FLIGHT
 
 LastProgress = tuple[float, str | None]  # percent, message
 # job id, the run that ran (its `runs` number), its result, its last progress not yet written
