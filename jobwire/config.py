@@ -109,9 +109,10 @@ class Settings(BaseSettings):
 
     # worker
     worker_concurrency: int = Field(default=10, ge=1)
-    # how often an idle worker reads the queue: the start latency of a job on an idle worker is
-    # about half of it (0.02 s: p50 near 10 ms, for ~2 % of a core and 50 reads a second per worker)
-    worker_poll_delay_s: float = Field(default=0.02, gt=0)
+    # the longest an idle worker sleeps before it reads the queue again. Enqueued jobs wake idle
+    # workers at once (pub/sub on <namespace>:wake), so this bounds only what announces itself to
+    # nobody: a dead worker's job whose lease ran out, a wake lost while Redis was unreachable
+    worker_poll_delay_s: float = Field(default=1.0, gt=0)
     # how long a running job's ARQ lease lives without a heartbeat: a SIGKILLed worker's job runs
     # again this long after the kill, whatever the job's own timeout
     worker_lease_s: float = Field(default=15, ge=3)

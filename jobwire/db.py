@@ -44,10 +44,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
-    """A pooled connection's release through a transaction pooler: nothing to reset, since the
-    pooler hands the server connection to someone else after every transaction anyway (asyncpg's
-    reset would cost a round trip, and its pg_advisory_unlock_all could reach another client's
-    server session)."""
+    """A pooled connection's release with nothing to reset: through a transaction pooler, which
+    hands the server connection to someone else after every transaction anyway (asyncpg's reset
+    could reach another client's server session with its pg_advisory_unlock_all), or in a pool whose
+    users leave no session state behind. asyncpg's reset is a round trip on every release, before
+    the statement's caller gets its answer."""
 
 
 def session_url(settings: Settings) -> str:
@@ -72,12 +73,20 @@ def _target(database: str | Settings, direct: bool) -> tuple[str, dict[str, Any]
 
 
 async def create_pool(
-    database: str | Settings, *, min_size: int = 0, max_size: int = 10, direct: bool = False
+    database: str | Settings,
+    *,
+    min_size: int = 0,
+    max_size: int = 10,
+    direct: bool = False,
+    reset: bool = True,
 ) -> asyncpg.Pool:
     """A pool that opens connections lazily (min_size=0), so a process starts even while PostgreSQL
     is down and recovers by itself when it comes back. Given a process's settings it goes to
     JOBWIRE_DATABASE_URL, which may be a transaction pooler; `direct=True`: to `session_url`, for
-    work that needs a session (see docs/ARCHITECTURE.md, "Behind a connection pooler")."""
+    work that needs a session (see docs/ARCHITECTURE.md, "Behind a connection pooler").
+    `reset=False` for a pool whose users run only single statements and managed transactions (no
+    SET, LISTEN, cursor or session-level lock): its connections go back without asyncpg's reset,
+    a round trip saved on every use."""
     url, options = _target(database, direct)
     pool = await asyncpg.create_pool(
         url,
@@ -87,7 +96,7 @@ async def create_pool(
         timeout=5,
         command_timeout=30,
         max_inactive_connection_lifetime=60,
-        reset=_keep_session if options else None,
+        reset=_keep_session if options or not reset else None,
         **options,
     )
     assert pool is not None

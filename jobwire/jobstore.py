@@ -246,10 +246,17 @@ _COMPLETE_MANY = _transition(
     # results travel as JSON text: asyncpg would read a list inside a jsonb[] as another dimension
     batch="unnest($1::uuid[], $2::bigint[], $3::text[]) AS b(b_id, b_run, b_result)",
 )
+# progress never goes backwards (GREATEST), even if an older value were written after a newer one
 _PROGRESS = _transition(
     EventType.PROGRESS,
     "progress = GREATEST(progress, $3), message = $4",
     "status = 'running' AND runs = $2",
+)
+_PROGRESS_MANY = _transition(
+    EventType.PROGRESS,
+    "progress = GREATEST(progress, b_pct), message = b_message",
+    "status = 'running' AND runs = b_run",
+    batch="unnest($1::uuid[], $2::bigint[], $3::float8[], $4::text[]) AS b(b_id, b_run, b_pct, b_message)",
 )
 _COMPLETE = _transition(
     EventType.COMPLETED,
@@ -710,6 +717,23 @@ async def start_within_cap(
 
 async def progress(conn: Conn, job_id: UUID, run: int, pct: float, message: str | None) -> Row | None:
     return await conn.fetchrow(_PROGRESS, job_id, run, pct, message)
+
+
+Progress = tuple[UUID, int, float, str | None]  # job id, run, percent, message
+
+
+async def progress_many(conn: Conn, updates: Sequence[Progress]) -> dict[UUID, Row]:
+    """`progress` for many (job id, run, percent, message) in one statement, one per job: the rows
+    that changed."""
+    ordered = sorted(updates, key=lambda u: u[0])
+    rows = await conn.fetch(
+        _PROGRESS_MANY,
+        [u[0] for u in ordered],
+        [u[1] for u in ordered],
+        [u[2] for u in ordered],
+        [u[3] for u in ordered],
+    )
+    return {r["id"]: r for r in rows}
 
 
 async def complete(conn: Conn, job_id: UUID, run: int, result: Any) -> Row | None:

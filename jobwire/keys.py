@@ -33,8 +33,9 @@ class Keys:
 
     @property
     def wake_channel(self) -> str:
-        """Pub/sub channel announcing the run time (ms) of a delayed job just queued or moved, so
-        that an idle worker sleeping for a long poll delay wakes for it."""
+        """Pub/sub channel that wakes idle workers: published once per enqueued batch (with the
+        earliest due time in ms), when a delayed job is moved, and when a worker leaves a job queued
+        (handed back, deferred). A worker woken reads the queue at once; its poll is the fallback."""
         return f"{self.namespace}:wake"
 
     @property

@@ -86,10 +86,11 @@ def promote_at(job: QueuedJob, now: datetime | None = None) -> int | None:
 # SET NX + ZADD NX for every job, then one PUBLISH for all their events: a batch of any size costs one
 # command to encode and one round trip, where a pipeline of 3 commands per job spends most of its
 # time packing commands in Python. KEYS: the queue, the promote set, then each job key; ARGV: the
-# key TTL, the channel, the events message (or ""), the wake channel, the earliest run time of the
-# delayed jobs (or ""), then an (ARQ job id, score, payload, promote score or "") per job. A delayed
+# key TTL, the channel, the events message (or ""), the wake channel, the earliest due time of the
+# jobs (ms; "" for none), then an (ARQ job id, score, payload, promote score or "") per job. A delayed
 # high job enters the promote set only when its queue entry is new: an entry promoted already
-# must not be promoted twice.
+# must not be promoted twice. The wake is published last, once per call whatever the number of
+# jobs, so that an idle worker it wakes finds every job of the batch already queued.
 _ENQUEUE_LUA = """
 local ttl = ARGV[1]
 for i = 3, #KEYS do
@@ -109,10 +110,16 @@ end
 return #KEYS - 2
 """
 
-# A worker's read of the queue. KEYS: the queue, the promote set; ARGV: now (ms), offset, count,
-# the high-priority lead (ms). Delayed high jobs that are due move into the high past first; then
-# up to `count` due job ids in score order, and last the score of the next job not yet due ("" when
-# none), which an idle worker sleeps until when it comes before its next poll.
+# A worker's read of the queue, and its claim of what it has room for, in one call. KEYS: the
+# queue, the promote set; ARGV: now (ms), offset, count, the high-priority lead (ms), then the claim:
+# free slots, the lease (ms), a token unique to this claim, and ARQ's in-progress and job key
+# prefixes. Delayed high jobs that are due move into the high past first; then up to `count` due
+# jobs are read in score order, and the first `free` of them that run nowhere (no in-progress key:
+# what ARQ's WATCH/MULTI checks) are claimed: the lease holds the claim's token. The reply: the
+# claimed jobs as (id, score, payload) triples, the due ids read but not claimed for want of a slot
+# (the worker claims them as slots free up), and the score of the next job not yet due ("" when
+# none), which an idle worker sleeps until when it comes before its next poll. The per-job keys are
+# built here from the ids read, as only this script knows them (ARQ's keys live on one server).
 POLL_LUA = """
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -123,10 +130,26 @@ for _, id in ipairs(due) do
     end
     redis.call('ZREM', KEYS[2], id)
 end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', ARGV[2], ARGV[3])
+local read = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', ARGV[2], ARGV[3])
+local free = tonumber(ARGV[5])
+local claimed, rest = {}, {}
+for i = 1, #read, 2 do
+    local id = read[i]
+    if free > 0 then
+        local lease = ARGV[8] .. id
+        if redis.call('EXISTS', lease) == 0 then
+            redis.call('SET', lease, ARGV[7], 'PX', ARGV[6])
+            claimed[#claimed + 1] = id
+            claimed[#claimed + 1] = read[i + 1]
+            claimed[#claimed + 1] = redis.call('GET', ARGV[9] .. id) or ''
+            free = free - 1
+        end
+    else
+        rest[#rest + 1] = id
+    end
+end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-ids[#ids + 1] = nxt[2] or ''
-return ids
+return {claimed, rest, nxt[2] or ''}
 """
 
 
@@ -146,17 +169,18 @@ async def enqueue(
     jobs: Sequence[QueuedJob],
     messages: Iterable[Message] = (),
 ) -> None:
-    """Enqueue `jobs` and publish event `messages` (`jobwire.events.message`), in one round trip."""
+    """Enqueue `jobs`, publish event `messages` (`jobwire.events.message`) and wake idle workers,
+    in one round trip."""
     now_ms = int(time.time() * 1000)
     now = datetime.now(UTC)
-    delayed = [_ceil_ms(j.run_at) for j in jobs if j.run_at is not None and j.run_at > now]
+    due = [_ceil_ms(j.run_at) if j.run_at is not None and j.run_at > now else now_ms for j in jobs]
     job_keys: list[str] = [keys.queue, keys.promote]
     args: list[Any] = [
         JOB_KEY_TTL_MS,
         keys.events_channel,
         _messages_payload(list(messages)),
         keys.wake_channel,
-        min(delayed) if delayed else "",
+        min(due) if due else "",
     ]
     for job in jobs:
         job_keys.append(keys.arq_job_key(job.id))

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
@@ -58,15 +59,18 @@ end
 return out
 """
 
-# KEYS: the queue, then per job its in-progress, job and retry keys; ARGV: per job its id, how it
-# ended: DONE (off the queue), AGAIN (stays queued as it is) or a number of ms to push its score by
-# (ARQ's Retry(defer=...)), and the token of the claim that ran it. The lease is released, as ARQ's
-# finish_job does, unless it now holds another claim's token: then this run's lease lapsed and
-# another worker holds the job (it may be running it right now), so its lease, job key and queue
-# entry are that worker's to finish, and this one touches nothing.
+# KEYS: the queue, then per job its in-progress, job and retry keys; ARGV: the wake channel, then
+# per job its id, how it ended: DONE (off the queue), AGAIN (stays queued as it is) or a number of
+# ms to push its score by (ARQ's Retry(defer=...)), and the token of the claim that ran it. The
+# lease is released, as ARQ's finish_job does, unless it now holds another claim's token: then this
+# run's lease lapsed and another worker holds the job (it may be running it right now), so its
+# lease, job key and queue entry are that worker's to finish, and this one touches nothing. A job
+# left queued (handed back, deferred) wakes the idle workers, once per call: one may take it now,
+# or sleep until its new time rather than until its next poll.
 _FINISH_LUA = """
-for i = 1, #ARGV, 3 do
-    local k = 2 + (i - 1) / 3 * 3
+local wake = false
+for i = 2, #ARGV, 3 do
+    local k = 2 + (i - 2) / 3 * 3
     local holder = redis.call('GET', KEYS[k])
     if not holder or holder == ARGV[i + 2] then
         redis.call('DEL', KEYS[k])
@@ -74,39 +78,51 @@ for i = 1, #ARGV, 3 do
         if how == 'done' then
             redis.call('DEL', KEYS[k + 1], KEYS[k + 2])
             redis.call('ZREM', KEYS[1], ARGV[i])
-        elseif how ~= 'again' then
-            redis.call('ZINCRBY', KEYS[1], how, ARGV[i])
+        else
+            if how ~= 'again' then
+                redis.call('ZINCRBY', KEYS[1], how, ARGV[i])
+            end
+            wake = true
         end
     end
 end
-return #ARGV / 3
+if wake then
+    redis.call('PUBLISH', ARGV[1], '')
+end
+return (#ARGV - 1) / 3
 """
 
 DONE = "done"
 AGAIN = "again"
 LEASE_TOKEN = "lease_token"  # the ctx entry holding the claim's token
+CLAIMED_AT = "claimed_at"  # the ctx entry holding when (time.monotonic()) the claim was asked for
 
 Claimed = tuple[
-    str, int, bytes, str
-]  # ARQ job id, score, payload (b"" when the job key is gone), claim token
+    str, int, bytes, str, float
+]  # ARQ job id, score, payload (b"" when the job key is gone), claim token, claimed at (monotonic)
 Finish = tuple[str, str, str]  # ARQ job id, how it ended, claim token
 
 
 class JobwireWorker(Worker):
     stopping = False
 
-    def __init__(self, *, promote_key: str, **kwargs: Any) -> None:
+    def __init__(self, *, promote_key: str, wake_channel: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.finishes: Batcher[Finish, None] = Batcher(self._flush_finishes)
         self._slot_freed = asyncio.Event()
         self.promote_key = promote_key
+        self.wake_channel = wake_channel
         # The poll sleeps here, not in ARQ's loop (whose delay becomes 0): an idle worker sleeps
         # until its next poll or the next delayed job's time, whichever comes first, and a wake
-        # message (a delayed job queued or moved meanwhile) ends the sleep early. A delayed job
-        # therefore starts on time whatever the poll delay.
+        # message ends the sleep at once. Every enqueue publishes one (once per batch of jobs, see
+        # jobwire/queue.py), and so does a job handed back or deferred: a job reaches an idle worker
+        # as soon as it is queued, and a delayed one on time. The poll is only the fallback, for
+        # what announces itself to nobody (a dead worker's lease running out, a wake lost while
+        # the subscription was down), so it can be long.
         self.idle_poll_s = self.poll_delay_s
         self.poll_delay_s = 0
         self._wake = asyncio.Event()
+        self._claimed = 0  # jobs the current poll claimed
         # called after every poll that reached Redis (the worker's liveness: see jobwire/liveness.py)
         self.on_poll: Callable[[], None] = lambda: None
 
@@ -115,6 +131,11 @@ class JobwireWorker(Worker):
         # can be absorbed by the client: check ours on every turn.
         if self.stopping:
             raise asyncio.CancelledError
+        # A wake that comes while this poll runs may announce a job the poll's read has just missed:
+        # clear the flag before the read, never after it, so such a wake makes the next turn poll
+        # at once instead of being lost until the fallback poll.
+        self._wake.clear()
+        self._claimed = 0
         # ARQ lets a Redis error end the worker; a job service should ride out a Redis restart.
         try:
             next_due_ms = await self._poll_once()
@@ -129,7 +150,8 @@ class JobwireWorker(Worker):
 
     async def _poll_once(self) -> int | None:
         """ARQ's poll iteration, reading the queue with POLL_LUA (promotions of due high delayed
-        jobs, the due jobs, and the next due time in one call); returns that next due time (ms)."""
+        jobs, the due jobs, a claim of as many as there are free slots, and the next due time, in
+        one call); returns that next due time (ms)."""
         next_due_ms: int | None = None
         count = self.queue_read_limit
         if self.burst and self.max_burst_jobs >= 0:
@@ -137,15 +159,37 @@ class JobwireWorker(Worker):
             if count < 1:
                 return None
         if self.allow_pick_jobs and self.job_counter < self.max_jobs:
-            reply = await eval_script(
-                self.pool,
-                POLL_LUA,
-                [self.queue_name, self.promote_key],
-                [timestamp_ms(), self._queue_read_offset, count, HIGH_PRIORITY_LEAD_MS],
-            )
-            next_due = reply.pop()
+            free = self.max_jobs - self.job_counter
+            if self.burst and self.max_burst_jobs >= 0:
+                free = min(free, count)
+            for _ in range(free):
+                await self.sem.acquire()  # never waits: see start_jobs
+            token = uuid.uuid4().hex
+            claimed_at = time.monotonic()  # before the call: its leases are no older than this
+            try:
+                claimed, rest, next_due = await eval_script(
+                    self.pool,
+                    POLL_LUA,
+                    [self.queue_name, self.promote_key],
+                    [
+                        timestamp_ms(),
+                        self._queue_read_offset,
+                        count,
+                        HIGH_PRIORITY_LEAD_MS,
+                        free,
+                        int(self.in_progress_timeout_s * 1000),
+                        token,
+                        in_progress_key_prefix,
+                        job_key_prefix,
+                    ],
+                )
+            except BaseException:
+                for _ in range(free):
+                    self.sem.release()
+                raise
             next_due_ms = int(float(next_due)) if next_due else None
-            await self.start_jobs(reply)
+            self._start_claimed(_claims(claimed, token, claimed_at), free)
+            await self.start_jobs(rest)
         for job_id, task in list(self.tasks.items()):
             if task.done():
                 del self.tasks[job_id]
@@ -154,25 +198,37 @@ class JobwireWorker(Worker):
         return next_due_ms
 
     async def _idle(self, next_due_ms: int | None) -> None:
+        """Wait for a reason to read the queue again."""
+        if self._claimed:
+            # this read found work, so more may be queued behind it (the claims already waited
+            # for their slots): read again at once, as ARQ's loop would after a full read
+            return
+        if self.allow_pick_jobs and self.job_counter >= self.max_jobs:
+            # every slot taken, so the poll did not read the queue: read it when a job ends
+            self._slot_freed.clear()
+            if self.job_counter >= self.max_jobs:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), self.idle_poll_s)
+            return
         delay = self.idle_poll_s
         if next_due_ms is not None:
             delay = min(delay, max(0.0, (next_due_ms - timestamp_ms()) / 1000))
-        if delay <= 0:
+        if delay <= 0 or self._wake.is_set():
             return
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def listen_for_wakes(self, redis: str | Settings, channel: str) -> None:
-        """End the idle sleep when a delayed job is queued or moved (its time may come before the
-        next poll). Without the subscription (Redis down) the worker still polls."""
+    async def listen_for_wakes(self, redis: str | Settings) -> None:
+        """End the idle sleep when a job is queued, handed back, deferred, or a delayed one moved.
+        A busy worker pays one message per enqueued batch, not per job: the message only sets a
+        flag. Without the subscription (Redis down) the worker still polls."""
         # its own connection, with no read timeout: it blocks until a message comes
         subscriber: Redis = create_redis(redis, socket_timeout=None)
         try:
             while not self.stopping:
                 try:
                     async with subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
-                        await pubsub.subscribe(channel)
+                        await pubsub.subscribe(self.wake_channel)
                         while True:
                             if await pubsub.get_message(timeout=None) is not None:
                                 self._wake.set()
@@ -203,17 +259,26 @@ class JobwireWorker(Worker):
                 for _ in range(slots):
                     self.sem.release()
                 raise
-            for _ in range(slots - len(claimed)):  # started elsewhere, finished, or not yet due
-                self.sem.release()
-            for job_id, score, payload, token in claimed:
-                self.job_counter += 1
-                task = self.loop.create_task(self._run_claimed(job_id, score, payload, token))
-                task.add_done_callback(self._job_ended)
-                self.tasks[job_id] = task
+            self._start_claimed(claimed, slots)
+
+    def _start_claimed(self, claimed: list[Claimed], slots: int) -> None:
+        """Run the claimed jobs, in `slots` slots of ARQ's semaphore taken for the claim."""
+        for _ in range(slots - len(claimed)):  # started elsewhere, finished, or not yet due
+            self.sem.release()
+        self._claimed += len(claimed)
+        for job_id, score, payload, token, claimed_at in claimed:
+            self.job_counter += 1
+            task = self.loop.create_task(self._run_claimed(job_id, score, payload, token, claimed_at))
+            task.add_done_callback(self._job_ended)
+            self.tasks[job_id] = task
 
     def _job_ended(self, _: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
         self._slot_freed.set()
+        if self.burst:
+            # a burst worker ends when the queue is empty, which a finished job may have made it:
+            # look now rather than at the next poll
+            self._wake.set()
 
     async def _claim(self, job_ids: Sequence[str]) -> list[Claimed]:
         keys: list[str] = [self.queue_name]
@@ -221,16 +286,15 @@ class JobwireWorker(Worker):
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id]
         token = uuid.uuid4().hex
         args: list[Any] = [timestamp_ms(), int(self.in_progress_timeout_s * 1000), token, *job_ids]
-        reply = await eval_script(self.pool, _CLAIM_LUA, keys, args)
-        return [
-            (reply[i].decode(), int(float(reply[i + 1])), reply[i + 2], token)
-            for i in range(0, len(reply), 3)
-        ]
+        claimed_at = time.monotonic()  # before the call: its leases are no older than this
+        return _claims(await eval_script(self.pool, _CLAIM_LUA, keys, args), token, claimed_at)
 
-    async def _run_claimed(self, job_id: str, score: int, payload: bytes, token: str) -> None:
+    async def _run_claimed(
+        self, job_id: str, score: int, payload: bytes, token: str, claimed_at: float
+    ) -> None:
         how = DONE
         try:
-            how = await self._call(job_id, score, payload, token)
+            how = await self._call(job_id, score, payload, token, claimed_at)
         except asyncio.CancelledError:
             # the worker is stopping: the job stays queued and runs again on another worker
             how = AGAIN
@@ -248,7 +312,7 @@ class JobwireWorker(Worker):
                 # PostgreSQL and does nothing
                 log.warning("could not finish the job in redis", error=str(exc), arq_job_id=job_id)
 
-    async def _call(self, job_id: str, score: int, payload: bytes, token: str) -> str:
+    async def _call(self, job_id: str, score: int, payload: bytes, token: str, claimed_at: float) -> str:
         """Run the job's function; how the job leaves the queue."""
         if not payload:
             log.warning("job key missing (expired), dropping the queue entry", arq_job_id=job_id)
@@ -266,8 +330,9 @@ class JobwireWorker(Worker):
             self.jobs_failed += 1
             return DONE
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
-        # the claim's token: the runtime checks the claim still holds the lease before it starts
-        ctx = {**self.ctx, "job_id": job_id, "score": score, LEASE_TOKEN: token}
+        # the claim's token and time: the runtime checks the claim still holds the lease before it
+        # starts the job (workers/leases.py)
+        ctx = {**self.ctx, "job_id": job_id, "score": score, LEASE_TOKEN: token, CLAIMED_AT: claimed_at}
         try:
             async with asyncio.timeout(timeout_s):
                 await function.coroutine(ctx, *args, **kwargs)
@@ -286,12 +351,20 @@ class JobwireWorker(Worker):
 
     async def _flush_finishes(self, finishes: Sequence[Finish]) -> list[None]:
         keys: list[str] = [self.queue_name]
-        args: list[str] = []
+        args: list[str] = [self.wake_channel]
         for job_id, how, token in finishes:
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id]
             args += [job_id, how, token]
         await eval_script(self.pool, _FINISH_LUA, keys, args)
         return [None] * len(finishes)
+
+
+def _claims(reply: list[bytes], token: str, claimed_at: float) -> list[Claimed]:
+    """The claimed jobs of a claim's reply: (id, score, payload) triples."""
+    return [
+        (reply[i].decode(), int(float(reply[i + 1])), reply[i + 2], token, claimed_at)
+        for i in range(0, len(reply), 3)
+    ]
 
 
 @functools.cache

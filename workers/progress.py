@@ -6,24 +6,53 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from jobwire.logs import get_logger
 
 log = get_logger("jobwire.progress")
 
-ProgressWriter = Callable[[float, str | None], Awaitable[None]]
+
+@dataclass(eq=False, slots=True)
+class Update:
+    """One progress value on its way to PostgreSQL. Either a flush takes it (and writes it) or the
+    job's completion withdraws it (and writes it itself), never both: whichever comes first wins."""
+
+    pct: float
+    message: str | None
+    taken: bool = False
+    withdrawn: bool = False
+
+    def take(self) -> bool:
+        """For the flush about to write it: False when it was withdrawn."""
+        if self.withdrawn:
+            return False
+        self.taken = True
+        return True
+
+    def withdraw(self) -> bool:
+        """For the completion: False when a flush already took it (then wait for that write)."""
+        if self.taken:
+            return False
+        self.withdrawn = True
+        return True
+
+
+ProgressWriter = Callable[[Update], Awaitable[object]]
 
 
 class ProgressReporter:
     """Coalesces progress: a job may call `progress()` thousands of times a second; at most one
-    write (an UPDATE, an event row and a publish) goes out per interval, always carrying the latest
-    value, and `close()` writes the last value before the job's terminal event."""
+    write (an UPDATE, an event row and a publish, shared with other jobs' writes) goes out per
+    interval, always carrying the latest value. At the end, `close()` writes the last value before
+    the job's terminal event, or `last()` hands it to the completion, which writes it with itself."""
 
     def __init__(self, write: ProgressWriter, interval_s: float) -> None:
         self._write = write
         self._interval_s = interval_s
         self._pending: tuple[float, str | None] | None = None
         self._written: tuple[float, str | None] = (0.0, None)
+        self._in_flight: Update | None = None
         self._high_water = 0.0
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
@@ -49,11 +78,16 @@ class ProgressReporter:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while not self._closing:
+        while True:
             await self._wake.wait()
+            # one turn of the loop first: a job that reports and ends at once hands its value to
+            # its completion (`last`) without a write that would only be withdrawn
+            await asyncio.sleep(0)
+            if self._closing:  # the end writes what is left
+                return
             self._wake.clear()
             await self._flush()
-            # rest between writes; close() cuts the rest short, never a write (a write cancelled
+            # rest between writes; the end cuts the rest short, never a write (a write cancelled
             # after its commit would lose the event's publish)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), self._interval_s)
@@ -63,21 +97,45 @@ class ProgressReporter:
         if pending is None or pending == self._written:
             self._pending = None
             return
+        update = Update(*pending)
+        self._in_flight = update
         try:
-            await self._write(*pending)
+            await self._write(update)
         except Exception as exc:  # a missed progress write must not fail the job: the next one carries it
-            log.warning("progress write failed", error=str(exc))
+            if not update.withdrawn:
+                log.warning("progress write failed", error=str(exc))
+            return
+        finally:
+            self._in_flight = None
+        if update.withdrawn:  # the completion writes it
             return
         self._written = pending
         if self._pending is pending:
             self._pending = None
 
-    async def close(self, *, flush: bool) -> None:
+    def _stop(self) -> None:
         self._closing = True
         self._closed.set()
         self._wake.set()
+
+    async def close(self, *, flush: bool) -> None:
+        """Stop; with `flush`, write the last value (after any write under way) before returning."""
+        self._stop()
         if self._task is not None:
             await self._task
             self._task = None
         if flush:
             await self._flush()
+
+    async def last(self) -> tuple[float, str | None] | None:
+        """Stop, and hand back the last value not yet written, for the completion to write in its
+        own transaction just before itself. A write a flush has already taken is waited for (its
+        event must come first); one still waiting for a flush is withdrawn and handed back."""
+        self._stop()
+        in_flight = self._in_flight
+        if (in_flight is None or not in_flight.withdraw()) and self._task is not None:
+            await self._task
+        # a withdrawn write's task ends by itself once the flush passes over it
+        self._task = None
+        pending = self._pending
+        return None if pending is None or pending == self._written else pending

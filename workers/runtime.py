@@ -82,7 +82,14 @@ class _LeaseLost(Exception):
 
 class Runtime:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, redis: Redis, keys: Keys, registry: Registry
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        keys: Keys,
+        registry: Registry,
+        *,
+        transitions_pool: asyncpg.Pool | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -90,14 +97,17 @@ class Runtime:
         self.keys = keys
         self.registry = registry
         self.runs: dict[UUID, RunHandle] = {}
-        # starts and completions of the jobs running at once share statements and round trips
-        self.transitions = Transitions(pool, redis, keys)
+        # starts, progress and completions of the jobs running at once share statements and round
+        # trips (on a pool of their own when given one: see WorkerService)
+        self.transitions = Transitions(transitions_pool or pool, redis, keys)
 
     # ---- plumbing ------------------------------------------------------------------------------
 
     async def _publish(self, row: jobstore.Row | None, event: EventType) -> None:
         if row is None:
             return
+        # never ahead of the job's `started` event, which may still be on its way
+        await self.transitions.started_published([row["id"]])
         try:
             if event not in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED):
                 await publish(self.redis, self.keys, [events.message(row, event)])
@@ -130,12 +140,21 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _claimed(self, job_id: UUID, lease: str | None, what: Callable[[], Awaitable[T]]) -> T:
+    async def _claimed(
+        self,
+        job_id: UUID,
+        lease: str | None,
+        what: Callable[[], Awaitable[T]],
+        *,
+        held_until: float = 0.0,
+    ) -> T:
         """A write that starts the job or takes it over from a lost run: made (and retried, as
-        `_write`) only while this claim still holds the job's ARQ lease, else _LeaseLost."""
+        `_write`) only while this claim still holds the job's ARQ lease, else _LeaseLost. Until
+        `held_until` (time.monotonic()) the lease is known to be held without asking Redis (see
+        `leases.held_until`)."""
 
         async def guarded() -> T:
-            if lease is not None and not await self._holds(job_id, lease):
+            if lease is not None and time.monotonic() >= held_until and not await self._holds(job_id, lease):
                 raise _LeaseLost
             return await what()
 
@@ -150,22 +169,30 @@ class Runtime:
 
     # ---- the run -------------------------------------------------------------------------------
 
-    async def run(self, job_id_text: str, *, lease: str | None = None) -> None:
+    async def run(
+        self, job_id_text: str, *, lease: str | None = None, claimed_at: float | None = None
+    ) -> None:
         """Run the job an ARQ claim was given; `lease` is the claim's token, checked before the job
-        is started or taken over (workers/leases.py)."""
+        is started or taken over (workers/leases.py), and `claimed_at` when (time.monotonic()) the
+        claim was asked for, if known."""
+        held_until = (
+            0.0 if claimed_at is None else leases.held_until(claimed_at, self.settings.worker_lease_s)
+        )
         try:
-            await self._run_claimed(UUID(job_id_text), lease)
+            await self._run_claimed(UUID(job_id_text), lease, held_until)
         except _LeaseLost:
             # it stays queued, and its lease, job key and queue entry are the holder's to finish
             log.info("claim lapsed before the job started: another worker holds it", job=job_id_text)
             raise Retry() from None
 
-    async def _run_claimed(self, job_id: UUID, lease: str | None) -> None:
+    async def _run_claimed(self, job_id: UUID, lease: str | None, held_until: float) -> None:
         if not self.settings.tenant_max_running:
             # nearly every job is simply pending: start it without reading it first (one round
             # trip less, shared with the other jobs starting now); anything else is sorted out
             # below from the row
-            started = await self._claimed(job_id, lease, lambda: self.transitions.start_pending(job_id))
+            started = await self._claimed(
+                job_id, lease, lambda: self.transitions.start_pending(job_id), held_until=held_until
+            )
             if started is not None:
                 if started["status"] == Status.CANCELLED:  # its cancel was pending: now done
                     return
@@ -247,7 +274,7 @@ class Runtime:
 
         jt = self.registry.get(started["type"])
         reporter = ProgressReporter(
-            lambda pct, msg: self._progress(job_id, run, pct, msg), self.settings.progress_interval_s
+            lambda update: self.transitions.progress(job_id, run, update), self.settings.progress_interval_s
         )
         handle: RunHandle | None = None
         t0 = time.monotonic()
@@ -293,8 +320,9 @@ class Runtime:
             await self._failed(job_id, run, attempt, max_attempts, jt, exc, time.monotonic() - t0)
             return
 
-        await reporter.close(flush=True)
-        done = await self._write(lambda: self.transitions.complete(job_id, run, result_json))
+        # the last progress not yet written goes with the completion, in its transaction
+        last = await reporter.last()
+        done = await self._write(lambda: self.transitions.complete(job_id, run, result_json, last))
         if done is None:
             log.warning("job result discarded: the job changed while it ran (superseded run)")
             return
@@ -328,10 +356,6 @@ class Runtime:
         )
         # its own task, so that a cancel request can interrupt the function and nothing else
         return asyncio.get_running_loop().create_task(jt.fn(ctx, params))
-
-    async def _progress(self, job_id: UUID, run: int, pct: float, message: str | None) -> None:
-        row = await jobstore.progress(self.pool, job_id, run, pct, message)
-        await self._publish(row, EventType.PROGRESS)
 
     async def _failed(
         self,

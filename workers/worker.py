@@ -20,11 +20,12 @@ from jobwire.redis_client import create_redis
 from jobwire.registry import load_job_types
 from jobwire.retention import RetentionPolicy
 from jobwire.scheduler import Scheduler
-from workers.arq_worker import LEASE_TOKEN, JobwireWorker
+from workers.arq_worker import CLAIMED_AT, LEASE_TOKEN, JobwireWorker
 from workers.heartbeat import Heartbeat
 from workers.purger import Purger
 from workers.reconciler import Reconciler
 from workers.runtime import Runtime
+from workers.transitions import POOL_SIZE as TRANSITIONS_POOL_SIZE
 
 log = get_logger("jobwire.worker")
 
@@ -47,16 +48,23 @@ class WorkerService:
         s = self.settings
         registry = load_job_types(s.job_modules)
         self.pool = await create_pool(s, max_size=max(4, self.concurrency // 2 + 2))
+        # the group-committed transitions (every job's start, progress and completion) run only
+        # jobstore statements, which leave no session state: their connections skip asyncpg's
+        # reset, a round trip on every use (one per batch, and the start of a lone job waits for it)
+        self.transitions_pool = await create_pool(s, max_size=TRANSITIONS_POOL_SIZE, reset=False)
         self.redis = create_redis(s)
-        self.runtime = Runtime(s, self.pool, self.redis, self.keys, registry)
+        self.runtime = Runtime(
+            s, self.pool, self.redis, self.keys, registry, transitions_pool=self.transitions_pool
+        )
 
         async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-            await self.runtime.run(job_id, lease=ctx.get(LEASE_TOKEN))
+            await self.runtime.run(job_id, lease=ctx.get(LEASE_TOKEN), claimed_at=ctx.get(CLAIMED_AT))
 
         self.worker = JobwireWorker(
             functions=[func(run_job, name=ARQ_FUNCTION, max_tries=ARQ_MAX_TRIES)],
             queue_name=self.keys.queue,
             promote_key=self.keys.promote,
+            wake_channel=self.keys.wake_channel,
             redis_pool=self.redis,
             burst=self.burst,
             handle_signals=False,
@@ -88,7 +96,7 @@ class WorkerService:
             loop.create_task(purger.run()),
             loop.create_task(self.runtime.transitions.run()),
             loop.create_task(self.worker.finishes.run()),
-            loop.create_task(self.worker.listen_for_wakes(s, self.keys.wake_channel)),
+            loop.create_task(self.worker.listen_for_wakes(s)),
         ]
         self._main = loop.create_task(self.worker.async_run())
         log.info(
@@ -133,4 +141,5 @@ class WorkerService:
         if stuck:
             await asyncio.wait(stuck, timeout=5)
         await self.pool.close()
+        await self.transitions_pool.close()
         log.info("worker stopped")
