@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
-import structlog
+from structlog.typing import FilteringBoundLogger
 
 # what `progress()` hands its value to: the worker's coalescing reporter
 ProgressSink = Callable[[float, "str | None"], None]
@@ -23,7 +23,7 @@ class JobContext:
     attempt: int
     max_attempts: int
     db: asyncpg.Pool
-    log: structlog.stdlib.BoundLogger
+    log: FilteringBoundLogger
     _report: ProgressSink = field(repr=False)
 
     def progress(self, pct: float, message: str | None = None) -> None:
