@@ -2,21 +2,20 @@
 
     python -m bench.submit [--duration S] [--connections C] [--rounds N] [--write-readme]
 
-Each target is one server process, loaded by wrk with POST /v1/jobs. The machine is shared and
-noisy, so absolute numbers mean little: the table reports each target against the two baselines
-measured in the same run.
+Each target is one server process, loaded by wrk with POST /v1/jobs. jobwire is measured three ways:
+as deployed at its defaults (info logs, the access log on, a worker and a dispatcher running beside
+the api and working off what it accepts), the same processes with logging off (what logging costs),
+and tuned (the api alone, logging off). The machine is shared and noisy, so absolute numbers mean
+little: the table reports each target against the two baselines measured in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,10 +26,14 @@ from bench.baselines import NAIVE_QUEUE, NAIVE_TABLE_DDL
 from bench.harness import (
     BENCH,
     DATABASE_URL,
+    DEFAULT_LOGGING,
+    LOGGING_TARGET,
     REDIS_URL,
     RESULTS,
     ROOT,
+    WRK_THREADS,
     Figure,
+    WrkResult,
     arguments,
     free_port,
     jobwire_command,
@@ -38,7 +41,9 @@ from bench.harness import (
     note,
     nproc,
     parse,
+    report_logged_problems,
     report_stderr,
+    require_wrk,
     save_results,
     server_env,
     stop_server,
@@ -46,28 +51,21 @@ from bench.harness import (
     wait_until_answering,
     warn,
 )
+from bench.harness import run_wrk as harness_wrk
 from jobwire.keys import Keys
 from jobwire.redis_client import delete_namespace
 
 LUA_SCRIPT = BENCH / "post_job.lua"
 NAMESPACE = "bench"  # harness.ENV's, which the servers get
-TARGETS = ("ceiling", "naive", "jobwire")
+# "jobwire": tuned, the api alone with logging off; "deployed": the api at its defaults beside a worker
+# and a dispatcher; "deployed, logs off": the same processes, with logging off
+TARGETS = ("ceiling", "naive", "jobwire", "deployed, logs off", "deployed")
+DEPLOYED = ("deployed, logs off", "deployed")
 WARMUP_S = 3
-WRK_THREADS = 2
 # the issue's targets for submission
 NAIVE_TARGET = 3.0  # jobwire's req/s, as a multiple of naive's
 CEILING_TARGET = 0.40  # jobwire's req/s, as a share of the ceiling's
 LATENCY_CONNECTIONS = 64  # jobwire's p99 <= naive's p50, at this many connections
-
-
-@dataclass
-class WrkResult:
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    socket_errors: int
-    statuses: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,8 +118,13 @@ async def reset_state() -> None:
 # ---- servers ---------------------------------------------------------------------------------
 
 
+def target_env(target: str) -> dict[str, str]:
+    # harness.ENV turns logging off (level warning, no access log): the defaults put it back
+    return server_env(DEFAULT_LOGGING if target == "deployed" else None)
+
+
 def start_server(target: str, port: int, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
-    if target == "jobwire":
+    if target == "jobwire" or target in DEPLOYED:
         command = [jobwire_command(), "api", "--port", str(port)]
     else:
         command = [
@@ -133,65 +136,24 @@ def start_server(target: str, port: int, stderr: IO[bytes]) -> subprocess.Popen[
             "--database-url",
             DATABASE_URL,
         ]
-    return subprocess.Popen(command, env=server_env(), stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
+    env = target_env(target)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
 
 
-# ---- wrk -------------------------------------------------------------------------------------
+def start_beside(target: str, role: str, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A `jobwire worker` or `jobwire dispatcher` at its defaults, beside a deployed target's api."""
+    return subprocess.Popen(
+        [jobwire_command(), role], env=target_env(target), stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT
+    )
 
 
-def require_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is not installed; install it with: apt-get install wrk")
-    return wrk
+# ---- wrk ----------------------------------------------------------------------------------
 
 
 def run_wrk(wrk: str, port: int, connections: int, duration: int, key: str) -> WrkResult:
-    command = [
-        wrk,
-        f"-t{WRK_THREADS}",
-        f"-c{connections}",
-        f"-d{duration}s",
-        "--latency",
-        "-s",
-        str(LUA_SCRIPT),
-        f"http://127.0.0.1:{port}/v1/jobs",
-    ]
-    done = subprocess.run(
-        command, env={**os.environ, "JOBWIRE_BENCH_KEY": key}, capture_output=True, text=True, check=False
+    return harness_wrk(
+        wrk, f"http://127.0.0.1:{port}/v1/jobs", connections, duration, LUA_SCRIPT, {"JOBWIRE_BENCH_KEY": key}
     )
-    if done.returncode != 0:
-        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return parse_wrk(done.stdout)
-
-
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * _UNIT_MS[unit]
-
-
-def parse_wrk(output: str) -> WrkResult:
-    def find(pattern: str) -> re.Match[str]:
-        match = re.search(pattern, output, re.MULTILINE)
-        if match is None:
-            raise SystemExit(f"could not find {pattern!r} in wrk's output:\n{output}")
-        return match
-
-    rps = float(find(r"^Requests/sec:\s+([\d.]+)").group(1))
-    p50 = find(r"^\s+50%\s+([\d.]+)(us|ms|s|m|h)\s*$")
-    p99 = find(r"^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$")
-    socket_errors = 0
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    if errors:
-        socket_errors = sum(int(n) for n in errors.groups())
-    # the script's own count includes 1xx and 3xx; wrk's "Non-2xx or 3xx" line counts only >= 400
-    own = re.search(r"^bench-non2xx: (\d+)", output, re.MULTILINE)
-    wrks = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    non_2xx = max(int(own.group(1)) if own else 0, int(wrks.group(1)) if wrks else 0)
-    statuses = {int(s): int(n) for s, n in re.findall(r"^bench-status: (\d+) (\d+)", output, re.MULTILINE)}
-    return WrkResult(rps, _ms(*p50.groups()), _ms(*p99.groups()), non_2xx, socket_errors, statuses)
 
 
 # ---- one run ---------------------------------------------------------------------------------
@@ -203,14 +165,20 @@ def measure(
     asyncio.run(reset_state())
     port = free_port()
     proc = start_server(target, port, log)
+    beside: list[subprocess.Popen[bytes]] = []
     try:
+        if target in DEPLOYED:
+            beside = [start_beside(target, role, log) for role in ("worker", "dispatcher")]
         wait_until_answering(target, proc, port, log_path)
         # warm-up fills the connection pools and caches; its numbers are thrown away
         run_wrk(wrk, port, connections, WARMUP_S, key)
-        asyncio.run(reset_state())
+        if target not in DEPLOYED:
+            # with a worker running, its backlog stays: a deployed api works beside a busy worker
+            asyncio.run(reset_state())
         return run_wrk(wrk, port, connections, duration, key)
     finally:
-        stop_server(proc)
+        for p in [proc, *beside]:
+            stop_server(p)
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -253,14 +221,38 @@ def render(combined: dict[str, WrkResult], header: str) -> str:
     for target in TARGETS:
         r = combined[target]
         lines.append(
-            f"| {target} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {errors_cell(r)} "
+            f"| {LABELS[target]} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {errors_cell(r)} "
             f"| {r.requests_per_s / naive:.2f}x | {r.requests_per_s / ceiling:.2f}x |"
         )
+    quiet, loud = combined["deployed, logs off"].requests_per_s, combined["deployed"].requests_per_s
+    lines += [
+        "",
+        f"Logging at the defaults (info, access log on) costs {logging_cost(combined):.0%} of the "
+        f"deployed api's throughput ({loud:,.0f} against {quiet:,.0f} req/s with logging off). Deployed: "
+        "`jobwire api`, `jobwire worker` and `jobwire dispatcher` at their defaults, the worker running "
+        "the accepted jobs (demo.sleep, 10 ms) while wrk submits; naive and ceiling run alone.",
+    ]
     return "\n".join(lines)
 
 
+LABELS = {
+    "ceiling": "ceiling",
+    "naive": "naive",
+    "jobwire": "jobwire, tuned (api alone, logging off)",
+    "deployed, logs off": "jobwire as deployed, logging off",
+    "deployed": "jobwire as deployed, defaults (info, access log)",
+}
+
+
+def logging_cost(combined: dict[str, WrkResult]) -> float:
+    """The share of the logs-off throughput that logging at the defaults costs (0.1: 10 % fewer req/s)."""
+    return 1 - combined["deployed"].requests_per_s / combined["deployed, logs off"].requests_per_s
+
+
 def headline(combined: dict[str, WrkResult], connections: int) -> list[Figure]:
-    jw, naive, ceiling = combined["jobwire"], combined["naive"], combined["ceiling"]
+    jw, naive, ceiling = combined["deployed"], combined["naive"], combined["ceiling"]
+    tuned = combined["jobwire"]
     vs_naive = jw.requests_per_s / naive.requests_per_s
     vs_ceiling = jw.requests_per_s / ceiling.requests_per_s
     missed = [
@@ -269,10 +261,13 @@ def headline(combined: dict[str, WrkResult], connections: int) -> list[Figure]:
         if not ok
     ]
     latency_judged = connections == LATENCY_CONNECTIONS
+    cost = logging_cost(combined)
     return [
         Figure(
-            figure="submission throughput, `POST /v1/jobs` at full durability, one api process",
-            jobwire=f"{jw.requests_per_s:,.0f} req/s",
+            figure="submission throughput, `POST /v1/jobs` at full durability, one api process as deployed "
+            "(defaults, beside a worker and a dispatcher)",
+            jobwire=f"{jw.requests_per_s:,.0f} req/s (tuned: {tuned.requests_per_s:,.0f} req/s, "
+            f"{tuned.requests_per_s / naive.requests_per_s:.2f}x naive)",
             baseline=f"naive: {naive.requests_per_s:,.0f} req/s; "
             f"ceiling: {ceiling.requests_per_s:,.0f} req/s",
             ratio=f"{vs_naive:.2f}x naive; {vs_ceiling:.0%} of ceiling",
@@ -289,6 +284,14 @@ def headline(combined: dict[str, WrkResult], connections: int) -> list[Figure]:
             met=jw.p99_ms <= naive.p50_ms if latency_judged else None,
             why="" if latency_judged else f"the target is at {LATENCY_CONNECTIONS} connections",
         ),
+        Figure(
+            figure="cost of logging at the defaults (info, access log) in submission",
+            jobwire=f"{combined['deployed'].requests_per_s:,.0f} req/s",
+            baseline=f"logging off: {combined['deployed, logs off'].requests_per_s:,.0f} req/s",
+            ratio=f"{cost:.0%} off",
+            target=f"≤ {LOGGING_TARGET:.0%} off",
+            met=cost <= LOGGING_TARGET,
+        ),
     ]
 
 
@@ -299,6 +302,10 @@ def anomalies(combined: dict[str, WrkResult]) -> list[str]:
         for target, r in combined.items()
         if r.non_2xx or r.socket_errors
     ]
+
+
+def slug(target: str) -> str:
+    return target.replace(", ", "-").replace(" ", "-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     note("preparing database jobwire_bench and an API key")
     key = prepare()
 
-    log_paths = {target: RESULTS / f"{target}.stderr.log" for target in TARGETS}
+    log_paths = {target: RESULTS / f"submit-{slug(target)}.stderr.log" for target in TARGETS}
     runs: list[Run] = []
     logs = {target: path.open("wb") for target, path in log_paths.items()}
     try:
@@ -352,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
 
     found = anomalies(combined)
     warn(found)
-    report_stderr(log_paths)
+    # at info the deployed processes log by design: only their warnings and errors are worth a look
+    report_stderr({t: path for t, path in log_paths.items() if t != "deployed"})
+    report_logged_problems({"deployed": log_paths["deployed"]})
     payload: dict[str, Any] = {
         "date": date,
         "nproc": nproc(),
