@@ -35,6 +35,7 @@ from bench.harness import (
     Figure,
     WrkResult,
     arguments,
+    bench_jobs_env,
     free_port,
     jobwire_command,
     migrate_and_key,
@@ -59,8 +60,15 @@ LUA_SCRIPT = BENCH / "post_job.lua"
 NAMESPACE = "bench"  # harness.ENV's, which the servers get
 # "jobwire": tuned, the api alone with logging off; "deployed": the api at its defaults beside a worker
 # and a dispatcher; "deployed, logs off": the same processes, with logging off
-TARGETS = ("ceiling", "naive", "jobwire", "deployed, logs off", "deployed")
+# "naive, deployed": the naive handler beside a bare ARQ worker running what it accepts, the baseline of
+# the deployed ones
+TARGETS = ("ceiling", "naive", "jobwire", "naive, deployed", "deployed, logs off", "deployed")
 DEPLOYED = ("deployed, logs off", "deployed")
+WITH_WORKER = ("naive, deployed", *DEPLOYED)
+# the deployed targets' workers run what they accept: no-op jobs (bench.noop; ARQ's noop)
+NOOP_SCRIPT = BENCH / "post_noop.lua"
+BESIDE_CONCURRENCY = "10"  # jobwire's default worker concurrency, and ARQ's default max_jobs
+BESIDE_POLL_S = "0.02"  # jobwire's default poll delay (ARQ's own 0.5 s would leave its worker idle)
 WARMUP_S = 3
 # the issue's targets for submission
 NAIVE_TARGET = 3.0  # jobwire's req/s, as a multiple of naive's
@@ -119,8 +127,10 @@ async def reset_state() -> None:
 
 
 def target_env(target: str) -> dict[str, str]:
-    # harness.ENV turns logging off (level warning, no access log): the defaults put it back
-    return server_env(DEFAULT_LOGGING if target == "deployed" else None)
+    if target in DEPLOYED:
+        # harness.ENV turns logging off (level warning, no access log): the defaults put it back
+        return bench_jobs_env(DEFAULT_LOGGING if target == "deployed" else None)
+    return server_env()
 
 
 def start_server(target: str, port: int, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -130,7 +140,7 @@ def start_server(target: str, port: int, stderr: IO[bytes]) -> subprocess.Popen[
         command = [
             sys.executable,
             str(BENCH / "baselines.py"),
-            target,
+            target.partition(",")[0],
             "--port",
             str(port),
             "--database-url",
@@ -140,19 +150,28 @@ def start_server(target: str, port: int, stderr: IO[bytes]) -> subprocess.Popen[
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
 
 
-def start_beside(target: str, role: str, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
-    """A `jobwire worker` or `jobwire dispatcher` at its defaults, beside a deployed target's api."""
-    return subprocess.Popen(
-        [jobwire_command(), role], env=target_env(target), stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT
-    )
+def start_beside(target: str, stderr: IO[bytes]) -> list[subprocess.Popen[bytes]]:
+    """What runs beside a deployed target's server: jobwire's worker and dispatcher at their defaults,
+    or for naive, a bare ARQ worker on its queue."""
+    if target == "naive, deployed":
+        commands = [
+            [sys.executable, "-m", "bench.bare_arq", "--queue", NAIVE_QUEUE, "--max-jobs", BESIDE_CONCURRENCY,
+             "--poll-delay", BESIDE_POLL_S],
+        ]  # fmt: skip
+    else:
+        commands = [[jobwire_command(), "worker"], [jobwire_command(), "dispatcher"]]
+    return [
+        subprocess.Popen(command, env=target_env(target), stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
+        for command in commands
+    ]
 
 
 # ---- wrk ----------------------------------------------------------------------------------
 
 
-def run_wrk(wrk: str, port: int, connections: int, duration: int, key: str) -> WrkResult:
+def run_wrk(wrk: str, port: int, connections: int, duration: int, key: str, script: Path) -> WrkResult:
     return harness_wrk(
-        wrk, f"http://127.0.0.1:{port}/v1/jobs", connections, duration, LUA_SCRIPT, {"JOBWIRE_BENCH_KEY": key}
+        wrk, f"http://127.0.0.1:{port}/v1/jobs", connections, duration, script, {"JOBWIRE_BENCH_KEY": key}
     )
 
 
@@ -166,16 +185,17 @@ def measure(
     port = free_port()
     proc = start_server(target, port, log)
     beside: list[subprocess.Popen[bytes]] = []
+    script = NOOP_SCRIPT if target in WITH_WORKER else LUA_SCRIPT
     try:
-        if target in DEPLOYED:
-            beside = [start_beside(target, role, log) for role in ("worker", "dispatcher")]
+        if target in WITH_WORKER:
+            beside = start_beside(target, log)
         wait_until_answering(target, proc, port, log_path)
         # warm-up fills the connection pools and caches; its numbers are thrown away
-        run_wrk(wrk, port, connections, WARMUP_S, key)
-        if target not in DEPLOYED:
+        run_wrk(wrk, port, connections, WARMUP_S, key, script)
+        if target not in WITH_WORKER:
             # with a worker running, its backlog stays: a deployed api works beside a busy worker
             asyncio.run(reset_state())
-        return run_wrk(wrk, port, connections, duration, key)
+        return run_wrk(wrk, port, connections, duration, key, script)
     finally:
         for p in [proc, *beside]:
             stop_server(p)
@@ -220,6 +240,8 @@ def render(combined: dict[str, WrkResult], header: str) -> str:
     ]
     for target in TARGETS:
         r = combined[target]
+        # a deployed target against the naive handler deployed too
+        naive = combined["naive, deployed" if target in WITH_WORKER else "naive"].requests_per_s
         lines.append(
             f"| {LABELS[target]} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
             f"| {errors_cell(r)} "
@@ -231,7 +253,10 @@ def render(combined: dict[str, WrkResult], header: str) -> str:
         f"Logging at the defaults (info, access log on) costs {logging_cost(combined):.0%} of the "
         f"deployed api's throughput ({loud:,.0f} against {quiet:,.0f} req/s with logging off). Deployed: "
         "`jobwire api`, `jobwire worker` and `jobwire dispatcher` at their defaults, the worker running "
-        "the accepted jobs (demo.sleep, 10 ms) while wrk submits; naive and ceiling run alone.",
+        "the accepted no-op jobs while wrk submits; naive deployed: the naive handler beside a bare ARQ "
+        f"worker (max_jobs {BESIDE_CONCURRENCY}, poll {BESIDE_POLL_S} s) running its no-op jobs. A deployed "
+        "row's `vs naive` is against naive deployed. The api and its worker share the 2 cores with wrk "
+        "and PostgreSQL. Tuned, naive and ceiling run alone (jobs: demo.sleep, left queued).",
     ]
     return "\n".join(lines)
 
@@ -240,6 +265,7 @@ LABELS = {
     "ceiling": "ceiling",
     "naive": "naive",
     "jobwire": "jobwire, tuned (api alone, logging off)",
+    "naive, deployed": "naive as deployed (beside a bare ARQ worker)",
     "deployed, logs off": "jobwire as deployed, logging off",
     "deployed": "jobwire as deployed, defaults (info, access log)",
 }
@@ -251,8 +277,8 @@ def logging_cost(combined: dict[str, WrkResult]) -> float:
 
 
 def headline(combined: dict[str, WrkResult], connections: int) -> list[Figure]:
-    jw, naive, ceiling = combined["deployed"], combined["naive"], combined["ceiling"]
-    tuned = combined["jobwire"]
+    jw, naive, ceiling = combined["deployed"], combined["naive, deployed"], combined["ceiling"]
+    tuned, naive_alone = combined["jobwire"], combined["naive"]
     vs_naive = jw.requests_per_s / naive.requests_per_s
     vs_ceiling = jw.requests_per_s / ceiling.requests_per_s
     missed = [
@@ -267,8 +293,8 @@ def headline(combined: dict[str, WrkResult], connections: int) -> list[Figure]:
             figure="submission throughput, `POST /v1/jobs` at full durability, one api process as deployed "
             "(defaults, beside a worker and a dispatcher)",
             jobwire=f"{jw.requests_per_s:,.0f} req/s (tuned: {tuned.requests_per_s:,.0f} req/s, "
-            f"{tuned.requests_per_s / naive.requests_per_s:.2f}x naive)",
-            baseline=f"naive: {naive.requests_per_s:,.0f} req/s; "
+            f"{tuned.requests_per_s / naive_alone.requests_per_s:.2f}x naive alone)",
+            baseline=f"naive deployed: {naive.requests_per_s:,.0f} req/s; "
             f"ceiling: {ceiling.requests_per_s:,.0f} req/s",
             ratio=f"{vs_naive:.2f}x naive; {vs_ceiling:.0%} of ceiling",
             target=f"≥ {NAIVE_TARGET:g}x naive and ≥ {CEILING_TARGET:.0%} of ceiling",
@@ -278,7 +304,7 @@ def headline(combined: dict[str, WrkResult], connections: int) -> list[Figure]:
         Figure(
             figure=f"submission latency, {connections} connections",
             jobwire=f"p99 {jw.p99_ms:.2f} ms",
-            baseline=f"naive: p50 {naive.p50_ms:.2f} ms (p99 {naive.p99_ms:.2f} ms)",
+            baseline=f"naive deployed: p50 {naive.p50_ms:.2f} ms (p99 {naive.p99_ms:.2f} ms)",
             ratio=f"{jw.p99_ms / naive.p50_ms:.2f}x",
             target="jobwire p99 ≤ naive p50",
             met=jw.p99_ms <= naive.p50_ms if latency_judged else None,
