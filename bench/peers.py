@@ -580,7 +580,7 @@ def footnote(args: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = arguments("peers", __doc__)
-    parser.add_argument("--jobs", type=int, default=5000, help="no-op jobs per drain (default 5,000)")
+    parser.add_argument("--jobs", type=int, default=3000, help="no-op jobs per drain (default 3,000)")
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per system (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported (default 3)")
     parser.add_argument("--latency-jobs", type=int, default=100, help="pickup jobs per round (default 100)")
