@@ -1,11 +1,11 @@
 """Every benchmark in one command, and one table of the issue's figures: jobwire beside each baseline.
 
-    python -m bench [--quick] [--only submit,stream,lifecycle,webhooks,time,retention] [--write-readme]
-                    [--results DIR] [--readme FILE]
+    python -m bench [--quick] [--only submit,stream,lifecycle,webhooks,time,peers,retention]
+                    [--write-readme] [--results DIR] [--readme FILE]
 
-Runs bench.submit, bench.stream, bench.lifecycle, bench.webhooks and bench.time one after the other, each
-in its
-own process with its own default sizes (--quick: small ones, a smoke run of a few minutes), then
+Runs bench.submit, bench.stream, bench.lifecycle, bench.webhooks, bench.time and bench.peers one after
+the other, each in its own process with its own default sizes (--quick: small ones, a smoke run of a
+few minutes), then
 prints one table built from the "headline" each writes to its results JSON, judged there as its own
 table judges. The memory figure comes from the last `python -m bench.soak` (ten minutes, so only run
 with --only soak). Progress and each benchmark's own table go to stderr; stdout carries only the
@@ -63,6 +63,13 @@ BENCHES = {
             "Job lifecycle",
             ("--jobs", "2000", "--concurrency", "50", "--rounds", "1", "--latency-jobs", "30"),
         ),
+        # installs the peers (Celery, procrastinate, SAQ; BullMQ with Node) outside the project first;
+        # runs before webhooks and time, so that a short session still gets the peers
+        Bench(
+            "peers",
+            "Peers",
+            ("--jobs", "1000", "--duration", "3", "--rounds", "1", "--latency-jobs", "30"),
+        ),
         Bench(
             "webhooks", "Webhook delivery", ("--deliveries", "2000", "--rounds", "1", "--latency-jobs", "50")
         ),
@@ -73,9 +80,9 @@ BENCHES = {
         Bench("retention", "Retention", ("--quick",)),
     )
 }
-DEFAULT = ("submit", "stream", "lifecycle", "webhooks", "time")
+DEFAULT = ("submit", "stream", "lifecycle", "webhooks", "time", "peers")
 # the issue's order; the soak's row last
-TABLE_ORDER = ("submit", "lifecycle", "stream", "webhooks", "time", "retention")
+TABLE_ORDER = ("submit", "lifecycle", "peers", "stream", "webhooks", "time", "retention")
 MEMORY_FIGURE = "memory of api, worker, dispatcher after 10 minutes at 80 % capacity"
 STOP_WAIT_S = 60.0  # after Ctrl-C, for a benchmark to stop its own servers
 

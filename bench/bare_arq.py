@@ -32,8 +32,9 @@ from jobwire.cli.main import _tune_gc
 DEFAULT_QUEUE = "bench-lifecycle:arq-queue"
 
 
-async def noop(ctx: dict[str, Any]) -> None:
-    """Does nothing: a drain of these measures ARQ's own cost per job."""
+async def noop(ctx: dict[str, Any], *_: Any) -> None:
+    """Does nothing: a drain of these measures ARQ's own cost per job. (bench.submit's naive handler
+    passes the job's params: they are ignored.)"""
 
 
 async def stamp(ctx: dict[str, Any], key: str) -> None:

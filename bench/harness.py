@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ README = Path(os.environ.get("JOBWIRE_BENCH_README") or ROOT / "README.md")
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/jobwire_bench"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 READY_TIMEOUT_S = 30.0
+WRK_THREADS = 2
 STOP_TIMEOUT_S = 15.0
 
 # every server a benchmark starts gets these; a benchmark with a database or namespace of its own
@@ -49,6 +51,31 @@ ENV = {
     "JOBWIRE_RATE_LIMIT_PER_S": "0",
     "JOBWIRE_MAX_STREAMS_PER_KEY": "1000000",
 }
+
+
+# what JOBWIRE_LOG_LEVEL and JOBWIRE_ACCESS_LOG default to (jobwire/config.py), for a benchmark's
+# "as deployed" figures; a server's stderr is a file, so the format is json, as under a process manager
+DEFAULT_LOGGING = {"JOBWIRE_LOG_LEVEL": "info", "JOBWIRE_ACCESS_LOG": "true", "JOBWIRE_LOG_FORMAT": "json"}
+LOGGING_TARGET = 0.10  # logging at the defaults costs at most this share of the logs-off figure
+
+
+def logged_problems(path: Path) -> list[str]:
+    """The lines of a log written at info that are worth a look: warnings, errors, and anything that
+    is not one of jobwire's JSON lines (a traceback)."""
+    return [
+        line
+        for line in path.read_text(errors="replace").splitlines()
+        if '"level":"warning"' in line or '"level":"error"' in line or not line.startswith("{")
+    ]
+
+
+def report_logged_problems(log_paths: dict[str, Path]) -> None:
+    for target, path in log_paths.items():
+        found = logged_problems(path)
+        if found:
+            note(f"warning: {target} logged {len(found)} lines above info ({path}); the last ones:")
+            for line in found[-5:]:
+                note(f"  {line}")
 
 
 @dataclass
@@ -197,6 +224,79 @@ class Procs:
     def stop_all(self) -> None:
         for proc in reversed(list(self.running)):
             self.stop(proc)
+
+
+# ---- wrk: HTTP load ------------------------------------------------------------------------------
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed; install it with: apt-get install wrk")
+    return wrk
+
+
+def run_wrk(
+    wrk: str, url: str, connections: int, duration: int, script: Path, env: dict[str, str] | None = None
+) -> WrkResult:
+    """wrk with WRK_THREADS threads and `script` (a Lua script, e.g. bench/post_job.lua) against `url`."""
+    command = [
+        wrk,
+        f"-t{WRK_THREADS}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    done = subprocess.run(
+        command, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNIT_MS[unit]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    def find(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, output, re.MULTILINE)
+        if match is None:
+            raise SystemExit(f"could not find {pattern!r} in wrk's output:\n{output}")
+        return match
+
+    rps = float(find(r"^Requests/sec:\s+([\d.]+)").group(1))
+    p50 = find(r"^\s+50%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+    p99 = find(r"^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+    socket_errors = 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if errors:
+        socket_errors = sum(int(n) for n in errors.groups())
+    # the script's own count includes 1xx and 3xx; wrk's "Non-2xx or 3xx" line counts only >= 400
+    own = re.search(r"^bench-non2xx: (\d+)", output, re.MULTILINE)
+    wrks = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    non_2xx = max(int(own.group(1)) if own else 0, int(wrks.group(1)) if wrks else 0)
+    statuses = {int(s): int(n) for s, n in re.findall(r"^bench-status: (\d+) (\d+)", output, re.MULTILINE)}
+    return WrkResult(rps, _ms(*p50.groups()), _ms(*p99.groups()), non_2xx, socket_errors, statuses)
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    statuses: dict[int, int] = field(default_factory=dict)
 
 
 # ---- what a process and the machine use ------------------------------------------------------

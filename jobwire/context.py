@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import structlog
+from structlog.typing import FilteringBoundLogger
 
 # what `progress()` hands its value to: the worker's coalescing reporter
 ProgressSink = Callable[[float, "str | None"], None]
@@ -25,7 +25,7 @@ class JobContext:
     attempt: int
     max_attempts: int
     db: asyncpg.Pool
-    log: structlog.stdlib.BoundLogger
+    log: FilteringBoundLogger
     _report: ProgressSink = field(repr=False)
     # the result of each job this one depends on (its id → what it returned), read when the job
     # starts; empty for a job without dependencies, which pays nothing for it

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections import Counter
@@ -303,7 +304,10 @@ class Dispatcher:
         else:
             response = await self._post(row, at)
         status, next_at = decide(row, response, at=at, settings=self.settings, rng=self.rng)
-        log.info(
+        # a delivered attempt at debug (one line per webhook would be the dispatcher's busiest work at
+        # info); one that failed, at info
+        log.log(
+            logging.DEBUG if status == "delivered" else logging.INFO,
             "delivery attempt",
             delivery_id=str(row["id"]),
             job_id=str(row["job_id"]),

@@ -270,7 +270,9 @@ class Runtime:
         run: int = started["runs"]
         max_attempts: int = started["max_attempts"]
         structlog.contextvars.bind_contextvars(attempt=attempt)
-        log.info("job started", max_attempts=max_attempts)
+        # per job at debug: at info, two lines a job cost the drain far more than the job itself; info
+        # keeps what needs a look (failures, retries, cancels, lost workers)
+        log.debug("job started", max_attempts=max_attempts)
 
         jt = self.registry.get(started["type"])
         reporter = ProgressReporter(
@@ -326,7 +328,7 @@ class Runtime:
         if done is None:
             log.warning("job result discarded: the job changed while it ran (superseded run)")
             return
-        log.info("job completed", duration_s=round(time.monotonic() - t0, 3))
+        log.debug("job completed", duration_s=round(time.monotonic() - t0, 3))
 
     def _start_function(
         self,

@@ -158,6 +158,8 @@ async def test_two_dispatchers_share_the_work_without_sending_twice(
         "JOBWIRE_WEBHOOK_ENDPOINT_CONCURRENCY": str(cap),
         "JOBWIRE_WEBHOOK_TIMEOUT_S": "30",
         "JOBWIRE_WEBHOOK_LEASE_S": "40",
+        # a delivered attempt is logged at debug
+        "JOBWIRE_LOG_LEVEL": "debug",
     }
     dispatchers.extend(DispatcherProcess(settings, tmp_path, name, **env) for name in ("a", "b"))
     await asyncio.wait_for(both_sending.wait(), 25)
