@@ -1,12 +1,11 @@
 """Every benchmark in one command, and one table of the issue's figures: jobwire beside each baseline.
 
-    python -m bench [--quick] [--only submit,stream,lifecycle,webhooks,time,peers,retention]
+    python -m bench [--quick] [--only submit,stream,lifecycle,webhooks,time,peers,batches,labels,retention]
                     [--write-readme] [--results DIR] [--readme FILE]
 
-Runs bench.submit, bench.stream, bench.lifecycle, bench.webhooks, bench.time and bench.peers one after
-the other, each in its own process with its own default sizes (--quick: small ones, a smoke run of a
-few minutes), then
-prints one table built from the "headline" each writes to its results JSON, judged there as its own
+Runs bench.submit, bench.stream, bench.lifecycle, bench.webhooks, bench.time, bench.peers and
+bench.batches one after the other, each in its own process with its own default sizes (--quick: small
+ones, a smoke run of a few minutes), then prints one table built from the "headline" each writes to its results JSON, judged there as its own
 table judges. The memory figure comes from the last `python -m bench.soak` (ten minutes, so only run
 with --only soak). Progress and each benchmark's own table go to stderr; stdout carries only the
 combined table. The exit code is non-zero when a benchmark crashed or its own checks found anomalies.
@@ -74,15 +73,18 @@ BENCHES = {
             "webhooks", "Webhook delivery", ("--deliveries", "2000", "--rounds", "1", "--latency-jobs", "50")
         ),
         Bench("time", "Time", ("--quick",)),
+        Bench("batches", "Batches", ("--rounds", "1", "--reads", "50")),
+        # fills a database of its own with 1,000,000 jobs: run only when asked for
+        Bench("labels", "Labels", ("--quick",)),
         # ten minutes by default: run only when asked for; its memory figure is read from its last JSON
         Bench("soak", "Reliability", ("--minutes", "2")),
         # a pass over 1,000,000 finished jobs and a ten-minute soak: run only when asked for
         Bench("retention", "Retention", ("--quick",)),
     )
 }
-DEFAULT = ("submit", "stream", "lifecycle", "webhooks", "time", "peers")
+DEFAULT = ("submit", "stream", "lifecycle", "webhooks", "time", "peers", "batches")
 # the issue's order; the soak's row last
-TABLE_ORDER = ("submit", "lifecycle", "peers", "stream", "webhooks", "time", "retention")
+TABLE_ORDER = ("submit", "lifecycle", "peers", "stream", "webhooks", "time", "batches", "labels", "retention")
 MEMORY_FIGURE = "memory of api, worker, dispatcher after 10 minutes at 80 % capacity"
 STOP_WAIT_S = 60.0  # after Ctrl-C, for a benchmark to stop its own servers
 
