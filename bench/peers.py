@@ -569,7 +569,7 @@ def footnote(args: Any) -> str:
         "from the first job leaving its queue to none being left (Celery: its broker list, so up to 4 "
         f"prefetched tasks per slot may still run at the end; prefork at its default size, {nproc()} "
         "children). bare ARQ polls every "
-        f"{ARQ_POLL_S:g} s (jobwire's default; ARQ's own 0.5 s would start a batch only twice a second). "
+        f"{ARQ_POLL_S:g} s (ARQ's own 0.5 s would start a batch only twice a second). "
         f"HTTP: each server alone, one process, {args.duration} s of wrk after {WARMUP_S} s of warm-up; "
         "jobwire at its defaults (info logs, access log) where the others log as their frameworks do by "
         f"default. Pickup: {args.latency_jobs} jobs one at a time on an idle worker (jobwire: api, worker "

@@ -69,7 +69,7 @@ WITH_WORKER = ("naive, deployed", *DEPLOYED)
 # the deployed targets' workers run what they accept: no-op jobs (bench.noop; ARQ's noop)
 NOOP_SCRIPT = BENCH / "post_noop.lua"
 BESIDE_CONCURRENCY = "10"  # jobwire's default worker concurrency, and ARQ's default max_jobs
-BESIDE_POLL_S = "0.02"  # jobwire's default poll delay (ARQ's own 0.5 s would leave its worker idle)
+BESIDE_POLL_S = "0.02"  # a short poll for the bare ARQ worker (ARQ's own 0.5 s would leave it idle)
 WARMUP_S = 3
 # the issue's targets for submission
 NAIVE_TARGET = 3.0  # jobwire's req/s, as a multiple of naive's

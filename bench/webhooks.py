@@ -179,7 +179,7 @@ def migrate() -> None:
 
 
 async def reset_db(pool: asyncpg.Pool) -> None:
-    await pool.execute("TRUNCATE jobs, job_events, idempotency_keys, deliveries, delivery_attempts")
+    await pool.execute("TRUNCATE jobs, job_events, idempotency_keys, deliveries, delivery_attempts CASCADE")
 
 
 async def clean_redis() -> None:
