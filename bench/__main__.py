@@ -4,11 +4,12 @@
                     [--write-readme] [--results DIR] [--readme FILE]
 
 Runs bench.submit, bench.stream, bench.lifecycle, bench.webhooks, bench.time, bench.peers and
-bench.batches one after the other, each in its own process with its own default sizes (--quick: small
-ones, a smoke run of a few minutes), then prints one table built from the "headline" each writes to its results JSON, judged there as its own
-table judges. The memory figure comes from the last `python -m bench.soak` (ten minutes, so only run
-with --only soak). Progress and each benchmark's own table go to stderr; stdout carries only the
-combined table. The exit code is non-zero when a benchmark crashed or its own checks found anomalies.
+bench.batches one after the other, each in its own process with its own default sizes (--quick:
+small ones, a smoke run of a few minutes), then prints one table built from the "headline" each
+writes to its results JSON, judged there as its own table judges. The memory figure comes from the
+last `python -m bench.soak` (ten minutes, so only run with --only soak). Progress and each
+benchmark's own table go to stderr; stdout carries only the combined table. The exit code is
+non-zero when a benchmark crashed or its own checks found anomalies.
 """
 
 from __future__ import annotations

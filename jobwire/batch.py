@@ -37,9 +37,10 @@ WEBHOOK_EVENTS = {
 
 @dataclass(slots=True)
 class Tally:
-    """A batch's jobs as read now: how many of each status, the sum of their progress (a finished
-    job counts as 100: it is done, whatever it reached) and of their `last_seq` (it grows with every
-    event of every job of the batch, so it versions the batch's live state)."""
+    """A batch's jobs as read now: how many of each status, the sum of their progress (what each
+    reached: a completed job 100, a failed or cancelled one where it stopped) and of their
+    `last_seq` (it grows with every event of every job of the batch, so it versions the batch's live
+    state)."""
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED, 0))
     progress_sum: float = 0.0

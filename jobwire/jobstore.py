@@ -1037,11 +1037,11 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> dict[UUID, Row]:
 # A batch's jobs are jobs like any other; these read and change them by their batch_id. The
 # `batches` table itself is jobwire/batchstore.py's.
 
-# a batch's jobs by status: how many, their progress (a finished job counts as 100) and the sum of
+# a batch's jobs by status: how many, their progress (what each reached) and the sum of
 # their last_seq, which grows with every event of any of them
 _BATCH_TALLIES = """
 SELECT batch_id, status, count(*)::int AS n,
-       sum(CASE WHEN status IN ('completed', 'failed', 'cancelled') THEN 100 ELSE progress END) AS p,
+       sum(progress) AS p,
        sum(last_seq)::bigint AS v
 FROM jobs WHERE batch_id = ANY($1::uuid[]) GROUP BY batch_id, status"""
 

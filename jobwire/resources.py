@@ -224,7 +224,9 @@ class Batch(Resource):
     )
     total: int
     counts: BatchCounts
-    progress: float = Field(ge=0, le=100, description="the mean of its jobs' (a finished job counts 100)")
+    progress: float = Field(
+        ge=0, le=100, description="the mean of its jobs' progress (a failed or cancelled job keeps its own)"
+    )
     labels: dict[str, str]
     webhook_url: str | None = Field(description="receives batch.completed or batch.cancelled, once")
     created_at: str

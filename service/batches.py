@@ -27,6 +27,7 @@ from service import metrics
 from service.http import (
     body_model,
     check_destination,
+    idempotency_key,
     job_params,
     json_response,
     query_cursor,
@@ -39,8 +40,6 @@ from service.state import DB, KEYS, PRINCIPAL, REDIS, SETTINGS, TOKENS
 
 log = get_logger("jobwire.api")
 routes = web.RouteTableDef()
-
-IDEMPOTENCY_KEY_MAX = 255
 
 
 def _principal(request: web.Request) -> Principal:
@@ -73,19 +72,6 @@ async def read_views(request: web.Request, rows: list[jobstore.Row]) -> list[dic
     live = [r["id"] for r in rows if r["final_counts"] is None]
     tallies = await jobstore.batch_tallies(request.app[DB], live) if live else {}
     return [view(request, r, tallies.get(r["id"])) for r in rows]
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
-        raise Problem(
-            400,
-            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
-            slug="invalid-idempotency-key",
-        )
-    return key
 
 
 # ---- submit ----------------------------------------------------------------------------------
@@ -158,7 +144,7 @@ async def _validate(
 @routes.post("/v1/batches")
 async def submit_batch(request: web.Request) -> web.Response:
     principal = _principal(request)
-    idem_key = _idempotency_key(request)
+    idem_key = idempotency_key(request)
     body = await read_json(request)
     batch_id = new_id()
     sub, jobs = await _validate(request, body, batch_id)

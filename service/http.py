@@ -147,6 +147,24 @@ async def check_destination(request: web.Request, url: str, *, field: str | list
 MAX_SEQ = 2**31 - 1
 
 
+# the longest Idempotency-Key header accepted (API.md: 1-255 characters)
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's `Idempotency-Key` (jobs and batches), or None; 400 when it is malformed."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise Problem(
+            400,
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
+            slug="invalid-idempotency-key",
+        )
+    return key
+
+
 def decimal(text: str, *, hi: int) -> int | None:
     """`text` as an integer from 0 to `hi` when it is written in ASCII decimal digits, else None."""
     if not 0 < len(text) <= len(str(hi)) or not text.isascii() or not text.isdigit():

@@ -25,6 +25,7 @@ from service.follower import Follower
 from service.http import (
     body_model,
     check_destination,
+    idempotency_key,
     if_none_match,
     job_params,
     json_response,
@@ -56,7 +57,6 @@ routes = web.RouteTableDef()
 MAX_WAIT_S = 60
 # how often a waiting request re-reads PostgreSQL even without a notification (a lost publish)
 RECHECK_S = 5.0
-IDEMPOTENCY_KEY_MAX = 255
 # a first request that died before recording its answer stops blocking its key after this long
 IDEMPOTENCY_STALE_S = MAX_WAIT_S + 15
 
@@ -161,23 +161,10 @@ def _validate_submission(request: web.Request, body: Any) -> tuple[SubmitJob, di
     return sub, params, jt.max_attempts
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
-        raise Problem(
-            400,
-            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
-            slug="invalid-idempotency-key",
-        )
-    return key
-
-
 @routes.post("/v1/jobs")
 async def submit(request: web.Request) -> web.Response:
     principal = _principal(request)
-    idem_key = _idempotency_key(request)
+    idem_key = idempotency_key(request)
     wait_s = prefer_wait(request, request.app[SETTINGS].max_wait_s)
     body = await read_json(request)
     sub, params, max_attempts = _validate_submission(request, body)

@@ -240,7 +240,9 @@ async def test_many_jobs_finishing_at_once_on_two_workers_settle_exactly_once(
         for w in workers:
             await w.stop(grace_s=0)
     assert done["counts"] == zero_counts(completed=n - 5, failed=5)
-    assert done["progress"] == 100
+    # the mean of what its jobs reached: the failed ones keep their own progress
+    mean = await pool.fetchval("SELECT avg(progress) FROM jobs WHERE batch_id = $1", uuid.UUID(batch["id"]))
+    assert done["progress"] == round(float(mean), 2) < 100
     assert done["total"] == n
     # both workers ran some of them
     ran = await pool.fetchval(

@@ -1,4 +1,4 @@
-"""The batch representation and its tally: counts, progress (a finished job counts 100), version."""
+"""The batch representation and its tally: counts, progress (the mean of its jobs'), version."""
 
 from __future__ import annotations
 
