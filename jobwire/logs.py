@@ -42,20 +42,36 @@ class _IsoTimestamp:
         self._prefix = ""
 
     def __call__(self, logger: Any, method: str, event_dict: EventDict) -> EventDict:
-        now = time.time()
+        event_dict["timestamp"] = self.format(time.time())
+        return event_dict
+
+    def format(self, now: float) -> str:
+        """`now` (seconds since the epoch) as a line's timestamp."""
         second = int(now)
         if second != self._second:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
-        return event_dict
+        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 add_timestamp = _IsoTimestamp()
 
 
+class _Output:
+    """What configure() chose, for writers that render their own lines (service/access_log.py):
+    the threshold, and the stream JSON lines go to (None for console output, or before configure)."""
+
+    threshold = logging.NOTSET
+    json_stream: BinaryIO | None = None
+
+
+output = _Output()
+
+
 def configure(fmt: Literal["console", "json"], level: str = "info") -> None:
     threshold = level_number(level)
+    output.threshold = threshold
+    output.json_stream = sys.stderr.buffer if fmt == "json" else None
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -19,6 +19,7 @@ from jobwire.scheduler import Scheduler
 from jobwire.tokens import StreamTokens
 from service import batches as batch_routes
 from service import bulk, dashboard, health, jobs, metrics, openapi, schedules, sse, webhooks, ws
+from service.access_log import ACCESS_LOG, AccessLog
 from service.auth import AUTH_FAILURES, KEY_CACHE, KeyCache, auth_middleware
 from service.cors import CORS, Cors, preflight_middleware
 from service.cors import add_headers as add_cors_headers
@@ -57,7 +58,7 @@ def _route(request: web.Request) -> str:
 
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request metrics, and the access log line when JOBWIRE_ACCESS_LOG is on."""
+    """Request metrics, and the access log's line (service/access_log.py)."""
     t0 = time.perf_counter()
     status = 500
     try:
@@ -72,15 +73,15 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         counter, histogram = metrics.request_series(request.method, _route(request), status)
         counter.inc()
         histogram.observe(elapsed)
-        if request.app[SETTINGS].access_log:
+        access_log = request.app[ACCESS_LOG]
+        if access_log.enabled:
             principal = request.get(PRINCIPAL)
-            log.info(
-                "request",
-                method=request.method,
-                path=request.path,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                tenant=principal.tenant if principal else None,
+            access_log.record(
+                request.method,
+                request.path,
+                status,
+                round(elapsed * 1000, 2),
+                principal.tenant if principal else None,
             )
 
 
@@ -111,6 +112,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     log.info("api ready", namespace=settings.namespace)
     yield
     await stop_tasks(tasks)
+    app[ACCESS_LOG].flush()
     await app[REDIS].aclose()
     await app[DB].close()
 
@@ -158,6 +160,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app[CORS] = Cors(settings.cors_origins, settings.public_url)
     app[AUTH_FAILURES] = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_s)
     app[REVOCATIONS] = Revocations()
+    app[ACCESS_LOG] = AccessLog(settings.access_log)
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app[STREAM_LIMITER] = StreamLimiter(settings.max_streams_per_key)
     app.cleanup_ctx.append(_resources)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import uuid
@@ -15,9 +16,10 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+import structlog
 from aiohttp import web
 
-from jobwire import apikeys, db, redis_client
+from jobwire import apikeys, db, logs, redis_client
 from jobwire.config import Settings
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis
@@ -127,6 +129,22 @@ async def namespace() -> AsyncIterator[str]:
     ns = f"t{uuid.uuid4().hex[:10]}"
     yield ns
     await delete_namespace(REDIS_URL, ns)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that call logs.configure(), which changes process-wide state: put structlog, the
+    root logger, ARQ's logger and logs.output back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    arq_level = logging.getLogger("arq").level
+    threshold, stream = logs.output.threshold, logs.output.json_stream
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:], root.level = handlers, level
+    logging.getLogger("arq").setLevel(arq_level)
+    logs.output.threshold, logs.output.json_stream = threshold, stream
 
 
 def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settings:

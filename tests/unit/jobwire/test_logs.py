@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -17,17 +16,7 @@ from jobwire.logs import add_timestamp, configure, get_logger, level_number
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """configure() changes process-wide state: put structlog and the root logger back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    arq_level = logging.getLogger("arq").level
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:], root.level = handlers, level
-    logging.getLogger("arq").setLevel(arq_level)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def lines(err: str) -> list[dict[str, object]]:
