@@ -48,7 +48,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     hands the server connection to someone else after every transaction anyway (asyncpg's reset
     could reach another client's server session with its pg_advisory_unlock_all), or in a pool whose
     users leave no session state behind. asyncpg's reset is a round trip on every release, before
-    the statement's caller gets its answer."""
+    the statement's caller gets its answer. An open transaction is still rolled back: asyncpg does
+    that before it calls this (tests/integration/test_db_pool.py)."""
 
 
 def session_url(settings: Settings) -> str:
