@@ -236,10 +236,22 @@ def require_wrk() -> str:
     return wrk
 
 
+# wrk's script for POST /v1/jobs (and the peers' endpoints), and the bodies it sends: a short demo
+# job, left queued by the api-alone targets, and a no-op job, which the workers beside run
+POST_SCRIPT = BENCH / "post.lua"
+DEMO_BODY = '{"type":"demo.sleep","params":{"seconds":0.01}}'
+NOOP_BODY = '{"type":"bench.noop","params":{}}'
+
+
+def post_env(key: str, body: str) -> dict[str, str]:
+    """POST_SCRIPT's environment: the API key and the body of every request."""
+    return {"JOBWIRE_BENCH_KEY": key, "JOBWIRE_BENCH_BODY": body}
+
+
 def run_wrk(
     wrk: str, url: str, connections: int, duration: int, script: Path, env: dict[str, str] | None = None
 ) -> WrkResult:
-    """wrk with WRK_THREADS threads and `script` (a Lua script, e.g. bench/post_job.lua) against `url`."""
+    """wrk with WRK_THREADS threads and `script` (a Lua script, e.g. POST_SCRIPT) against `url`."""
     command = [
         wrk,
         f"-t{WRK_THREADS}",

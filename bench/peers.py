@@ -46,6 +46,8 @@ from bench.harness import (
     BENCH,
     DATABASE_URL,
     DEFAULT_LOGGING,
+    NOOP_BODY,
+    POST_SCRIPT,
     REDIS_URL,
     RESULTS,
     ROOT,
@@ -61,6 +63,7 @@ from bench.harness import (
     nproc,
     parse,
     percentile,
+    post_env,
     report_logged_problems,
     require_wrk,
     run_wrk,
@@ -98,7 +101,6 @@ TENANT = "bench-peers"
 KEYS = Keys(NAMESPACE)
 JOBWIRE_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_peers"
 PROCRASTINATE_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_peers_procrastinate"
-POST_SCRIPT = BENCH / "post_noop.lua"
 CONCURRENCY = 50
 CONNECTIONS = 64
 WARMUP_S = 2
@@ -410,7 +412,7 @@ def http(procs: Procs, system: str, wrk: str, duration: int, key: str, round_no:
             )
             wait_until_answering(system, server, port, procs.logs[f"{system}-http"])
         url = f"http://127.0.0.1:{port}/v1/jobs"
-        env = {"JOBWIRE_BENCH_KEY": key}
+        env = post_env(key, NOOP_BODY)
         run_wrk(wrk, url, CONNECTIONS, WARMUP_S, POST_SCRIPT, env)
         result: WrkResult = run_wrk(wrk, url, CONNECTIONS, duration, POST_SCRIPT, env)
     finally:

@@ -27,7 +27,10 @@ from bench.harness import (
     BENCH,
     DATABASE_URL,
     DEFAULT_LOGGING,
+    DEMO_BODY,
     LOGGING_TARGET,
+    NOOP_BODY,
+    POST_SCRIPT,
     REDIS_URL,
     RESULTS,
     ROOT,
@@ -43,6 +46,7 @@ from bench.harness import (
     note,
     nproc,
     parse,
+    post_env,
     report_logged_problems,
     report_stderr,
     require_wrk,
@@ -57,7 +61,6 @@ from bench.harness import run_wrk as harness_wrk
 from jobwire.keys import Keys
 from jobwire.redis_client import delete_namespace
 
-LUA_SCRIPT = BENCH / "post_job.lua"
 NAMESPACE = "bench"  # harness.ENV's, which the servers get
 # "jobwire": tuned, the api alone with logging off; "deployed": the api at its defaults beside a worker
 # and a dispatcher; "deployed, logs off": the same processes, with logging off
@@ -67,7 +70,6 @@ TARGETS = ("ceiling", "naive", "jobwire", "naive, deployed", "deployed, logs off
 DEPLOYED = ("deployed, logs off", "deployed")
 WITH_WORKER = ("naive, deployed", *DEPLOYED)
 # the deployed targets' workers run what they accept: no-op jobs (bench.noop; ARQ's noop)
-NOOP_SCRIPT = BENCH / "post_noop.lua"
 BESIDE_CONCURRENCY = "10"  # jobwire's default worker concurrency, and ARQ's default max_jobs
 BESIDE_POLL_S = "0.02"  # a short poll for the bare ARQ worker (ARQ's own 0.5 s would leave it idle)
 WARMUP_S = 3
@@ -175,10 +177,9 @@ def start_beside(target: str, stderr: IO[bytes]) -> list[subprocess.Popen[bytes]
 # ---- wrk ----------------------------------------------------------------------------------
 
 
-def run_wrk(wrk: str, port: int, connections: int, duration: int, key: str, script: Path) -> WrkResult:
-    return harness_wrk(
-        wrk, f"http://127.0.0.1:{port}/v1/jobs", connections, duration, script, {"JOBWIRE_BENCH_KEY": key}
-    )
+def run_wrk(wrk: str, port: int, connections: int, duration: int, key: str, body: str) -> WrkResult:
+    url = f"http://127.0.0.1:{port}/v1/jobs"
+    return harness_wrk(wrk, url, connections, duration, POST_SCRIPT, post_env(key, body))
 
 
 # ---- one run ---------------------------------------------------------------------------------
@@ -192,18 +193,18 @@ def measure(
     port = free_port()
     proc = start_server(target, port, log)
     beside: list[subprocess.Popen[bytes]] = []
-    script = NOOP_SCRIPT if target in WITH_WORKER else LUA_SCRIPT
+    body = NOOP_BODY if target in WITH_WORKER else DEMO_BODY
     try:
         if target in WITH_WORKER:
             beside = start_beside(target, log)
         wait_until_answering(target, proc, port, log_path)
         # warm-up fills the connection pools and caches; its numbers are thrown away
-        run_wrk(wrk, port, connections, WARMUP_S, key, script)
+        run_wrk(wrk, port, connections, WARMUP_S, key, body)
         if target not in WITH_WORKER:
             # with a worker running, its backlog stays: a deployed api works beside a busy worker
             asyncio.run(reset_state())
         before = [cpu_seconds(p.pid) for p in (proc, *beside)]
-        result = run_wrk(wrk, port, connections, duration, key, script)
+        result = run_wrk(wrk, port, connections, duration, key, body)
         used = [cpu_seconds(p.pid) - b for p, b in zip((proc, *beside), before, strict=True)]
         requests = max(1.0, result.requests_per_s * duration)
         return result, 1e6 * used[0] / requests, 1e6 * sum(used[1:]) / requests

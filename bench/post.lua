@@ -1,15 +1,21 @@
--- wrk script: POST one no-op job per request (bench.peers: every system gets the same body; only jobwire reads the key)
--- The key comes from the environment so it never lands in a file.
+-- wrk script: POST one job per request and count every answer that is not 2xx.
+-- The body comes from the environment (bench/harness.py: DEMO_BODY, NOOP_BODY), and so does the key,
+-- so that it never lands in a file (only jobwire reads it: bench.peers sends every system the same).
 
 local key = os.getenv("JOBWIRE_BENCH_KEY")
 if key == nil or key == "" then
   error("set JOBWIRE_BENCH_KEY to a jobwire API key")
 end
 
+local body = os.getenv("JOBWIRE_BENCH_BODY")
+if body == nil or body == "" then
+  error("set JOBWIRE_BENCH_BODY to the JSON body of each request")
+end
+
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. key
-wrk.body = '{"type":"bench.noop","params":{}}'
+wrk.body = body
 
 -- every wrk thread runs its own Lua state: keep a handle on each so done() can add them up
 local threads = {}
@@ -39,7 +45,7 @@ function done(summary, latency, requests)
       by_status[status] = (by_status[status] or 0) + count
     end
   end
-  -- machine-readable lines for bench/submit.py
+  -- machine-readable lines for bench/harness.py (parse_wrk)
   io.write(string.format("bench-non2xx: %d\n", total))
   for status, count in pairs(by_status) do
     io.write(string.format("bench-status: %d %d\n", status, count))
