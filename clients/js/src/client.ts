@@ -1,5 +1,14 @@
 import { problemOf } from "./errors.js";
-import { TERMINAL, type Job, type JobList, type Priority, type Status } from "./types.js";
+import {
+  TERMINAL,
+  type Batch,
+  type BatchList,
+  type BulkResult,
+  type Job,
+  type JobList,
+  type Priority,
+  type Status,
+} from "./types.js";
 
 export interface ClientOptions {
   /** where the api is, e.g. https://jobs.example.com (default: the page's origin in a browser) */
@@ -10,10 +19,9 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-export interface SubmitOptions {
+/** What a job is, besides its type and params: for submit, and for each job of a batch. */
+export interface JobOptions {
   priority?: Priority;
-  /** submitting again with the same key returns the same job */
-  idempotencyKey?: string;
   /** receives the job's terminal event, signed */
   webhookUrl?: string;
   /** run at this time (a Date or RFC 3339 with an offset); `scheduled` until then */
@@ -24,16 +32,72 @@ export interface SubmitOptions {
   expiresAt?: Date | string;
   /** expires this many seconds from now */
   ttlS?: number;
+  /** string keys (1-63 characters of a-z 0-9 _ . -) and values; filter list and bulk by them */
+  labels?: Record<string, string>;
+}
+
+export interface SubmitOptions extends JobOptions {
+  /** submitting again with the same key returns the same job */
+  idempotencyKey?: string;
   /** ids of jobs that must complete first; the job is `waiting` until then */
   dependsOn?: string[];
+  signal?: AbortSignal;
+}
+
+/** One job of a batch: a submission, whose dependencies may also be earlier jobs of the batch. */
+export interface BatchJob extends JobOptions {
+  type: string;
+  params?: Record<string, unknown>;
+  /** indexes of earlier jobs of this batch (0, 1, …), or ids of existing jobs */
+  dependsOn?: (number | string)[];
+}
+
+export interface SubmitBatchOptions {
+  /** receives batch.completed or batch.cancelled, once, when the batch ends */
+  webhookUrl?: string;
+  /** the batch's own labels (its jobs carry only their own) */
+  labels?: Record<string, string>;
+  /** submitting again with the same key (and the same jobs) returns the same batch */
+  idempotencyKey?: string;
   signal?: AbortSignal;
 }
 
 export interface ListOptions {
   status?: Status | Status[];
   type?: string;
+  /** only the jobs carrying every one of these labels */
+  labels?: Record<string, string>;
+  /** only the jobs of this batch */
+  batchId?: string;
   limit?: number;
   cursor?: string;
+  signal?: AbortSignal;
+}
+
+export interface ListBatchesOptions {
+  limit?: number;
+  cursor?: string;
+  signal?: AbortSignal;
+}
+
+export type BulkAction = "cancel" | "retry";
+
+/** Which jobs a bulk action is about (every field given must hold), and how it acts. */
+export interface BulkOptions {
+  status?: Status | Status[];
+  type?: string;
+  /** jobs carrying every one of these labels */
+  labels?: Record<string, string>;
+  batchId?: string;
+  scheduleId?: string;
+  /** jobs created before this time (a Date or RFC 3339 with an offset) */
+  createdBefore?: Date | string;
+  /** admin keys: the tenant to act on (they must name one); other keys act on their own */
+  tenant?: string;
+  /** act on every job of the tenant: required when no filter field is given (else a 422) */
+  all?: boolean;
+  /** change nothing: `changed` is how many the action would change now */
+  dryRun?: boolean;
   signal?: AbortSignal;
 }
 
@@ -65,9 +129,10 @@ export class Client {
     return new URL(pathOrUrl, this.baseUrl + "/").toString();
   }
 
-  /** The job's SSE stream as an absolute URL, ready for followJob (it carries its own token). */
-  eventsUrl(job: Pick<Job, "events_url">): string {
-    return this.url(job.events_url);
+  /** The SSE stream of a job or a batch as an absolute URL, ready for followJob or followBatch
+   * (it carries its own token). */
+  eventsUrl(jobOrBatch: { events_url: string }): string {
+    return this.url(jobOrBatch.events_url);
   }
 
   async submit<Result = unknown>(
@@ -75,19 +140,11 @@ export class Client {
     params: Record<string, unknown> = {},
     options: SubmitOptions = {},
   ): Promise<Job<Result>> {
-    const body: Record<string, unknown> = { type, params };
-    if (options.priority) body.priority = options.priority;
-    if (options.webhookUrl) body.webhook_url = options.webhookUrl;
-    if (options.runAt !== undefined) body.run_at = time(options.runAt);
-    if (options.delayS !== undefined) body.delay_s = options.delayS;
-    if (options.expiresAt !== undefined) body.expires_at = time(options.expiresAt);
-    if (options.ttlS !== undefined) body.ttl_s = options.ttlS;
+    const body = jobBody(type, params, options);
     if (options.dependsOn?.length) body.depends_on = options.dependsOn;
-    const headers: Record<string, string> = { "Content-Type": "application/json" };
-    if (options.idempotencyKey) headers["Idempotency-Key"] = options.idempotencyKey;
     const response = await this.request("POST", "/v1/jobs", {
       body: JSON.stringify(body),
-      headers,
+      headers: jsonHeaders(options.idempotencyKey),
       signal: options.signal,
     });
     return (await response.json()) as Job<Result>;
@@ -103,6 +160,8 @@ export class Client {
     const query = new URLSearchParams();
     if (options.status) query.set("status", [options.status].flat().join(","));
     if (options.type) query.set("type", options.type);
+    for (const [key, value] of Object.entries(options.labels ?? {})) query.append("label", `${key}:${value}`);
+    if (options.batchId) query.set("batch_id", options.batchId);
     if (options.limit !== undefined) query.set("limit", String(options.limit));
     if (options.cursor) query.set("cursor", options.cursor);
     const suffix = query.size ? `?${query}` : "";
@@ -149,6 +208,73 @@ export class Client {
     return (await response.json()) as Job<Result>;
   }
 
+  /**
+   * Submit up to 1,000 jobs as one batch, all or nothing: a job at fault is a 422 whose `loc` names
+   * its index (`["body", "jobs", 3, "params", "seconds"]`) and nothing is stored. Follow it with
+   * `followBatch(client.eventsUrl(batch), …)`; its jobs are `list({ batchId: batch.id })`.
+   */
+  async submitBatch(jobs: BatchJob[], options: SubmitBatchOptions = {}): Promise<Batch> {
+    const body: Record<string, unknown> = {
+      jobs: jobs.map((job) => {
+        const spec = jobBody(job.type, job.params ?? {}, job);
+        if (job.dependsOn?.length) spec.depends_on = job.dependsOn;
+        return spec;
+      }),
+    };
+    if (options.webhookUrl) body.webhook_url = options.webhookUrl;
+    if (options.labels && Object.keys(options.labels).length) body.labels = options.labels;
+    const response = await this.request("POST", "/v1/batches", {
+      body: JSON.stringify(body),
+      headers: jsonHeaders(options.idempotencyKey),
+      signal: options.signal,
+    });
+    return (await response.json()) as Batch;
+  }
+
+  async getBatch(batchId: string, signal?: AbortSignal): Promise<Batch> {
+    const response = await this.request("GET", batchPath(batchId), { signal });
+    return (await response.json()) as Batch;
+  }
+
+  /** One page of batches, newest first; pass `next_cursor` back as `cursor` for the next. */
+  async listBatches(options: ListBatchesOptions = {}): Promise<BatchList> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set("limit", String(options.limit));
+    if (options.cursor) query.set("cursor", options.cursor);
+    const suffix = query.size ? `?${query}` : "";
+    const response = await this.request("GET", `/v1/batches${suffix}`, { signal: options.signal });
+    return (await response.json()) as BatchList;
+  }
+
+  /** Cancel every unfinished job of the batch (running ones are interrupted); a batch that is not
+   * running any more is a 409. */
+  async cancelBatch(batchId: string, signal?: AbortSignal): Promise<Batch> {
+    const response = await this.request("POST", `${batchPath(batchId)}/cancel`, { signal });
+    return (await response.json()) as Batch;
+  }
+
+  /**
+   * Cancel or retry every job the filter matches, as their own routes would (`dryRun`: only count).
+   * An empty filter is a 422 unless `all: true`.
+   */
+  async bulk(action: BulkAction, options: BulkOptions = {}): Promise<BulkResult> {
+    const filter: Record<string, unknown> = {};
+    if (options.status) filter.status = [options.status].flat();
+    if (options.type) filter.type = options.type;
+    if (options.labels && Object.keys(options.labels).length) filter.label = options.labels;
+    if (options.batchId) filter.batch_id = options.batchId;
+    if (options.scheduleId) filter.schedule_id = options.scheduleId;
+    if (options.createdBefore !== undefined) filter.created_before = time(options.createdBefore);
+    if (options.tenant) filter.tenant = options.tenant;
+    const body = { action, filter, all: options.all ?? false, dry_run: options.dryRun ?? false };
+    const response = await this.request("POST", "/v1/jobs/bulk", {
+      body: JSON.stringify(body),
+      headers: jsonHeaders(),
+      signal: options.signal,
+    });
+    return (await response.json()) as BulkResult;
+  }
+
   private async request(
     method: string,
     path: string,
@@ -169,6 +295,29 @@ export class Client {
 
 function jobPath(jobId: string): string {
   return `/v1/jobs/${encodeURIComponent(jobId)}`;
+}
+
+function batchPath(batchId: string): string {
+  return `/v1/batches/${encodeURIComponent(batchId)}`;
+}
+
+/** A job's body on the wire (POST /v1/jobs, and each job of POST /v1/batches). */
+function jobBody(type: string, params: Record<string, unknown>, options: JobOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = { type, params };
+  if (options.priority) body.priority = options.priority;
+  if (options.webhookUrl) body.webhook_url = options.webhookUrl;
+  if (options.runAt !== undefined) body.run_at = time(options.runAt);
+  if (options.delayS !== undefined) body.delay_s = options.delayS;
+  if (options.expiresAt !== undefined) body.expires_at = time(options.expiresAt);
+  if (options.ttlS !== undefined) body.ttl_s = options.ttlS;
+  if (options.labels && Object.keys(options.labels).length) body.labels = options.labels;
+  return body;
+}
+
+function jsonHeaders(idempotencyKey?: string): Record<string, string> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+  return headers;
 }
 
 function time(value: Date | string): string {

@@ -1,9 +1,37 @@
-export { Client, type ClientOptions, type ListOptions, type SubmitOptions, type WaitOptions } from "./client.js";
+export {
+  Client,
+  type BatchJob,
+  type BulkAction,
+  type BulkOptions,
+  type ClientOptions,
+  type JobOptions,
+  type ListBatchesOptions,
+  type ListOptions,
+  type SubmitBatchOptions,
+  type SubmitOptions,
+  type WaitOptions,
+} from "./client.js";
 export { ApiError } from "./errors.js";
 export { FetchEventSource } from "./eventsource.js";
-export { followJob, type FollowHandlers, type FollowOptions, type Following } from "./follow.js";
 export {
+  followBatch,
+  followJob,
+  type BatchFollowHandlers,
+  type BatchFollowing,
+  type FollowHandlers,
+  type FollowOptions,
+  type Following,
+} from "./follow.js";
+export {
+  BATCH_TERMINAL,
   TERMINAL,
+  type Batch,
+  type BatchCounts,
+  type BatchEvent,
+  type BatchEventType,
+  type BatchList,
+  type BatchStatus,
+  type BulkResult,
   type EventType,
   type Job,
   type JobError,

@@ -1,7 +1,16 @@
 import { useEffect, useState } from "react";
 
-import { followJob, type FollowOptions } from "./follow.js";
-import { TERMINAL, type JobError, type JobEvent, type Status } from "./types.js";
+import { followBatch, followJob, type FollowOptions } from "./follow.js";
+import {
+  BATCH_TERMINAL,
+  TERMINAL,
+  type BatchCounts,
+  type BatchEvent,
+  type BatchStatus,
+  type JobError,
+  type JobEvent,
+  type Status,
+} from "./types.js";
 
 export interface JobState<Result = unknown> {
   /** null until the first event arrives */
@@ -69,6 +78,66 @@ export function useJob<Result = unknown>(
       eventsUrl,
       {
         onEvent: (event) => setState((current) => next(current, event)),
+        onError: (error) => setState((current) => ({ ...current, streamError: error })),
+      },
+      EventSource ? { EventSource } : {},
+    );
+    return () => following.close();
+  }, [eventsUrl, EventSource]);
+  return state;
+}
+
+export interface BatchState {
+  /** null until the first event arrives */
+  status: BatchStatus | null;
+  /** how many jobs the batch holds (0 until the first event) */
+  total: number;
+  /** its jobs by status (null until the first event) */
+  counts: BatchCounts | null;
+  /** 0-100, the mean of its jobs' progress */
+  progress: number;
+  /** the last event, as the stream sent it */
+  lastEvent: BatchEvent | null;
+  /** the batch ended (completed or cancelled, the counts final) and the stream is closed */
+  done: boolean;
+  /** the stream was refused for good (an unknown batch, a bad token); dropped connections resume */
+  streamError: Error | null;
+}
+
+const BATCH_INITIAL: BatchState = {
+  status: null,
+  total: 0,
+  counts: null,
+  progress: 0,
+  lastEvent: null,
+  done: false,
+  streamError: null,
+};
+
+/**
+ * A batch's live state in a React component, from its `events_url` (its token opens this batch's
+ * stream alone): status, counts and progress as they change, until the batch ends; stops when the
+ * component unmounts or the URL changes. Pass null while there is no batch yet.
+ */
+export function useBatch(eventsUrl: string | null | undefined, options: FollowOptions = {}): BatchState {
+  const [state, setState] = useState<BatchState>(BATCH_INITIAL);
+  const { EventSource } = options;
+  useEffect(() => {
+    setState(BATCH_INITIAL);
+    if (!eventsUrl) return undefined;
+    const following = followBatch(
+      eventsUrl,
+      {
+        onEvent: (event) =>
+          setState((current) => ({
+            ...current,
+            status: event.status,
+            total: event.total,
+            counts: event.counts,
+            progress: event.progress,
+            lastEvent: event,
+            done: BATCH_TERMINAL.has(event.type),
+          })),
         onError: (error) => setState((current) => ({ ...current, streamError: error })),
       },
       EventSource ? { EventSource } : {},

@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import { createElement } from "react";
 import TestRenderer from "react-test-renderer";
 
-import { useJob } from "../dist/react.js";
+import { useBatch, useJob } from "../dist/react.js";
 import { client, eventually, skip } from "./helpers.mjs";
 
 // updates come from the stream, outside act(): tell React this is not an act() environment
@@ -14,6 +14,12 @@ function Status({ eventsUrl, states }) {
   const state = useJob(eventsUrl);
   states.push(state);
   return createElement("p", null, `${state.status} ${state.progress}`);
+}
+
+function BatchStatus({ eventsUrl, states }) {
+  const state = useBatch(eventsUrl);
+  states.push(state);
+  return createElement("p", null, `${state.status} ${state.counts?.completed ?? 0}/${state.total}`);
 }
 
 describe("useJob against a real jobwire", { skip }, () => {
@@ -47,6 +53,34 @@ describe("useJob against a real jobwire", { skip }, () => {
       renderer.update(createElement(Status, { eventsUrl: forged, states }));
       const last = await eventually(() => states.at(-1)?.streamError && states.at(-1), "the stream error");
       assert.equal(last.done, false);
+    } finally {
+      renderer.unmount();
+    }
+  });
+});
+
+describe("useBatch against a real jobwire", { skip }, () => {
+  test("follows a batch to its end with its counts and progress", async () => {
+    const jobwire = client();
+    const sleep = { type: "demo.sleep", params: { seconds: 0.3, steps: 3 } };
+    const batch = await jobwire.submitBatch([sleep, sleep]);
+    const states = [];
+    const renderer = TestRenderer.create(
+      createElement(BatchStatus, { eventsUrl: jobwire.eventsUrl(batch), states }),
+    );
+    try {
+      assert.equal(states[0].status, null);
+      assert.equal(states[0].counts, null);
+      const last = await eventually(() => states.at(-1)?.done && states.at(-1), "useBatch to report the end");
+      assert.equal(last.status, "completed");
+      assert.equal(last.total, 2);
+      assert.equal(last.counts.completed, 2);
+      assert.equal(last.progress, 100);
+      assert.equal(last.lastEvent.type, "completed");
+      assert.equal(last.streamError, null);
+      assert.equal(renderer.toJSON().children.join(""), "completed 2/2");
+      // it was running on the way, with the counts as they were
+      assert.ok(states.some((state) => state.status === "running" && state.counts !== null && !state.done));
     } finally {
       renderer.unmount();
     }
