@@ -424,3 +424,10 @@ CREATE OR REPLACE TRIGGER jobs_batch_check AFTER UPDATE OF status ON jobs
 ALTER TABLE deliveries ALTER COLUMN job_id DROP NOT NULL;
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS batch_id uuid REFERENCES batches (id) ON DELETE CASCADE;
 CREATE INDEX IF NOT EXISTS deliveries_batch_idx ON deliveries (batch_id) WHERE batch_id IS NOT NULL;
+
+-- ---- retention of batches -------------------------------------------------------------------------
+
+-- The purge finds the settled batches past their retention per status, oldest first, through this
+-- index (workers/purger.py, after the jobs: a batch goes once none of its jobs is left). Unsettled
+-- batches are not in it.
+CREATE INDEX IF NOT EXISTS batches_purge_idx ON batches (status, settled_at) WHERE settled_at IS NOT NULL;

@@ -343,7 +343,8 @@ async def start_stack(procs: Procs, extra: dict[str, str]) -> tuple[str, str]:
 
 
 async def reset(pool: asyncpg.Pool) -> None:
-    await pool.execute(f"TRUNCATE {', '.join(TABLES)}, webhook_endpoints CASCADE")
+    # batches too (none is made here): every table the purge deletes from starts empty
+    await pool.execute(f"TRUNCATE {', '.join(TABLES)}, batches, batch_checks, webhook_endpoints CASCADE")
     redis = Redis.from_url("redis://127.0.0.1:6379/0")
     try:
         await delete_namespace(redis, Keys(NAMESPACE))

@@ -167,10 +167,11 @@ async def clients_result(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
 
 
 async def reset_state(pool: asyncpg.Pool) -> None:
-    # endpoints too: one left by an earlier run would be owed deliveries of this one
+    # endpoints too: one left by an earlier run would be owed deliveries of this one; and every
+    # table the retention purge deletes from, batches included, so a run starts from empty ones
     await pool.execute(
-        "TRUNCATE jobs, job_events, idempotency_keys, deliveries, delivery_attempts, webhook_endpoints"
-        " CASCADE"
+        "TRUNCATE jobs, job_events, idempotency_keys, deliveries, delivery_attempts, batches, batch_checks,"
+        " webhook_endpoints CASCADE"
     )
     redis = Redis.from_url(REDIS_URL)
     try:

@@ -1,4 +1,5 @@
-"""Every SQL statement about batches (table `batches`, `batch_checks`) and their webhooks.
+"""Every SQL statement about batches (table `batches`, `batch_checks`) and their webhooks, but the
+retention purge's (jobstore.py, beside the jobs' purge it follows).
 
 The jobs of a batch are rows of `jobs` like any other (jobstore.py owns them); a batch row never
 changes when one of its jobs does. A trigger on `jobs` notes every batch job that reaches a terminal

@@ -3,7 +3,16 @@
 A `completed` job is kept JOBWIRE_RETENTION_COMPLETED_S after it finished, a `failed` or
 `cancelled` one JOBWIRE_RETENTION_FAILED_S, unless its job type sets its own (`job_type(...,
 retention_s=..., failed_retention_s=...)`). Unfinished jobs have no retention: they are never
-purged. The purge itself (batches, the one-runner lock, vacuum) is `workers/purger.py`; its SQL is
+purged.
+
+A settled batch follows its status the way a job does: a `completed` batch is kept
+JOBWIRE_RETENTION_COMPLETED_S after it settled, a `cancelled` one JOBWIRE_RETENTION_FAILED_S (a
+batch has no type, so the job types' own retentions do not apply to it). That is only a floor:
+a batch also stays as long as any of its jobs does (a batch holding a failed job is kept until
+that job is purged), so no job is ever left naming a batch that is gone. An unsettled batch is
+never purged.
+
+The purge itself (bounded rounds, the one-runner lock, vacuum) is `workers/purger.py`; its SQL is
 in `jobwire/jobstore.py`.
 """
 
@@ -13,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from jobwire.batch import BatchStatus
 from jobwire.job import Status
 
 if TYPE_CHECKING:
@@ -21,9 +31,19 @@ if TYPE_CHECKING:
 
 # the statuses a job can be purged in, and which of the two retentions each one follows
 FINISHED = (Status.COMPLETED.value, Status.FAILED.value, Status.CANCELLED.value)
+# the statuses a settled batch can be purged in: every one but `running`
+SETTLED_BATCH = (BatchStatus.COMPLETED.value, BatchStatus.CANCELLED.value)
 
 # the tables one purge deletes from, in the order their rows are counted and reported
-PURGED_TABLES = ("jobs", "job_events", "deliveries", "delivery_attempts", "idempotency_keys")
+PURGED_TABLES = (
+    "jobs",
+    "job_events",
+    "deliveries",
+    "delivery_attempts",
+    "idempotency_keys",
+    "batches",
+    "batch_checks",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +52,15 @@ class Rule:
 
     status: str
     type: str
+    keep_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRule:
+    """Settled batches in `status` go `keep_s` seconds after they settled, once no job of theirs is
+    left."""
+
+    status: str
     keep_s: float
 
 
@@ -67,3 +96,13 @@ class RetentionPolicy:
     def rules(self, kinds: Iterable[tuple[str, str]]) -> list[Rule]:
         """One rule per (status, type) of finished jobs found in the database."""
         return [Rule(status, job_type, self.keep_s(status, job_type)) for status, job_type in kinds]
+
+    def batch_keep_s(self, status: str) -> float:
+        """How long after it settled a batch that ended in `status` is kept (at least: its jobs
+        keep it longer). The default retention of a job in the same status: a batch has no type."""
+        if status not in SETTLED_BATCH:
+            raise ValueError(f"a {status!r} batch is never purged")
+        return self.completed_s if status == BatchStatus.COMPLETED.value else self.failed_s
+
+    def batch_rules(self) -> list[BatchRule]:
+        return [BatchRule(status, self.batch_keep_s(status)) for status in SETTLED_BATCH]

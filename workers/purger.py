@@ -1,13 +1,15 @@
 """The retention purge: deletes finished jobs past their retention (jobwire/retention.py) with
-everything that belongs to them, and expires idempotency keys past their 24 h.
+everything that belongs to them, then the settled batches past theirs that no job is left in, and
+expires idempotency keys past their 24 h.
 
 Every worker runs the loop every JOBWIRE_PURGE_INTERVAL_S; `jobwire purge` runs one pass by hand.
 One pass runs at a time across the deployment (a session advisory lock on the pass's own
 connection; a worker that finds it taken skips its turn). A pass deletes in bounded batches, one
 short transaction each, found through indexes, so its cost follows what it deletes and not the size
-of the tables; its row locks are on finished jobs only (SKIP LOCKED), and a `lock_timeout` makes it
-give way rather than queue behind a migration. After a pass that deleted rows it VACUUMs the tables
-it touched, so the space is reused at once instead of when autovacuum's thresholds are crossed.
+of the tables; its row locks are on finished jobs and settled batches only (SKIP LOCKED), and a
+`lock_timeout` makes it give way rather than queue behind a migration. After a pass that deleted
+rows it VACUUMs the tables it touched, so the space is reused at once instead of when autovacuum's
+thresholds are crossed.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ GAVE_WAY: tuple[type[BaseException], ...] = (
 class PurgeReport:
     ran: bool  # False: another pass held the lock (the worker loop does not wait for it)
     dry_run: bool = False
-    # rows deleted (or, in a dry run, that would be), by table; idempotency_keys counts the keys
-    # that went with their jobs and the expired ones
+    # rows deleted (or, in a dry run, that would be), by table (retention.PURGED_TABLES);
+    # idempotency_keys counts the keys that went with their jobs or batches and the expired ones,
+    # deliveries and delivery_attempts those of jobs and of batches
     rows: Counter[str] = field(default_factory=Counter)
     expired_keys: int = 0
     vacuumed: list[str] = field(default_factory=list)
@@ -60,6 +63,10 @@ class PurgeReport:
     @property
     def jobs(self) -> int:
         return self.rows["jobs"]
+
+    @property
+    def batches(self) -> int:
+        return self.rows["batches"]
 
 
 class Purger:
@@ -121,7 +128,8 @@ class Purger:
 
     async def _preview(self, conn: asyncpg.Connection) -> PurgeReport:
         report = PurgeReport(ran=True, dry_run=True)
-        report.rows.update(await jobstore.purge_preview(conn, await self._rules(conn)))
+        rules = await self._rules(conn)
+        report.rows.update(await jobstore.purge_preview(conn, rules, self.policy.batch_rules()))
         report.expired_keys = await jobstore.expired_idempotency_keys(conn)
         report.rows["idempotency_keys"] += report.expired_keys
         return report
@@ -138,6 +146,16 @@ class Purger:
                 break
             # a backlog (the first pass over months of jobs) is worked off at half the database's
             # pace: the submitters and workers beside it keep their share of the disk and CPU
+            await asyncio.sleep((time.monotonic() - started) * BACKLOG_PAUSE)
+        # after the jobs: the batches whose last jobs this pass purged go in the same pass
+        batch_rules = self.policy.batch_rules()
+        while batch_rules:
+            started = time.monotonic()
+            rows = await jobstore.purge_settled_batches(conn, batch_rules, limit=self.batch)
+            await self._count(rows)
+            report.rows.update(rows)
+            if rows["batches"] < self.batch:
+                break
             await asyncio.sleep((time.monotonic() - started) * BACKLOG_PAUSE)
         while True:
             expired = await jobstore.expire_idempotency_keys(conn, limit=self.batch)

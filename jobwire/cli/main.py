@@ -178,11 +178,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
             report = await purger.pass_once(wait=True, dry_run=args.dry_run)
         finally:
             await redis.aclose()
-        rows = ", ".join(f"{report.rows[t]} {t}" for t in PURGED_TABLES[1:])
+        # jobs and batches first, then the rows that went with them (and the expired keys)
+        rows = ", ".join(f"{report.rows[t]} {t}" for t in PURGED_TABLES if t not in ("jobs", "batches"))
         verb = "would purge" if args.dry_run else "purged"
         print(
-            f"{verb} {report.jobs} jobs ({rows}) and {report.expired_keys} expired idempotency keys"
-            f" in {report.duration_s:.2f} s"
+            f"{verb} {report.jobs} jobs, {report.batches} batches ({rows})"
+            f" and {report.expired_keys} expired idempotency keys in {report.duration_s:.2f} s"
         )
         if report.vacuumed:
             print(f"vacuumed {', '.join(report.vacuumed)}")
@@ -609,8 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
         "purge",
         help="delete the finished jobs past their retention now (one pass, as the workers run it)",
         description="Delete the finished jobs past their retention, with their events, deliveries and "
-        "idempotency keys, and the expired idempotency keys; print how many went. Waits for a pass "
-        "under way elsewhere to end first.",
+        "idempotency keys, then the settled batches past theirs that no job is left in, and the "
+        "expired idempotency keys; print how many went. Waits for a pass under way elsewhere to end "
+        "first.",
     )
     p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     p.set_defaults(run=cmd_purge)

@@ -1,5 +1,6 @@
 """Retention: finished jobs past their retention are purged with everything that belongs to them,
-and nothing else is (API.md "Lifetime: retention")."""
+then the settled batches past theirs that no job is left in, and nothing else is (API.md
+"Lifetime: retention")."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from jobwire import db, jobstore
+from jobwire import batchstore, db, jobstore
 from jobwire.config import Settings
 from jobwire.context import JobContext
 from jobwire.keys import Keys
@@ -53,6 +54,9 @@ def settings(database: str, namespace: str) -> Settings:
         retention_failed_s=600,
         # the workers' own loop stays out of the way: these tests run their passes themselves
         purge_interval_s=3600,
+        # and the settle loops too: the batch tests settle their batches themselves, so the notes
+        # of their jobs' ends stay in batch_checks for the purge to take with the batch
+        batch_settle_s=3600,
     )
 
 
@@ -381,12 +385,256 @@ async def test_a_dry_run_changes_nothing(
     env = env_for(settings.database_url, settings.namespace, JOBWIRE_RETENTION_COMPLETED_S="60")
     out = await asyncio.to_thread(run, ["purge", "--dry-run"], env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(f"would purge 5 jobs ({events} job_events,"), out.stdout
+    assert out.stdout.startswith(f"would purge 5 jobs, 0 batches ({events} job_events,"), out.stdout
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 6
     assert await pool.fetchval("SELECT count(*) FROM job_events") == before
     out = await asyncio.to_thread(run, ["purge"], env)
-    assert out.stdout.startswith(f"purged 5 jobs ({events} job_events,"), out.stdout
+    assert out.stdout.startswith(f"purged 5 jobs, 0 batches ({events} job_events,"), out.stdout
     assert "vacuumed jobs, job_events" in out.stdout
+
+
+# ---- batches ---------------------------------------------------------------------------------------
+
+
+async def submit_batch(
+    client: httpx.AsyncClient, jobs: list[dict[str, Any]], **extra: Any
+) -> tuple[str, list[str]]:
+    """A batch of `jobs`, submitted (the settle loops are off here: `settle` settles it); its id
+    and its jobs' ids."""
+    headers = extra.pop("headers", {})
+    r = await client.post("/v1/batches", json={"jobs": jobs, **extra}, headers=headers)
+    assert r.status_code == 202, r.text
+    batch_id = str(r.json()["id"])
+    listed = (await client.get("/v1/jobs", params={"batch_id": batch_id})).json()["items"]
+    assert len(listed) == len(jobs)
+    return batch_id, [str(j["id"]) for j in listed]
+
+
+async def settle(pool: asyncpg.Pool, *batch_ids: str) -> None:
+    """What the settle loop does once every job of these batches has ended."""
+    async with pool.acquire() as conn, conn.transaction():
+        settled = await batchstore.settle(conn, [uuid.UUID(b) for b in batch_ids])
+    assert len(settled) == len(batch_ids)
+
+
+async def backdate_batches(pool: asyncpg.Pool, batch_ids: Sequence[str], seconds: float) -> None:
+    """Move settled batches' settled_at (and finished_at) into the past."""
+    await pool.execute(
+        "UPDATE batches SET settled_at = settled_at - make_interval(secs => $2),"
+        " finished_at = finished_at - make_interval(secs => $2) WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(b) for b in batch_ids],
+        seconds,
+    )
+
+
+async def batches_present(pool: asyncpg.Pool, batch_ids: Sequence[str]) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT id FROM batches WHERE id = ANY($1::uuid[])", [uuid.UUID(b) for b in batch_ids]
+    )
+    return {str(r["id"]) for r in rows}
+
+
+def deleted(report_rows: dict[str, int]) -> dict[str, int]:
+    return {table: n for table, n in report_rows.items() if n}
+
+
+SAY: dict[str, Any] = {"type": "test.say", "params": {"text": "hi"}}
+FAIL: dict[str, Any] = {"type": "test.say", "params": {"text": "Boom", "fail": True}}
+
+
+async def test_a_settled_batch_goes_after_its_jobs_with_its_deliveries(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    worker: WorkerService,
+    pool: asyncpg.Pool,
+    receiver: Receiver,
+) -> None:
+    hook = receiver.url + "/batch"
+    batch_id, job_ids = await submit_batch(
+        client, [SAY, SAY], webhook_url=hook, headers={"Idempotency-Key": "b-1"}
+    )
+    for job_id in job_ids:
+        await wait_status(client, job_id, "completed")
+    await settle(pool, batch_id)
+    dispatcher = Dispatcher(settings)
+    await dispatcher.start()
+    try:
+
+        async def delivered() -> bool:
+            status = await pool.fetchval(
+                "SELECT status FROM deliveries WHERE batch_id = $1", uuid.UUID(batch_id)
+            )
+            return bool(status == "delivered")
+
+        await eventually(delivered, timeout=10, what="the batch webhook to be delivered")
+    finally:
+        await dispatcher.stop()
+    bid = uuid.UUID(batch_id)
+    owned = {
+        "batch_checks": await pool.fetchval("SELECT count(*) FROM batch_checks WHERE batch_id = $1", bid),
+        "deliveries": await pool.fetchval("SELECT count(*) FROM deliveries WHERE batch_id = $1", bid),
+        "delivery_attempts": await pool.fetchval(
+            "SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON a.delivery_id = d.id"
+            " WHERE d.batch_id = $1",
+            bid,
+        ),
+        "idempotency_keys": await pool.fetchval(
+            "SELECT count(*) FROM idempotency_keys WHERE job_id = $1", bid
+        ),
+    }
+    # one note per job's end (the settle loop did not take them), one webhook with its attempt, the key
+    assert owned == {"batch_checks": 2, "deliveries": 1, "delivery_attempts": 1, "idempotency_keys": 1}
+
+    # its jobs past their 60 s go; the batch, settled just now, stays
+    await backdate(pool, job_ids, 120)
+    report = await purger_for(settings).pass_once()
+    assert report.jobs == 2 and report.batches == 0
+    assert (await client.get(f"/v1/batches/{batch_id}")).json()["counts"]["completed"] == 2
+
+    # settled past a completed batch's retention (a completed job's: 60 s), and no job left: it goes
+    await backdate_batches(pool, [batch_id], 120)
+    report = await purger_for(settings).pass_once()
+    assert deleted(report.rows) == {"batches": 1, **owned}
+    assert {"batches", "batch_checks", "deliveries", "delivery_attempts"} <= set(report.vacuumed)
+    assert not await batches_present(pool, [batch_id])
+    for table in ("batch_checks", "deliveries", "idempotency_keys"):
+        column = "job_id" if table == "idempotency_keys" else "batch_id"
+        assert await pool.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", bid) == 0
+    assert await pool.fetchval("SELECT count(*) FROM delivery_attempts") == 0
+
+    # every route that names it answers 404, as for a purged job
+    checked = 0
+    for method, template in v1_routes():
+        if "batch_id" not in PARAM.findall(template):
+            continue
+        r = await client.request(method, PARAM.sub(batch_id, template), json={} if method == "POST" else None)
+        assert r.status_code == 404, (method, template, r.status_code, r.text)
+        checked += 1
+    assert checked >= 3
+    assert (await client.get("/v1/batches")).json()["items"] == []
+    # its idempotency key went with it: the same request makes a new batch
+    body = {"jobs": [SAY, SAY], "webhook_url": hook}
+    again = await client.post("/v1/batches", json=body, headers={"Idempotency-Key": "b-1"})
+    assert again.status_code == 202 and again.json()["id"] != batch_id
+    assert "Idempotent-Replayed" not in again.headers
+
+
+async def test_a_batch_stays_while_any_of_its_jobs_does(
+    settings: Settings, client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
+) -> None:
+    batch_id, job_ids = await submit_batch(client, [SAY, FAIL])
+    ended = {j: (await wait_status(client, j, {"completed", "failed"}))["status"] for j in job_ids}
+    done, failed = sorted(job_ids, key=lambda j: ended[j] != "completed")
+    assert ended == {done: "completed", failed: "failed"}
+    await settle(pool, batch_id)
+    # both jobs and the batch 120 s old: past the completed job's 60 s and the batch's, within the
+    # failed job's 600 s. The failed job keeps the batch.
+    await backdate(pool, job_ids, 120)
+    await backdate_batches(pool, [batch_id], 120)
+    report = await purger_for(settings).pass_once()
+    assert report.jobs == 1 and report.batches == 0
+    assert await present(pool, job_ids) == {failed}
+    r = await client.get(f"/v1/batches/{batch_id}")
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    # once the failed job goes, the batch goes in the same pass
+    await backdate(pool, [failed], 600)
+    report = await purger_for(settings).pass_once()
+    assert report.jobs == 1 and report.batches == 1
+    assert (await client.get(f"/v1/batches/{batch_id}")).status_code == 404
+
+
+async def test_an_unsettled_batch_is_never_purged(
+    settings: Settings, client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
+) -> None:
+    # cancelled while its job runs: `cancelled`, but not settled (the settle loops are off)
+    cancelled, (blocked,) = await submit_batch(client, [{"type": "test.block", "params": {"seconds": 30}}])
+    await wait_status(client, blocked, "running")
+    assert (await client.post(f"/v1/batches/{cancelled}/cancel")).status_code == 200
+    await wait_status(client, blocked, "cancelled")
+    # running: its job ended, and it was never settled
+    running, (said,) = await submit_batch(client, [SAY])
+    await wait_status(client, said, "completed")
+    # the jobs long past their retention, the batches a year old
+    await backdate(pool, [blocked, said], DAY_S)
+    await pool.execute(
+        "UPDATE batches SET created_at = now() - interval '1 year', updated_at = now() - interval '1 year'"
+    )
+    report = await purger_for(settings).pass_once()
+    assert report.jobs == 2 and report.batches == 0
+    assert await batches_present(pool, [cancelled, running]) == {cancelled, running}
+    statuses = await pool.fetch("SELECT status, settled_at FROM batches ORDER BY status")
+    assert [(r["status"], r["settled_at"]) for r in statuses] == [("cancelled", None), ("running", None)]
+    # settled now: a cancelled batch is kept as long as a cancelled job (600 s), not 60 s
+    await settle(pool, cancelled)
+    await backdate_batches(pool, [cancelled], 120)
+    assert (await purger_for(settings).pass_once()).batches == 0
+    await backdate_batches(pool, [cancelled], 600)
+    report = await purger_for(settings).pass_once()
+    assert report.batches == 1
+    assert await batches_present(pool, [cancelled, running]) == {running}
+
+
+async def test_a_dry_run_counts_batches_and_deletes_nothing(
+    settings: Settings, client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
+) -> None:
+    due, due_jobs = await submit_batch(client, [SAY, SAY])
+    kept, kept_jobs = await submit_batch(client, [SAY])
+    for job_id in [*due_jobs, *kept_jobs]:
+        await wait_status(client, job_id, "completed")
+    await settle(pool, due, kept)
+    # both batches past their retention; the jobs of `due` too, `kept`'s job not: `due` goes in
+    # the same pass as its jobs (the dry run counts it though its jobs are still there), `kept` stays
+    await backdate(pool, due_jobs, 120)
+    await backdate_batches(pool, [due, kept], 120)
+    env = env_for(
+        settings.database_url,
+        settings.namespace,
+        JOBWIRE_RETENTION_COMPLETED_S="60",
+        JOBWIRE_RETENTION_FAILED_S="600",
+    )
+    dry = await asyncio.to_thread(run, ["purge", "--dry-run"], env)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would purge 2 jobs, 1 batches ("), dry.stdout
+    assert "2 batch_checks" in dry.stdout  # `due`'s two notes
+    assert await present(pool, [*due_jobs, *kept_jobs]) == {*due_jobs, *kept_jobs}
+    assert await batches_present(pool, [due, kept]) == {due, kept}
+    assert await pool.fetchval("SELECT count(*) FROM batch_checks") == 3
+
+    out = await asyncio.to_thread(run, ["purge"], env)
+    assert out.returncode == 0, out.stderr
+    # the same counts as the dry run's, table by table
+    assert out.stdout.startswith("purged 2 jobs, 1 batches (")
+    assert out.stdout.split("(")[1].split(")")[0] == dry.stdout.split("(")[1].split(")")[0]
+    assert re.search(r"^vacuumed .*\bbatches, batch_checks$", out.stdout, re.M), out.stdout
+    assert await batches_present(pool, [due, kept]) == {kept}
+    assert await pool.fetchval("SELECT count(*) FROM batch_checks") == 1
+
+
+async def test_batches_are_purged_in_bounded_rounds(
+    settings: Settings, client: httpx.AsyncClient, worker: WorkerService, pool: asyncpg.Pool
+) -> None:
+    batches = [await submit_batch(client, [SAY]) for _ in range(8)]
+    for _, (job_id,) in batches:
+        await wait_status(client, job_id, "completed")
+    batch_ids = [b for b, _ in batches]
+    await settle(pool, *batch_ids)
+    await backdate(pool, [j for _, (j,) in batches], 120)
+    assert (await purger_for(settings).pass_once()).jobs == 8  # the batches settled just now stay
+    await backdate_batches(pool, batch_ids, 120)
+
+    # one statement deletes no more than its limit, oldest settled first
+    await backdate_batches(pool, batch_ids[:3], 60)
+    rules = RetentionPolicy(60, 600).batch_rules()
+    async with pool.acquire() as conn:
+        rows = await jobstore.purge_settled_batches(conn, rules, limit=3)
+    assert rows["batches"] == 3 and rows["batch_checks"] == 3
+    assert await batches_present(pool, batch_ids) == set(batch_ids[3:])
+
+    # a pass goes round until a round comes back short: 2 + 2 + 1
+    purger = Purger(settings, RetentionPolicy(60, 600), None, Keys(settings.namespace), batch=2)
+    report = await purger.pass_once()
+    assert report.batches == 5 and report.rows["batch_checks"] == 5
+    assert not await batches_present(pool, batch_ids)
 
 
 # ---- migrate --------------------------------------------------------------------------------------
@@ -465,11 +713,12 @@ async def test_migrate_upgrades_a_database_of_before_retention(old_database: str
         indexes = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
     finally:
         await conn.close()
-    assert {"jobs_purge_idx", "idempotency_keys_job_idx"} <= indexes
+    assert {"jobs_purge_idx", "idempotency_keys_job_idx", "batches_purge_idx"} <= indexes
     out = await asyncio.to_thread(run, ["purge"], env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(
-        "purged 1 jobs (1 job_events, 1 deliveries, 1 delivery_attempts, 1 idempotency_keys)"
+        "purged 1 jobs, 0 batches (1 job_events, 1 deliveries, 1 delivery_attempts, 1 idempotency_keys,"
+        " 0 batch_checks)"
     )
     assert await counts() == {
         "jobs": 1,

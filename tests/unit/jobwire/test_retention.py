@@ -1,4 +1,4 @@
-"""jobwire/retention.py: how long each kind of finished job is kept."""
+"""jobwire/retention.py: how long each kind of finished job, and each settled batch, is kept."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from jobwire.config import Settings
 from jobwire.context import JobContext
 from jobwire.registry import Registry, job_type
-from jobwire.retention import RetentionPolicy, Rule
+from jobwire.retention import BatchRule, RetentionPolicy, Rule
 
 
 class P(BaseModel):
@@ -64,3 +64,20 @@ def test_a_retention_must_be_positive(bad: float) -> None:
         job_type("x.y", failed_retention_s=bad, registry=Registry())
     with pytest.raises(ValueError):
         Settings(retention_completed_s=bad)
+
+
+def test_a_settled_batch_is_kept_as_a_job_of_its_status_whatever_the_job_types() -> None:
+    registry = Registry()
+
+    @job_type("reports.monthly", retention_s=365 * 86400, failed_retention_s=1, registry=registry)
+    async def monthly(ctx: JobContext, params: P) -> None:
+        """A type's own retentions are its jobs', not their batch's."""
+
+    policy = RetentionPolicy.from_settings(
+        Settings(retention_completed_s=10, retention_failed_s=100), registry
+    )
+    assert policy.batch_keep_s("completed") == 10
+    assert policy.batch_keep_s("cancelled") == 100
+    assert policy.batch_rules() == [BatchRule("completed", 10), BatchRule("cancelled", 100)]
+    with pytest.raises(ValueError, match="never purged"):
+        policy.batch_keep_s("running")
