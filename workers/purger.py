@@ -19,6 +19,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -137,26 +138,16 @@ class Purger:
     async def _purge(self, conn: asyncpg.Connection) -> PurgeReport:
         report = PurgeReport(ran=True)
         rules = await self._rules(conn)
-        while rules:
-            started = time.monotonic()
-            rows = await jobstore.purge_batch(conn, rules, limit=self.batch)
-            await self._count(rows)
-            report.rows.update(rows)
-            if rows["jobs"] < self.batch:
-                break
-            # a backlog (the first pass over months of jobs) is worked off at half the database's
-            # pace: the submitters and workers beside it keep their share of the disk and CPU
-            await asyncio.sleep((time.monotonic() - started) * BACKLOG_PAUSE)
+        if rules:
+            await self._rounds(report, "jobs", lambda: jobstore.purge_batch(conn, rules, limit=self.batch))
         # after the jobs: the batches whose last jobs this pass purged go in the same pass
         batch_rules = self.policy.batch_rules()
-        while batch_rules:
-            started = time.monotonic()
-            rows = await jobstore.purge_settled_batches(conn, batch_rules, limit=self.batch)
-            await self._count(rows)
-            report.rows.update(rows)
-            if rows["batches"] < self.batch:
-                break
-            await asyncio.sleep((time.monotonic() - started) * BACKLOG_PAUSE)
+        if batch_rules:
+            await self._rounds(
+                report,
+                "batches",
+                lambda: jobstore.purge_settled_batches(conn, batch_rules, limit=self.batch),
+            )
         while True:
             expired = await jobstore.expire_idempotency_keys(conn, limit=self.batch)
             await self._count({"idempotency_keys": expired})
@@ -167,6 +158,22 @@ class Purger:
         report.vacuumed = [t for t in PURGED_TABLES if report.rows[t]]
         await jobstore.vacuum(conn, report.vacuumed)
         return report
+
+    async def _rounds(
+        self, report: PurgeReport, table: str, purge_round: Callable[[], Awaitable[dict[str, int]]]
+    ) -> None:
+        """Bounded rounds of one purge statement until a round deletes fewer `table` rows than a
+        full one."""
+        while True:
+            started = time.monotonic()
+            rows = await purge_round()
+            await self._count(rows)
+            report.rows.update(rows)
+            if rows[table] < self.batch:
+                return
+            # a backlog (the first pass over months of jobs) is worked off at half the database's
+            # pace: the submitters and workers beside it keep their share of the disk and CPU
+            await asyncio.sleep((time.monotonic() - started) * BACKLOG_PAUSE)
 
     async def _count(self, rows: dict[str, int]) -> None:
         """Into the counters every api's /metrics shows; a Redis outage loses counts, not the pass."""
