@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+from jobwire import db
 from jobwire.batch import WEBHOOK_EVENTS, BatchStatus, Tally, batch_view, progress_of
 from jobwire.jobstore import Conn, Row, batch_tallies
 
@@ -58,18 +59,7 @@ async def stream_open(conn: Conn, batch_id: UUID, tenant: str, grace_s: float) -
 async def list_batches(
     conn: Conn, tenant: str | None, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[Row]:
-    """Newest first, keyset-paginated on (created_at, id)."""
-    return list(
-        await conn.fetch(
-            "SELECT * FROM batches WHERE ($1::text IS NULL OR tenant = $1)"
-            " AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))"
-            " ORDER BY created_at DESC, id DESC LIMIT $4",
-            tenant,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit,
-        )
-    )
+    return await db.newest_first(conn, "batches", tenant, limit, after)
 
 
 async def mark_cancelled(conn: Conn, batch_id: UUID, tenant: str | None) -> Row | None:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 import asyncpg
 import orjson
 
 from jobwire.config import Settings
+
+if TYPE_CHECKING:
+    from jobwire.jobstore import Conn, Row
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 
@@ -196,3 +201,27 @@ async def migrate(database_url: str) -> bool:
     created = await create_database_if_missing(database_url)
     await apply_schema(database_url)
     return created
+
+
+async def newest_first(
+    conn: Conn, table: str, tenant: str | None, limit: int, after: tuple[datetime, UUID] | None
+) -> list[Row]:
+    """One page of `table` (a name of ours, never input) for `tenant` (None: every tenant), newest
+    first, keyset-paginated on (created_at, id): the rows after `after`, a page's last row. The
+    lists of batches, schedules and webhook endpoints, each on an index on (tenant, created_at
+    DESC, id DESC). The first page and the next ones are two statements, so that each keeps a plan
+    that reads that index from where the page starts."""
+    tenant_is = "($1::text IS NULL OR tenant = $1)"
+    order = "ORDER BY created_at DESC, id DESC"
+    if after is None:
+        return list(
+            await conn.fetch(f"SELECT * FROM {table} WHERE {tenant_is} {order} LIMIT $2", tenant, limit)
+        )
+    return list(
+        await conn.fetch(
+            f"SELECT * FROM {table} WHERE {tenant_is} AND (created_at, id) < ($2, $3) {order} LIMIT $4",
+            tenant,
+            *after,
+            limit,
+        )
+    )

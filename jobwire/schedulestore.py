@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from jobwire import db
 from jobwire.jobstore import Conn, Row
 
 # the columns a change (PATCH, pause, resume) may write
@@ -98,25 +99,7 @@ async def get(conn: Conn, schedule_id: UUID, tenant: str | None, *, for_update: 
 async def list_schedules(
     conn: Conn, tenant: str | None, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[Row]:
-    """Newest first, keyset-paginated on (created_at, id) like the job list."""
-    if after is None:
-        return list(
-            await conn.fetch(
-                "SELECT * FROM schedules WHERE ($1::text IS NULL OR tenant = $1)"
-                " ORDER BY created_at DESC, id DESC LIMIT $2",
-                tenant,
-                limit,
-            )
-        )
-    return list(
-        await conn.fetch(
-            "SELECT * FROM schedules WHERE ($1::text IS NULL OR tenant = $1) AND (created_at, id) < ($2, $3)"
-            " ORDER BY created_at DESC, id DESC LIMIT $4",
-            tenant,
-            *after,
-            limit,
-        )
-    )
+    return await db.newest_first(conn, "schedules", tenant, limit, after)
 
 
 async def update(conn: Conn, schedule_id: UUID, changes: dict[str, Any]) -> Row | None:

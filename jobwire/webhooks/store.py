@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from jobwire import db
 from jobwire.jobstore import Conn, Row
 
 # a single connection: statements that must commit together
@@ -88,17 +89,7 @@ async def get_endpoint(conn: Conn, endpoint_id: UUID, tenant: str | None) -> Row
 async def list_endpoints(
     conn: Conn, tenant: str | None, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[Row]:
-    return list(
-        await conn.fetch(
-            "SELECT * FROM webhook_endpoints WHERE ($1::text IS NULL OR tenant = $1)"
-            " AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))"
-            " ORDER BY created_at DESC, id DESC LIMIT $4",
-            tenant,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit,
-        )
-    )
+    return await db.newest_first(conn, "webhook_endpoints", tenant, limit, after)
 
 
 async def update_endpoint(
