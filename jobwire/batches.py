@@ -11,13 +11,10 @@ jobs of a batch finishing at once on many workers never wait on one another.
 
 from __future__ import annotations
 
-import asyncio
-import random
-
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import batchstore, db, events
+from jobwire import batchstore, events, periodic
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
 from jobwire.queue import publish
@@ -50,12 +47,5 @@ async def settle_once(pool: asyncpg.Pool, redis: Redis, keys: Keys) -> int:
 
 
 async def run(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, interval_s: float) -> None:
-    """Settle every `interval_s` (with jitter, so many processes spread out) until cancelled."""
-    while True:
-        await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
-        try:
-            await settle_once(pool, redis, keys)
-        except db.UNAVAILABLE as exc:
-            log.warning("batch settle skipped", error=str(exc))
-        except Exception:
-            log.exception("batch settle failed")
+    """Settle every `interval_s` until cancelled."""
+    await periodic.every(interval_s, lambda: settle_once(pool, redis, keys), what="batch settle", log=log)

@@ -14,15 +14,13 @@ A released job is enqueued after its release commits; one that misses the queue 
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import db, events, jobmetrics, jobstore
+from jobwire import db, events, jobmetrics, jobstore, periodic
 from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
@@ -172,13 +170,11 @@ async def sweep_once(
 
 
 async def run(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, interval_s: float) -> None:
-    """Sweep every `interval_s` (with jitter) until cancelled."""
+    """Sweep every `interval_s` until cancelled, each sweep going on from where the last one ended."""
     after: UUID | None = None
-    while True:
-        await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
-        try:
-            _, after = await sweep_once(pool, redis, keys, older_than_s=interval_s, after=after)
-        except db.UNAVAILABLE as exc:
-            log.warning("dependency sweep skipped", error=str(exc))
-        except Exception:
-            log.exception("dependency sweep failed")
+
+    async def step() -> None:
+        nonlocal after
+        _, after = await sweep_once(pool, redis, keys, older_than_s=interval_s, after=after)
+
+    await periodic.every(interval_s, step, what="dependency sweep", log=log)

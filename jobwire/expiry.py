@@ -9,13 +9,10 @@ another sweep or a start holds, so many sweepers at once cancel each job once.
 
 from __future__ import annotations
 
-import asyncio
-import random
-
 import asyncpg
 from redis.asyncio import Redis
 
-from jobwire import db, dependencies, events, jobmetrics, jobstore
+from jobwire import dependencies, events, jobmetrics, jobstore, periodic
 from jobwire.events import EventType
 from jobwire.keys import Keys
 from jobwire.logs import get_logger
@@ -51,12 +48,5 @@ async def sweep_once(pool: asyncpg.Pool, redis: Redis, keys: Keys) -> int:
 
 
 async def run(pool: asyncpg.Pool, redis: Redis, keys: Keys, *, interval_s: float) -> None:
-    """Sweep every `interval_s` (with jitter, so many processes spread out) until cancelled."""
-    while True:
-        await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
-        try:
-            await sweep_once(pool, redis, keys)
-        except db.UNAVAILABLE as exc:
-            log.warning("expiry sweep skipped", error=str(exc))
-        except Exception:
-            log.exception("expiry sweep failed")
+    """Sweep every `interval_s` until cancelled."""
+    await periodic.every(interval_s, lambda: sweep_once(pool, redis, keys), what="expiry sweep", log=log)
