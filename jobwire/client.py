@@ -155,11 +155,17 @@ def _list(
         query["type"] = type_
     if labels:
         query["label"] = [f"{k}:{v}" for k, v in labels.items()]
+    return _Call("GET", "/v1/jobs", JobList, params={**query, **_page(limit, cursor)})
+
+
+def _page(limit: int | None, cursor: str | None) -> dict[str, Any]:
+    """The query of one page of a list: its size and where it starts (both optional)."""
+    page: dict[str, Any] = {}
     if limit is not None:
-        query["limit"] = limit
+        page["limit"] = limit
     if cursor:
-        query["cursor"] = cursor
-    return _Call("GET", "/v1/jobs", JobList, params=query)
+        page["cursor"] = cursor
+    return page
 
 
 def _bulk(action: str, filter: dict[str, Any], all: bool, dry_run: bool) -> _Call[BulkResult]:
@@ -193,12 +199,7 @@ def _create_schedule(
 
 
 def _schedules(limit: int | None, cursor: str | None) -> _Call[ScheduleList]:
-    query: dict[str, Any] = {}
-    if limit is not None:
-        query["limit"] = limit
-    if cursor:
-        query["cursor"] = cursor
-    return _Call("GET", "/v1/schedules", ScheduleList, params=query)
+    return _Call("GET", "/v1/schedules", ScheduleList, params=_page(limit, cursor))
 
 
 def _schedule(schedule_id: str) -> str:
@@ -221,12 +222,7 @@ def _submit_batch(
 
 
 def _batches(limit: int | None, cursor: str | None) -> _Call[BatchList]:
-    query: dict[str, Any] = {}
-    if limit is not None:
-        query["limit"] = limit
-    if cursor:
-        query["cursor"] = cursor
-    return _Call("GET", "/v1/batches", BatchList, params=query)
+    return _Call("GET", "/v1/batches", BatchList, params=_page(limit, cursor))
 
 
 def _batch(batch_id: str) -> str:
