@@ -33,7 +33,6 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.harness import (
-    DATABASE_URL,
     REDIS_URL,
     RESULTS,
     Figure,
@@ -45,6 +44,7 @@ from bench.harness import (
     migrate_and_key,
     note,
     nproc,
+    own_database,
     parse,
     report_stderr,
     save_results,
@@ -56,7 +56,7 @@ from bench.harness import (
 from jobwire.keys import Keys
 from jobwire.redis_client import create_redis, delete_namespace
 
-BATCHES_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_batches"
+BATCHES_DATABASE_URL = own_database("batches")
 NAMESPACE = "bench-batches"
 KEYS = Keys(NAMESPACE)
 TENANT = "bench"

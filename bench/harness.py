@@ -33,6 +33,14 @@ RESULTS = Path(os.environ.get("JOBWIRE_BENCH_RESULTS") or BENCH / "results")
 README = Path(os.environ.get("JOBWIRE_BENCH_README") or ROOT / "README.md")
 
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/jobwire_bench"
+
+
+def own_database(name: str) -> str:
+    """The URL of a database of the benchmark `name`'s own, beside DATABASE_URL: it empties it as it
+    likes, while other benchmarks may run on theirs."""
+    return DATABASE_URL.rpartition("/")[0] + f"/jobwire_bench_{name}"
+
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 READY_TIMEOUT_S = 30.0
 WRK_THREADS = 2

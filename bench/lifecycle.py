@@ -54,7 +54,6 @@ from redis.asyncio import Redis
 
 from bench.bare_arq import noop as arq_noop
 from bench.harness import (
-    DATABASE_URL,
     DEFAULT_LOGGING,
     LOGGING_TARGET,
     REDIS_URL,
@@ -71,6 +70,7 @@ from bench.harness import (
     migrate_and_key,
     note,
     nproc,
+    own_database,
     parse,
     percentile,
     report_logged_problems,
@@ -92,7 +92,7 @@ from jobwire.registry import REGISTRY
 from service.submitter import Submitter
 
 # a database and a namespace of its own: every run empties both
-LIFECYCLE_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_lifecycle"
+LIFECYCLE_DATABASE_URL = own_database("lifecycle")
 NAMESPACE = "bench-lifecycle"
 TENANT = "bench-lifecycle"
 KEYS = Keys(NAMESPACE)

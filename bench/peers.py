@@ -61,6 +61,7 @@ from bench.harness import (
     migrate_and_key,
     note,
     nproc,
+    own_database,
     parse,
     percentile,
     post_env,
@@ -99,8 +100,8 @@ NPM_PACKAGES = ("bullmq", "fastify", "ioredis")
 NAMESPACE = "bench-peers"
 TENANT = "bench-peers"
 KEYS = Keys(NAMESPACE)
-JOBWIRE_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_peers"
-PROCRASTINATE_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_peers_procrastinate"
+JOBWIRE_DATABASE_URL = own_database("peers")
+PROCRASTINATE_DATABASE_URL = own_database("peers_procrastinate")
 CONCURRENCY = 50
 CONNECTIONS = 64
 WARMUP_S = 2

@@ -34,7 +34,6 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.harness import (
-    DATABASE_URL,
     REDIS_URL,
     RESULTS,
     Procs,
@@ -46,6 +45,7 @@ from bench.harness import (
     migrate_and_key,
     note,
     nproc,
+    own_database,
     parse,
     percentile,
     report_stderr,
@@ -65,7 +65,7 @@ from jobwire.redis_client import create_redis, delete_namespace
 from service.submitter import Submitter
 
 # a database and a namespace of its own (other benchmarks may run meanwhile): every run empties both
-PICKUP_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_pickup"
+PICKUP_DATABASE_URL = own_database("pickup")
 NAMESPACE = "bench-pickup"
 TENANT = "bench-pickup"
 KEYS = Keys(NAMESPACE)

@@ -46,7 +46,6 @@ import uvloop
 from redis.asyncio import Redis
 
 from bench.harness import (
-    DATABASE_URL,
     REDIS_URL,
     RESULTS,
     Procs,
@@ -58,6 +57,7 @@ from bench.harness import (
     migrate_and_key,
     note,
     nproc,
+    own_database,
     parse,
     percentile,
     rss_kb,
@@ -74,7 +74,7 @@ from jobwire.webhooks import signing
 from tests.e2e.load import account, unfinished
 
 # a database of its own: the soak empties its tables before it starts
-SOAK_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_soak"
+SOAK_DATABASE_URL = own_database("soak")
 NAMESPACE = TENANT = "bench-soak"
 SOAK_ENV = {
     "JOBWIRE_DATABASE_URL": SOAK_DATABASE_URL,

@@ -36,7 +36,6 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.harness import (
-    DATABASE_URL,
     RESULTS,
     Figure,
     Procs,
@@ -47,6 +46,7 @@ from bench.harness import (
     migrate_and_key,
     note,
     nproc,
+    own_database,
     parse,
     percentile,
     report_stderr,
@@ -62,7 +62,7 @@ from jobwire.keys import Keys
 from jobwire.queue import enqueue, queued
 from jobwire.redis_client import create_redis, delete_namespace
 
-TIME_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_time"
+TIME_DATABASE_URL = own_database("time")
 NAMESPACE = "bench-time"
 TENANT = "bench-time"
 KEYS = Keys(NAMESPACE)

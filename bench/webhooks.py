@@ -36,7 +36,6 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.harness import (
-    DATABASE_URL,
     REDIS_URL,
     RESULTS,
     ROOT,
@@ -50,6 +49,7 @@ from bench.harness import (
     load_1m,
     note,
     nproc,
+    own_database,
     parse,
     percentile,
     report_stderr,
@@ -69,7 +69,7 @@ from jobwire.webhooks import signing
 from jobwire.webhooks import store as webhookstore
 
 # a database of its own: the phases truncate every job table between runs
-WEBHOOKS_DATABASE_URL = DATABASE_URL.rpartition("/")[0] + "/jobwire_bench_webhooks"
+WEBHOOKS_DATABASE_URL = own_database("webhooks")
 NAMESPACE = "bench-webhooks"
 TENANT = "bench-webhooks"
 WEBHOOKS_ENV = {
