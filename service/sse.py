@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from uuid import UUID
 
 import orjson
@@ -64,6 +64,26 @@ class EventStream:
 
     def close(self) -> None:
         metrics.SSE_CONNECTIONS.dec()
+
+    async def serve(
+        self, sub: Subscriber, pump: Callable[[], Awaitable[None]], what: str
+    ) -> web.StreamResponse:
+        """Open the stream, run `pump` until the stream ends, close it. Once the headers are out
+        there is no problem document to send: an error ends the stream (logged, `what` naming it),
+        and the client resumes with Last-Event-ID, as it does after leaving."""
+        await self.open(sub)
+        try:
+            await pump()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the client left; it resumes with Last-Event-ID
+        except Exception as exc:
+            if isinstance(exc, db.UNAVAILABLE):
+                log.warning(f"{what} ended: database unavailable", error=repr(exc))
+            else:
+                log.exception(f"{what} ended by an error")
+        finally:
+            self.close()
+        return self.response
 
     async def send(self, frame: bytes) -> None:
         await self.response.write(frame)
@@ -200,20 +220,7 @@ async def _serve(request: web.Request, job_ids: list[UUID], single: bool) -> web
             # the client has everything: 204 makes EventSource stop instead of reconnecting
             return web.Response(status=204)
         stream = EventStream(request)
-        await stream.open(sub)
-        try:
-            await _pump(stream, sub, follower, ids)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass  # the client left; it resumes with Last-Event-ID
-        except Exception as exc:
-            # the headers are out, so no problem document: end the stream, the client resumes
-            if isinstance(exc, db.UNAVAILABLE):
-                log.warning("stream ended: database unavailable", error=repr(exc))
-            else:
-                log.exception("stream ended by an error")
-        finally:
-            stream.close()
-        return stream.response
+        return await stream.serve(sub, lambda: _pump(stream, sub, follower, ids), "stream")
 
 
 @routes.get("/v1/jobs/{job_id}/events")
@@ -322,16 +329,6 @@ async def batch_events(request: web.Request) -> web.StreamResponse:
             # the client has the terminal event: 204 makes EventSource stop instead of reconnecting
             return web.Response(status=204)
         stream = EventStream(request)
-        await stream.open(sub)
-        try:
-            await _batch_pump(request, stream, sub, batch_id, scope, sent)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass  # the client left; it resumes with Last-Event-ID
-        except Exception as exc:
-            if isinstance(exc, db.UNAVAILABLE):
-                log.warning("batch stream ended: database unavailable", error=repr(exc))
-            else:
-                log.exception("batch stream ended by an error")
-        finally:
-            stream.close()
-        return stream.response
+        return await stream.serve(
+            sub, lambda: _batch_pump(request, stream, sub, batch_id, scope, sent), "batch stream"
+        )
