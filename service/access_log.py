@@ -4,9 +4,9 @@ when JOBWIRE_ACCESS_LOG is on.
 It is the one line jobwire writes per request, so its cost is paid thousands of times a second. With
 JSON output (the format under a process manager), a request only appends a tuple (about 0.2 µs) and
 the lines are rendered with orjson and written together, one write per FLUSH_S or per MAX_PENDING
-lines. Through structlog, one line at a time, the same line cost the deployed api 7 µs in-process and
-about 30 µs under load (a write per line to a file three processes share), 10-17 % of a submission's
-CPU (README, Benchmarks: the cost of logging). The lines are the ones structlog would write, with the
+lines: about 3 µs a line in all. Through structlog, one line and one write at a time, the same
+line cost 7-9 µs in-process, and the deployed api 16 % more CPU per request with it on than off
+(README, Benchmarks: Cost of logging). The lines are the ones structlog would write, with the
 request's own time; a line reaches the file at most FLUSH_S late, and the api flushes when it stops
 (a SIGKILL loses at most FLUSH_S of access lines, never another line). With console output (a
 terminal) each line goes through structlog at once, as readable text."""
